@@ -1,0 +1,1 @@
+"""sava: sparse adversarial attacks on video classifiers."""

@@ -1,0 +1,36 @@
+"""Packaging: the folder ``engine/`` is the package ``sava`` and ``kernels/`` is ``sava.kernels``."""
+
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+ROOT = Path(__file__).parent
+VERSION = (ROOT / "engine" / "VERSION").read_text().strip()
+
+engine_packages = ["sava"] + ["sava." + name for name in find_packages("engine")]
+
+setup(
+    name="sava",
+    version=VERSION,
+    description="Sparse adversarial video attacks (DeepSAVA and its siblings), fast, with transfer evaluation",
+    long_description=(ROOT / "README.md").read_text(encoding="utf-8") if (ROOT / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    python_requires=">=3.10",
+    package_dir={"sava": "engine", "sava.kernels": "kernels"},
+    packages=engine_packages + ["sava.kernels"],
+    package_data={"sava": ["VERSION"], "sava.models": ["weights/*.safetensors"]},
+    # torch is left loose so a GPU user keeps the CUDA build they already have;
+    # README's set-up command pins the CPU wheel for everyone else.
+    install_requires=[
+        "torch>=2.4",
+        "numpy>=1.24",
+        "safetensors>=0.4",
+        "av>=12",
+        "scikit-learn>=1.3",
+        "scikit-video>=1.1.11",
+        "tqdm>=4.60",
+        "pillow>=9",
+    ],
+    extras_require={"test": ["pytest>=7", "pytorch-msssim>=1.0"]},
+    entry_points={"console_scripts": ["sava=sava.cli:main"]},
+)
