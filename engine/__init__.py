@@ -1,1 +1,25 @@
-"""sava: sparse adversarial attacks on video classifiers."""
+"""sava: sparse adversarial attacks on video classifiers.
+
+    import sava
+    model = sava.load_model("c3d-camera")
+    clips = sava.load_dataset("camera", "test")
+    run = sava.DeepSAVA(model, frames=1).run(clips.float_videos(slice(0, 8)), clips.labels[:8])
+    print(run.summary.fooling_rate)
+"""
+
+from pathlib import Path
+
+__version__ = (Path(__file__).parent / "VERSION").read_text().strip()
+
+from .attacks import AttackRun, Budget, DeepSAVA  # noqa: E402
+from .data import load_dataset  # noqa: E402
+from .errors import ConfigError, DataError, InputError, ModelError, SavaError  # noqa: E402
+from .metrics import RunSummary, VideoResult, summarise  # noqa: E402
+from .models import ModelInfo, VideoModel, load_model  # noqa: E402
+from .selection import Explicit, FirstK, RandomK, Selector  # noqa: E402
+
+__all__ = [
+    "AttackRun", "Budget", "ConfigError", "DataError", "DeepSAVA", "Explicit", "FirstK", "InputError", "ModelError",
+    "ModelInfo", "RandomK", "RunSummary", "SavaError", "Selector", "VideoModel", "VideoResult", "__version__",
+    "load_dataset", "load_model", "summarise",
+]

@@ -1,0 +1,89 @@
+"""Frame selection: which k frames of each video a sparse attack perturbs.
+
+A selector answers ``select(model, videos, labels, k) -> B x k`` int64 frame
+indices (distinct within a row). Any sparse attack takes any selector.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from ..errors import ConfigError
+
+
+class Selector:
+    name = "selector"
+
+    def select(self, model, videos: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return self.name
+
+
+def check_k(k: int, num_frames: int) -> None:
+    if not isinstance(k, int) or k < 1:
+        raise ConfigError(f"the number of perturbed frames must be a positive integer, got {k!r}")
+    if k > num_frames:
+        raise ConfigError(f"cannot perturb k={k} frames of a clip with only T={num_frames} frames")
+
+
+class FirstK(Selector):
+    """The first k frames: the paper's "without BO" setting."""
+
+    name = "first"
+
+    def select(self, model, videos, labels, k):
+        check_k(k, videos.shape[1])
+        return torch.arange(k).expand(videos.shape[0], k).clone()
+
+
+class RandomK(Selector):
+    """k distinct frames drawn uniformly per video, reproducible from a seed."""
+
+    name = "random"
+
+    def __init__(self, seed: int = 0):
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def select(self, model, videos, labels, k):
+        check_k(k, videos.shape[1])
+        scores = torch.rand(videos.shape[0], videos.shape[1], generator=self.generator)
+        return scores.argsort(dim=1)[:, :k].sort(dim=1).values
+
+
+class Explicit(Selector):
+    """The same given frame indices for every video."""
+
+    name = "explicit"
+
+    def __init__(self, indices):
+        self.indices = [int(i) for i in indices]
+        if len(set(self.indices)) != len(self.indices) or any(i < 0 for i in self.indices):
+            raise ConfigError(f"explicit frame indices must be distinct and non-negative, got {self.indices}")
+
+    def select(self, model, videos, labels, k):
+        num_frames = videos.shape[1]
+        if len(self.indices) != k:
+            raise ConfigError(f"{len(self.indices)} explicit frame indices given for k={k} frames")
+        bad = [i for i in self.indices if i >= num_frames]
+        if bad:
+            raise ConfigError(f"frame indices {bad} are outside a clip of T={num_frames} frames")
+        return torch.tensor(self.indices).expand(videos.shape[0], k).clone()
+
+    def __repr__(self) -> str:
+        return ",".join(map(str, self.indices))
+
+
+def make_selector(spec, seed: int = 0) -> Selector:
+    """``"first"``, ``"random"``, or comma-separated frame indices such as ``"0,7"``."""
+    if isinstance(spec, Selector):
+        return spec
+    if spec == "first":
+        return FirstK()
+    if spec == "random":
+        return RandomK(seed)
+    parts = str(spec).split(",")
+    if all(p.strip().isdigit() for p in parts):
+        return Explicit(int(p) for p in parts)
+    raise ConfigError(f"unknown frame selector {spec!r}; use first, random, or frame indices such as 0,7")

@@ -1,0 +1,40 @@
+"""Parametrisations of a sparse perturbation on the selected frames.
+
+A perturbation declares its per-frame parameters (shape of one frame's
+parameter, learning rate) and maps clean selected frames plus parameters to
+adversarial frames. All parameters start at zero: the identity perturbation.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import kernels
+from ..errors import ConfigError
+
+KINDS = ("combined", "noise", "flow")
+
+
+class FlowNoise:
+    """DeepSAVA's perturbation: ``clamp(clamp(warp(x, flow)) + noise)``, or one
+    of its two parts alone (``noise`` or ``flow``)."""
+
+    def __init__(self, kind: str = "combined", flow_lr: float = 0.1, noise_lr: float = 0.004):
+        if kind not in KINDS:
+            raise ConfigError(f"unknown perturbation {kind!r}; choose from {', '.join(KINDS)}")
+        for name, value in (("flow_lr", flow_lr), ("noise_lr", noise_lr)):
+            if not value > 0:
+                raise ConfigError(f"{name} must be positive, got {value}")
+        self.kind = kind
+        self.learning_rates = {}
+        if kind in ("combined", "flow"):
+            self.learning_rates["flow"] = flow_lr
+        if kind in ("combined", "noise"):
+            self.learning_rates["noise"] = noise_lr
+
+    def parameter_shapes(self, channels: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
+        shapes = {"flow": (2, height, width), "noise": (channels, height, width)}
+        return {name: shapes[name] for name in self.learning_rates}
+
+    def apply(self, clean: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return kernels.perturb_frames(clean, params.get("flow"), params.get("noise"))

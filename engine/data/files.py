@@ -1,0 +1,81 @@
+"""Datasets of video files: a folder with one sub-folder per class (UCF101 and
+HMDB51 layout), or a CSV of ``path,label`` rows. Clips are decoded lazily."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import torch
+
+from ..errors import DataError
+from .video_io import load_clip
+
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
+
+
+class VideoFileDataset:
+    """Indexing returns ``(video_id, clip, label)``, the clip float32 ``T x 3 x H x W``.
+
+    A file that cannot be decoded or is too short raises ``DataError`` naming
+    the file; callers skip it and report it.
+    """
+
+    def __init__(self, items: list[tuple[Path, int]], classes: list[str], num_frames: int, size: tuple[int, int],
+                 name: str):
+        if not items:
+            raise DataError(f"{name}: no video files found (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
+        self.items, self.classes, self.num_frames, self.size, self.name = items, classes, num_frames, size, name
+        self.split = "files"
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def video_id(self, index: int) -> str:
+        path, _ = self.items[index]
+        return f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem
+
+    def __getitem__(self, index: int) -> tuple[str, torch.Tensor, int]:
+        path, label = self.items[index]
+        return self.video_id(index), load_clip(path, self.num_frames, self.size), label
+
+    @property
+    def clip_shape(self) -> tuple[int, int, int, int]:
+        return (self.num_frames, 3, *self.size)
+
+
+def from_folder(root: str | Path, num_frames: int, size: tuple[int, int]) -> VideoFileDataset:
+    root = Path(root)
+    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
+    if not classes:
+        raise DataError(f"{root}: expected one sub-folder per class (UCF101 layout), found none")
+    items = [
+        (path, label)
+        for label, name in enumerate(classes)
+        for path in sorted((root / name).rglob("*"))
+        if path.suffix.lower() in VIDEO_SUFFIXES
+    ]
+    return VideoFileDataset(items, classes, num_frames, size, name=root.name)
+
+
+def from_csv(csv_path: str | Path, num_frames: int, size: tuple[int, int]) -> VideoFileDataset:
+    """Rows of ``path,label``; paths relative to the CSV's folder; labels are class
+    indices or class names (names are numbered in sorted order). A header row
+    ``path,label`` is allowed."""
+    csv_path = Path(csv_path)
+    with open(csv_path, newline="") as handle:
+        rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
+    if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
+        rows = rows[1:]
+    for number, row in enumerate(rows, 1):
+        if len(row) < 2:
+            raise DataError(f"{csv_path}: row {number} needs two columns, path and label; got {row}")
+    labels = [row[1].strip() for row in rows]
+    if all(label.lstrip("-").isdigit() for label in labels):
+        ids = [int(label) for label in labels]
+        classes = [str(i) for i in range(max(ids, default=-1) + 1)]
+    else:
+        classes = sorted(set(labels))
+        ids = [classes.index(label) for label in labels]
+    items = [((csv_path.parent / row[0].strip()), label) for row, label in zip(rows, ids)]
+    return VideoFileDataset(items, classes, num_frames, size, name=csv_path.stem)

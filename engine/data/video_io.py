@@ -1,0 +1,110 @@
+"""Decoding video files with PyAV (FFmpeg): whole files, or clips of T frames."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..errors import DataError
+
+
+def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=None) -> list[np.ndarray]:
+    """RGB frames (``H x W x 3`` uint8) of a file, scaled by FFmpeg to ``size = (H, W)``.
+
+    ``keep``, when given, is a set of frame numbers: other frames are decoded
+    (the codec needs them) but not converted or kept.
+    Raises ``DataError`` naming the file when it cannot be opened or decoded.
+    """
+    import av
+
+    height, width = size if size is not None else (None, None)
+    frames = []
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataError(f"{path}: no video stream")
+            for number, frame in enumerate(container.decode(video=0)):
+                if keep is None or number in keep:
+                    frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+                if keep is not None and number >= max(keep):
+                    break
+    except DataError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode video ({exc})") from exc
+    return frames
+
+
+def frame_count(path: str | Path) -> int:
+    """Frames in the file's first video stream: the container's count when it
+    states one, otherwise counted by demuxing packets (no decoding)."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataError(f"{path}: no video stream")
+            stream = container.streams.video[0]
+            if stream.frames:
+                return int(stream.frames)
+            return sum(1 for packet in container.demux(stream) if packet.size)
+    except DataError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot open video ({exc})") from exc
+
+
+def frame_size(path: str | Path) -> tuple[int, int]:
+    """``(height, width)`` of the file's first video stream."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataError(f"{path}: no video stream")
+            context = container.streams.video[0].codec_context
+            return int(context.height), int(context.width)
+    except DataError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot open video ({exc})") from exc
+
+
+def uniform_indices(available: int, wanted: int) -> list[int]:
+    """``wanted`` frame numbers spread evenly over ``available`` frames."""
+    if available < wanted:
+        raise DataError(f"video has {available} frames, fewer than the {wanted} a clip needs")
+    return np.linspace(0, available - 1, wanted).round().astype(int).tolist()
+
+
+def load_clip(path: str | Path, num_frames: int, size: tuple[int, int]) -> torch.Tensor:
+    """A clip of ``num_frames`` frames sampled uniformly over the file, resized to
+    ``size``, as float32 ``T x 3 x H x W`` in [0, 1]."""
+    indices = uniform_indices(frame_count(path), num_frames)
+    frames = decode_frames(path, size, keep=set(indices))
+    if len(frames) < len(set(indices)):
+        raise DataError(f"{path}: decoded {len(frames)} frames, fewer than the container announced")
+    by_number = dict(zip(sorted(set(indices)), frames))
+    clip = np.stack([by_number[i] for i in indices])
+    return torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255.0
+
+
+def write_video(path: str | Path, video: torch.Tensor, fps: int = 25, codec: str = "libx264", crf: int = 18) -> None:
+    """Encode a ``T x 3 x H x W`` [0, 1] clip to a file (used for tests and exports)."""
+    import av
+
+    frames = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
+    height, width = frames.shape[1:3]
+    with av.open(str(path), mode="w") as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height = width, height
+        stream.pix_fmt = "yuv420p" if codec == "libx264" else "yuv444p"
+        if codec == "libx264":
+            stream.options = {"crf": str(crf)}
+        for image in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)

@@ -1,0 +1,22 @@
+"""The errors sava raises for bad input. Each message names the problem and, where
+possible, the fix. All derive from ``SavaError`` (a ``ValueError``)."""
+
+
+class SavaError(ValueError):
+    """Base class of every error sava raises on purpose."""
+
+
+class InputError(SavaError):
+    """A video tensor (or label tensor) sava was handed is malformed."""
+
+
+class ConfigError(SavaError):
+    """An attack, selector or run setting is out of range or unknown."""
+
+
+class ModelError(SavaError):
+    """A model could not be found, loaded, or does not fit the data."""
+
+
+class DataError(SavaError):
+    """A dataset is empty, unknown, or a video file could not be used."""

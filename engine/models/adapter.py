@@ -1,0 +1,143 @@
+"""``VideoModel``: one interface to any video classifier.
+
+Attacks hand it ``[0, 1]`` videos in ``B x T x C x H x W`` and get logits. The
+adapter converts to the model's own layout, applies its mean/std
+normalisation inside the forward (so gradients are taken in pixel space) and
+moves data to the model's device.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..errors import InputError, ModelError
+
+LAYOUTS = ("BTCHW", "BCTHW")
+
+
+@dataclass
+class ModelInfo:
+    """What sava knows about a model besides its weights."""
+
+    name: str = "model"
+    layout: str = "BTCHW"
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    classes: list[str] | None = None
+    clip_shape: tuple[int, int, int, int] | None = None  # T, C, H, W the model was trained on
+    extra: dict = field(default_factory=dict)
+
+
+class VideoModel:
+    """A white-box (differentiable) video classifier."""
+
+    white_box = True
+
+    def __init__(self, module: nn.Module, info: ModelInfo | None = None, device: str | torch.device | None = None):
+        info = info or ModelInfo()
+        if info.layout not in LAYOUTS:
+            raise ModelError(f"layout must be one of {LAYOUTS}, got {info.layout!r}")
+        self.module = module
+        self.info = info
+        self.device = torch.device(device) if device is not None else _module_device(module)
+        self.module.to(self.device)
+        self._mean = self._std = None
+        if info.mean is not None or info.std is not None:
+            mean = torch.tensor(info.mean if info.mean is not None else (0.0,), dtype=torch.float32)
+            std = torch.tensor(info.std if info.std is not None else (1.0,), dtype=torch.float32)
+            if (std <= 0).any():
+                raise ModelError(f"std must be positive, got {info.std}")
+            self._mean = mean.view(1, 1, -1, 1, 1).to(self.device)
+            self._std = std.view(1, 1, -1, 1, 1).to(self.device)
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.info.classes
+
+    def logits(self, videos: torch.Tensor) -> torch.Tensor:
+        """``B x T x C x H x W`` in [0, 1] -> ``B x classes`` logits; differentiable."""
+        x = videos.to(self.device)
+        if self._mean is not None:
+            x = (x - self._mean) / self._std
+        if self.info.layout == "BCTHW":
+            x = x.transpose(1, 2)
+        return self.module(x)
+
+    __call__ = logits
+
+    @torch.no_grad()
+    def predict(self, videos: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels and softmax probabilities, in eval mode, in chunks."""
+        with self.attack_mode():
+            probs = torch.cat([self.logits(chunk).softmax(-1) for chunk in videos.split(batch_size)])
+        return probs.argmax(-1), probs
+
+    @contextmanager
+    def attack_mode(self):
+        """Eval mode and frozen weights for the duration; the caller's training
+        flag and ``requires_grad`` flags come back afterwards."""
+        was_training = self.module.training
+        flags = [p.requires_grad for p in self.module.parameters()]
+        self.module.eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+        try:
+            yield self
+        finally:
+            self.module.train(was_training)
+            for p, flag in zip(self.module.parameters(), flags):
+                p.requires_grad_(flag)
+
+    def check_videos(self, videos: torch.Tensor) -> None:
+        """Worded errors for videos this model cannot take."""
+        check_videos(videos)
+        if self.info.clip_shape is not None:
+            expected_c = self.info.clip_shape[1]
+            if videos.shape[2] != expected_c:
+                raise InputError(
+                    f"model {self.name!r} takes {expected_c}-channel frames; the videos have {videos.shape[2]} "
+                    f"(shape {tuple(videos.shape)}, expected B x T x C x H x W)"
+                )
+
+
+def check_videos(videos: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    """Checks every attack makes on its input, with messages that name the fix."""
+    if not isinstance(videos, torch.Tensor):
+        raise InputError(f"videos must be a torch.Tensor, got {type(videos).__name__}")
+    if videos.dim() != 5:
+        raise InputError(f"videos must be 5-D, B x T x C x H x W; got shape {tuple(videos.shape)}")
+    if not videos.is_floating_point():
+        raise InputError(f"videos must be floating point in [0, 1], got {videos.dtype} (divide uint8 frames by 255)")
+    b, t, c, h, w = videos.shape
+    if c not in (1, 3) and t in (1, 3):
+        raise InputError(
+            f"videos of shape {tuple(videos.shape)} look like B x C x T x H x W; sava expects B x T x C x H x W "
+            "(use videos.transpose(1, 2))"
+        )
+    if b == 0 or t == 0:
+        raise InputError(f"videos must hold at least one frame of one video, got shape {tuple(videos.shape)}")
+    if torch.isnan(videos).any():
+        raise InputError("videos contain NaN values")
+    low, high = float(videos.min()), float(videos.max())
+    if low < 0.0 or high > 1.0:
+        raise InputError(
+            f"video values must lie in [0, 1]; found {low:.4g} .. {high:.4g} "
+            "(pass raw pixels scaled to [0, 1]: the model's normalisation happens inside sava)"
+        )
+    if labels is not None:
+        if labels.dim() != 1 or labels.shape[0] != b:
+            raise InputError(f"labels must be a 1-D tensor of {b} class indices, got shape {tuple(labels.shape)}")
+
+
+def _module_device(module: nn.Module) -> torch.device:
+    for tensor in list(module.parameters()) + list(module.buffers()):
+        return tensor.device
+    return torch.device("cpu")

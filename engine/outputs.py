@@ -1,0 +1,104 @@
+"""The run folder ``sava attack`` writes.
+
+    run/
+      metrics.json          settings, model, data, summary (and skipped files)
+      videos.jsonl          one JSON line per video, written as each finishes
+      perturbations/ID.safetensors   flow (k x 2 x H x W), noise (k x C x H x W),
+                            frames (k, int64); metadata: model, clip shape, settings
+      preview.png           clean frame | adversarial frame | amplified difference
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import save_file
+
+from . import __version__, kernels
+from .metrics import VideoResult
+
+PREVIEW_ROWS = 6
+DIFF_GAIN = 10.0
+
+
+def _atomic_write(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)
+
+
+def safe_name(video_id: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in video_id)
+
+
+class RunWriter:
+    def __init__(self, folder: str | Path, meta: dict):
+        self.folder = Path(folder)
+        (self.folder / "perturbations").mkdir(parents=True, exist_ok=True)
+        self.meta = meta
+        self.lines = open(self.folder / "videos.jsonl", "a", encoding="utf-8")
+        self.previews: list[np.ndarray] = []
+
+    def add(self, result: VideoResult, clip: torch.Tensor | None = None) -> None:
+        record = result.record()
+        if result.attacked:
+            path = self.folder / "perturbations" / f"{safe_name(result.video_id)}.safetensors"
+            record["perturbation"] = str(path.relative_to(self.folder))
+            self._save_perturbation(path, result, clip)
+            if clip is not None and len(self.previews) < PREVIEW_ROWS and result.success:
+                self.previews.append(_preview_row(clip, result))
+        self.lines.write(json.dumps(record) + "\n")
+        self.lines.flush()
+
+    def _save_perturbation(self, path: Path, result: VideoResult, clip: torch.Tensor | None) -> None:
+        k = len(result.frames)
+        tensors = {"frames": torch.tensor(result.frames, dtype=torch.int64)}
+        if result.flow is not None:
+            tensors["flow"] = result.flow.contiguous()
+        if result.noise is not None:
+            tensors["noise"] = result.noise.contiguous()
+        metadata = {
+            "sava_version": __version__,
+            "video_id": result.video_id,
+            "model": self.meta.get("model", ""),
+            "clip_shape": json.dumps(list(clip.shape) if clip is not None else None),
+            "perturbed_frames": str(k),
+            "label": str(result.label),
+            "success": json.dumps(result.success),
+            "settings": json.dumps(self.meta.get("settings", {})),
+        }
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=metadata)
+        os.replace(tmp, path)
+
+    def close(self, summary: dict, extra: dict | None = None) -> None:
+        self.lines.close()
+        payload = dict(self.meta) | {"summary": summary} | (extra or {})
+        _atomic_write(self.folder / "metrics.json", json.dumps(payload, indent=2).encode())
+        if self.previews:
+            from PIL import Image
+
+            Image.fromarray(np.concatenate(self.previews, axis=0)).save(self.folder / "preview.png")
+
+
+def _preview_row(clip: torch.Tensor, result: VideoResult) -> np.ndarray:
+    """Clean frame, adversarial frame and the difference amplified, side by
+    side, for the first perturbed frame, upscaled so a person can see it."""
+    t = result.frames[0]
+    clean = clip[t]
+    adv = kernels.perturb_frames(
+        clean.unsqueeze(0),
+        None if result.flow is None else result.flow[:1],
+        None if result.noise is None else result.noise[:1],
+    )[0]
+    diff = (0.5 + DIFF_GAIN * (adv - clean)).clamp(0, 1)
+    row = torch.cat([clean, adv, diff], dim=-1)
+    if row.shape[0] == 1:
+        row = row.expand(3, -1, -1)
+    scale = max(1, 128 // clip.shape[-2])
+    row = row.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
+    return (row.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)

@@ -1,0 +1,123 @@
+"""Bundled datasets and video-file datasets."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from sklearn.linear_model import LogisticRegression
+
+from sava.data import bundled, camera, digits, load_dataset
+from sava.data.files import from_csv, from_folder
+from sava.data.video_io import load_clip, write_video
+from sava.errors import DataError
+
+
+@pytest.mark.parametrize("module", [digits, camera])
+def test_generation_is_deterministic_and_balanced(module):
+    first, second = module.generate("test"), module.generate("test")
+    assert torch.equal(first.videos, second.videos) and torch.equal(first.labels, second.labels)
+    assert first.videos.dtype == torch.uint8
+    assert first.videos.shape == (module.CLIPS["test"], module.FRAMES, 3, module.SIZE, module.SIZE)
+    counts = first.labels.bincount(minlength=len(module.CLASSES))
+    assert counts.min() == counts.max(), "classes are balanced"
+    # Frames are not all alike: the clips move.
+    assert (first.videos[:, 1:].float() - first.videos[:, :-1].float()).abs().mean() > 1.0
+
+
+@pytest.mark.parametrize("name", ["digits", "camera"])
+def test_a_single_frame_does_not_reveal_the_class(name):
+    """A linear classifier on one random frame per clip stays near chance."""
+    gen = torch.Generator().manual_seed(0)
+
+    def single_frames(split):
+        clips = bundled(name, split)
+        frame = torch.randint(clips.videos.shape[1], (len(clips),), generator=gen)
+        frames = clips.videos[torch.arange(len(clips)), frame].float() / 255
+        small = torch.nn.functional.adaptive_avg_pool2d(frames, 12).flatten(1)
+        return small.numpy(), clips.labels.numpy(), len(clips.classes)
+
+    x_train, y_train, classes = single_frames("train")
+    x_test, y_test, _ = single_frames("test")
+    probe = LogisticRegression(max_iter=300).fit(x_train, y_train)
+    accuracy = probe.score(x_test, y_test)
+    assert accuracy < 1 / classes + 0.12, f"{name}: one frame predicts the class with accuracy {accuracy:.2f}"
+
+
+def test_train_and_test_splits_share_no_clip():
+    train, test = bundled("digits", "train"), bundled("digits", "test")
+    train_keys = {hash(v.numpy().tobytes()) for v in train.videos[:, 0]}
+    assert not any(hash(v.numpy().tobytes()) in train_keys for v in test.videos[:, 0])
+
+
+def test_unknown_and_empty_datasets_are_named(tmp_path):
+    with pytest.raises(DataError, match="neither a bundled set"):
+        load_dataset("no-such-set")
+    (tmp_path / "empty_class").mkdir()
+    with pytest.raises(DataError, match="no video files found"):
+        load_dataset(str(tmp_path))
+    with pytest.raises(DataError, match="one sub-folder per class"):
+        from_folder(tmp_path / "empty_class", 8, (16, 16))
+
+
+@pytest.fixture(scope="module")
+def video_folder(tmp_path_factory):
+    """Real H.264 files made from bundled footage clips, plus broken ones."""
+    root = tmp_path_factory.mktemp("videos")
+    clips = bundled("camera", "test")
+    for index in range(4):
+        folder = root / clips.classes[int(clips.labels[index])]
+        folder.mkdir(exist_ok=True)
+        write_video(folder / f"clip{index}.mp4", clips.float_videos(index))
+    (root / "pan-left").mkdir(exist_ok=True)
+    (root / "pan-left" / "corrupt.mp4").write_bytes(b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 4)
+    write_video(root / "pan-left" / "short.mp4", clips.float_videos(0)[:3])
+    return root, clips
+
+
+def test_folder_dataset_decodes_real_files(video_folder):
+    root, clips = video_folder
+    dataset = from_folder(root, num_frames=16, size=(48, 48))
+    good = [i for i in range(len(dataset)) if "clip" in dataset.video_id(i)]
+    assert len(good) == 4
+    for i in good:
+        video_id, clip, label = dataset[i]
+        assert clip.shape == (16, 3, 48, 48) and 0 <= float(clip.min()) and float(clip.max()) <= 1
+        source = clips.float_videos(int(video_id.split("clip")[1]))
+        # H.264 at CRF 18 keeps the frames close to the source.
+        assert (clip - source).abs().mean() < 0.03
+        assert dataset.classes[label] == video_id.split("/")[0]
+
+
+def test_folder_dataset_names_unreadable_and_short_files(video_folder):
+    root, _ = video_folder
+    dataset = from_folder(root, num_frames=16, size=(48, 48))
+    names = {dataset.video_id(i): i for i in range(len(dataset))}
+    with pytest.raises(DataError, match="corrupt.mp4"):
+        dataset[names["pan-left/corrupt"]]
+    with pytest.raises(DataError, match="fewer than the 16"):
+        dataset[names["pan-left/short"]]
+
+
+def test_csv_dataset_with_names_and_header(video_folder, tmp_path):
+    root, _ = video_folder
+    files = sorted(root.rglob("clip*.mp4"))
+    table = tmp_path / "list.csv"
+    table.write_text("path,label\n" + "".join(f"{f},{f.parent.name}\n" for f in files))
+    dataset = from_csv(table, num_frames=8, size=(24, 32))
+    assert len(dataset) == len(files)
+    _, clip, label = dataset[0]
+    assert clip.shape == (8, 3, 24, 32)
+    assert dataset.classes[label] == files[0].parent.name
+    bad = tmp_path / "bad.csv"
+    bad.write_text("only_one_column\n")
+    with pytest.raises(DataError, match="two columns"):
+        from_csv(bad, 8, (24, 32))
+
+
+def test_uniform_sampling_spans_the_file(tmp_path):
+    ramp = torch.linspace(0, 1, 30).view(30, 1, 1, 1).expand(30, 3, 16, 16).contiguous()
+    write_video(tmp_path / "ramp.mp4", ramp)
+    clip = load_clip(tmp_path / "ramp.mp4", 5, (16, 16))
+    brightness = clip.mean(dim=(1, 2, 3)).numpy()
+    assert np.all(np.diff(brightness) > 0) and brightness[0] < 0.1 and brightness[-1] > 0.9
