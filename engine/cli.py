@@ -17,6 +17,14 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .attacks.deepsava import (
+    DEFAULT_ADV_LOSS,
+    DEFAULT_FLOW_LR,
+    DEFAULT_LAM,
+    DEFAULT_LAM_END,
+    DEFAULT_NOISE_LR,
+    DEFAULT_SELECTOR,
+)
 from .errors import SavaError
 
 
@@ -48,20 +56,26 @@ def build_parser() -> argparse.ArgumentParser:
 
     how = attack.add_argument_group("attack")
     how.add_argument("--frames", "-k", type=int, default=1, help="number of perturbed frames per video")
-    how.add_argument("--selector", default="first", help="first, random, or frame indices such as 0,7")
+    how.add_argument("--selector", default=DEFAULT_SELECTOR,
+                     help="first, random, saliency (largest class-score gradient), or frame indices such as 0,7")
     how.add_argument("--perturbation", default="combined", choices=["combined", "noise", "flow", "all"],
                      help="'all' runs combined, noise-only and flow-only side by side (paper Table 7)")
-    how.add_argument("--lam", type=float, default=1.0, help="SSIM weight lambda (the paper uses 1.5 for CNN+LSTM)")
+    how.add_argument("--lam", type=float, default=DEFAULT_LAM,
+                     help="SSIM weight lambda at a video's first iteration (the paper: 1, 1.5 for CNN+LSTM)")
+    how.add_argument("--lam-end", type=float, default=DEFAULT_LAM_END,
+                     help="SSIM weight at the iteration cap, reached geometrically (set equal to --lam for a fixed "
+                          "weight, as in the paper)")
     how.add_argument("--iters", type=int, default=100, help="iteration cap per video")
-    how.add_argument("--flow-lr", type=float, default=None, help="Adam learning rate of the flow (pixels)")
-    how.add_argument("--noise-lr", type=float, default=None, help="Adam learning rate of the noise")
+    how.add_argument("--flow-lr", type=float, default=DEFAULT_FLOW_LR, help="Adam learning rate of the flow (pixels)")
+    how.add_argument("--noise-lr", type=float, default=DEFAULT_NOISE_LR, help="Adam learning rate of the noise")
     how.add_argument("--min-ssim", type=float, default=None, help="SSIM budget for every perturbed frame")
     how.add_argument("--max-l21", type=float, default=None, help="l2,1 budget (per-pixel) for each video")
     how.add_argument("--targeted", action="store_true", help="targeted attack (target: --target-class, "
                                                             "else the next class after the label)")
     how.add_argument("--target-class", type=int, default=None)
-    how.add_argument("--adv-loss", default="ce", choices=["ce", "log1mp"],
-                     help="cross-entropy, or -log(1 - p_y) as in the authors' code")
+    how.add_argument("--adv-loss", default=DEFAULT_ADV_LOSS, choices=["ce", "log1mp"],
+                     help="log1mp: -log(1 - p_y), whose gradient does not vanish on confident models; "
+                          "ce: cross-entropy")
 
     run = attack.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=32)
@@ -77,14 +91,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------- attack
 def cmd_attack(args) -> int:
-    from tqdm import tqdm
-
-    from .attacks.deepsava import DEFAULT_FLOW_LR, DEFAULT_NOISE_LR, DeepSAVA
+    from .attacks.deepsava import DeepSAVA
     from .data import load_dataset
-    from .errors import DataError
-    from .metrics import summarise
     from .models.loading import load_model
     from .outputs import RunWriter
+    from .selection import check_k
 
     torch.manual_seed(args.seed)
     if args.num_videos < 0:
@@ -96,14 +107,8 @@ def cmd_attack(args) -> int:
         raise SavaError("--data is needed for a model that is not bundled")
     dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size))
     count = len(dataset) if args.num_videos == 0 else min(args.num_videos, len(dataset))
-    if model.classes is not None and len(dataset.classes) != len(model.classes):
-        raise SavaError(f"dataset {data_spec!r} has {len(dataset.classes)} classes, "
-                        f"model {model.name!r} has {len(model.classes)}")
-    num_classes = len(dataset.classes)
-    # Folder datasets number classes alphabetically; follow the model's order when the names match.
-    relabel = list(range(num_classes))
-    if model.classes is not None and set(dataset.classes) == set(model.classes):
-        relabel = [model.classes.index(name) for name in dataset.classes]
+    check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
+    relabel = _label_map(dataset.classes, model.classes, data_spec, model.name)
 
     kinds = ["combined", "noise", "flow"] if args.perturbation == "all" else [args.perturbation]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -111,51 +116,78 @@ def cmd_attack(args) -> int:
     rows = []
     for kind in kinds:
         attack = DeepSAVA(
-            model, frames=args.frames, selector=args.selector, perturbation=kind, lam=args.lam,
-            max_iters=args.iters, flow_lr=args.flow_lr or DEFAULT_FLOW_LR, noise_lr=args.noise_lr or DEFAULT_NOISE_LR,
+            model, frames=args.frames, selector=args.selector, perturbation=kind, lam=args.lam, lam_end=args.lam_end,
+            max_iters=args.iters, flow_lr=args.flow_lr, noise_lr=args.noise_lr,
             min_ssim=args.min_ssim, max_l21=args.max_l21, targeted=args.targeted, adv_loss=args.adv_loss,
             batch_size=args.batch_size, seed=args.seed,
         )
         folder = base / kind if len(kinds) > 1 else base
         meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
                 "videos": count, "settings": attack.settings, "device": str(model.device)}
-        writer = RunWriter(folder, meta)
-        clips, skipped, results = {}, [], []
-
-        def items():
-            for index in range(count):
-                try:
-                    video_id, clip, label = dataset[index]
-                except DataError as exc:
-                    skipped.append({"index": index, "reason": str(exc)})
-                    continue
-                clips[video_id] = clip
-                label = relabel[label]
-                target = None
-                if args.targeted:
-                    target = args.target_class if args.target_class is not None else (label + 1) % num_classes
-                yield video_id, clip, label, target
-
-        started = time.perf_counter()
-        bar = tqdm(total=count, desc=f"DeepSAVA {kind}", unit="video", disable=args.no_progress, file=sys.stderr)
-        try:
-            for result in attack.stream(items()):
-                results.append(result)
-                writer.add(result, clips.pop(result.video_id, None))
-                wins = sum(r.success for r in results)
-                tried = sum(r.attacked for r in results)
-                bar.set_postfix_str(f"FR {wins}/{tried}")
-                bar.update(1)
-        finally:
-            bar.close()
-            summary = summarise(results, time.perf_counter() - started)
-            writer.close(summary.as_dict(), {"skipped_files": skipped, "completed": len(results) + len(skipped) == count})
-        for item in skipped:
-            print(f"skipped video {item['index']}: {item['reason']}", file=sys.stderr)
+        summary = _attack_dataset(attack, dataset, count, relabel, args, RunWriter(folder, meta), f"DeepSAVA {kind}")
         rows.append((kind, summary, folder))
 
     _print_table(model.name, data_spec, args, rows)
     return 0
+
+
+def _label_map(data_classes: list[str], model_classes: list[str] | None, data_spec: str, model_name: str):
+    """Dataset label -> model label. Folder datasets number their classes
+    alphabetically; when every folder is named after a class of the model,
+    follow the model's names instead."""
+    if model_classes is None:
+        return list(range(len(data_classes)))
+    if set(data_classes) <= set(model_classes):
+        return [model_classes.index(name) for name in data_classes]
+    if len(data_classes) == len(model_classes):
+        return list(range(len(data_classes)))
+    raise SavaError(f"dataset {data_spec!r} has {len(data_classes)} classes ({', '.join(data_classes[:5])}...), "
+                    f"model {model_name!r} has {len(model_classes)}; name the class folders after the model's classes")
+
+
+def _dataset_items(dataset, count, relabel, num_classes, args, clips: dict, skipped: list):
+    """``(video_id, clip, label, target)`` for the first ``count`` videos; a file
+    that cannot be used is recorded in ``skipped`` and the run goes on."""
+    from .errors import DataError
+
+    for index in range(count):
+        try:
+            video_id, clip, label = dataset[index]
+        except DataError as exc:
+            skipped.append({"index": index, "reason": str(exc)})
+            continue
+        clips[video_id] = clip
+        label = relabel[label]
+        target = None
+        if args.targeted:
+            target = args.target_class if args.target_class is not None else (label + 1) % num_classes
+        yield video_id, clip, label, target
+
+
+def _attack_dataset(attack, dataset, count, relabel, args, writer, title):
+    """Run one attack over the dataset, writing each video as it finishes."""
+    from tqdm import tqdm
+
+    from .metrics import summarise
+
+    clips, skipped, results = {}, [], []
+    started = time.perf_counter()
+    bar = tqdm(total=count, desc=title, unit="video", disable=args.no_progress, file=sys.stderr)
+    try:
+        num_classes = len(attack.model.classes or relabel)
+        for result in attack.stream(_dataset_items(dataset, count, relabel, num_classes, args, clips, skipped)):
+            results.append(result)
+            writer.add(result, clips.pop(result.video_id, None))
+            bar.set_postfix_str(f"FR {sum(r.success for r in results)}/{sum(r.attacked for r in results)}")
+            bar.update(1)
+    finally:
+        bar.close()
+        summary = summarise(results, time.perf_counter() - started)
+        completed = len(results) + len(skipped) == count
+        writer.close(summary.as_dict(), {"skipped_files": skipped, "completed": completed})
+    for item in skipped:
+        print(f"skipped video {item['index']}: {item['reason']}", file=sys.stderr)
+    return summary
 
 
 def _print_table(model_name, data_spec, args, rows) -> None:

@@ -133,7 +133,9 @@ def ssim(x: torch.Tensor, y: torch.Tensor, data_range: float = 1.0) -> torch.Ten
         raise ValueError(f"ssim: shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
     channels, height, width = x.shape[-3:]
     if height < SSIM_WINDOW or width < SSIM_WINDOW:
-        raise ValueError(f"ssim: frames of {height} x {width} are smaller than the {SSIM_WINDOW} x {SSIM_WINDOW} window")
+        raise ValueError(
+            f"ssim: frames of {height} x {width} are smaller than the {SSIM_WINDOW} x {SSIM_WINDOW} window"
+        )
     lead = x.shape[:-3]
     x = x.reshape(-1, channels, height, width)
     y = y.reshape(-1, channels, height, width)

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
-from typing import Callable, Iterable, Iterator
 
 import torch
 
@@ -66,13 +66,14 @@ class Budget:
         return ok
 
 
-# Objective: (adversarial frames, clean frames, per-frame SSIM, logits, goals) -> per-video loss to minimise.
-Objective = Callable[[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
+# Objective: (adversarial frames, clean frames, per-frame SSIM, logits, goals, iterations so far)
+# -> per-video loss to minimise.
+Objective = Callable[..., torch.Tensor]
 
 
 class SparseAttackLoop:
     def __init__(self, model, perturbation, objective: Objective, *, targeted: bool, max_iters: int,
-                 budget: Budget, capacity: int, on_step: Callable[[int], None] | None = None):
+                 budget: Budget, capacity: int):
         self.model = model
         self.perturbation = perturbation
         self.objective = objective
@@ -80,7 +81,6 @@ class SparseAttackLoop:
         self.max_iters = max_iters
         self.budget = budget
         self.capacity = capacity
-        self.on_step = on_step
 
     # ------------------------------------------------------------------ slots
     def _allocate(self, job: Job) -> None:
@@ -154,7 +154,7 @@ class SparseAttackLoop:
 
         still = ~finished
         if still.any():
-            loss = self.objective(adv, clean, ssim, logits, goal)
+            loss = self.objective(adv, clean, ssim, logits, goal, self.iters[rows])
             grads = torch.autograd.grad(loss[still].sum(), list(params.values()))
         self.active[rows[finished]] = False
         if still.any():
@@ -174,8 +174,6 @@ class SparseAttackLoop:
         share = (time.perf_counter() - started) / len(rows)
         for slot in rows.tolist():
             self.seconds[slot] += share
-        if self.on_step is not None:
-            self.on_step(len(rows))
         probs = logits.detach().softmax(-1)
         for i in finished.nonzero().flatten().tolist():
             yield self._finish(int(rows[i]), bool(done[i]), probs[i], ssim[i], l21[i], adv[i], clean[i], params)

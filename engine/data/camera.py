@@ -2,10 +2,12 @@
 
 Each clip is 16 consecutive frames of real video (Big Buck Bunny, a street
 scene with bikes, the "carphone" sequence), decoded with PyAV, seen through a
-virtual camera that pans, tilts or zooms. The class is the camera motion.
-Speeds, zoom factors and the crop's middle position are random, and each
-motion class has its time-reversed twin in the set (pan left / pan right, ...),
-so a single frame does not reveal the class: the motion does.
+virtual camera that holds still, makes one quick pan, tilt or zoom over
+``EVENT`` frames starting at a random frame, and holds still again. The class
+is that camera move. Amplitudes, the onset and the crop's position are random,
+and each move has its time-reversed twin in the set (pan left / pan right,
+...), so a single frame does not reveal the class: the move does. As in real
+action videos, the evidence sits in a few key frames.
 
 Train clips come from the first 70% of each piece of footage, test clips from
 the last 30%: no test frame was seen in training.
@@ -14,7 +16,7 @@ the last 30%: no test frame was seen in training.
 from __future__ import annotations
 
 import importlib.util
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +34,9 @@ SOURCE_HEIGHT = 96  # footage is decoded at this height, keeping its aspect rati
 CLIPS = {"train": 1200, "test": 300}
 TRAIN_SHARE = 0.7
 CROP_SIDE = (40.0, 60.0)  # source pixels
-SPEED = (1.0, 2.0)  # source pixels per frame
-ZOOM = (1.35, 1.7)  # side ratio between first and last frame
+EVENT = 6  # frames from the start to the end of the camera move
+TRAVEL = (10.0, 20.0)  # source pixels a pan or tilt covers
+ZOOM = (1.35, 1.7)  # side ratio before and after a zoom
 
 
 def footage_dir() -> Path:
@@ -43,7 +46,7 @@ def footage_dir() -> Path:
     return Path(spec.origin).parent / "datasets" / "data"
 
 
-@lru_cache(maxsize=None)
+@cache
 def _footage(name: str) -> torch.Tensor:
     path = footage_dir() / name
     height, width = frame_size(path)
@@ -53,21 +56,21 @@ def _footage(name: str) -> torch.Tensor:
 
 def _camera_path(label: str, gen: torch.Generator, height: int, width: int):
     """Per-frame crop centre (cy, cx) and side, all in source pixels."""
-    mid_t = (FRAMES - 1) / 2
-    t = torch.arange(FRAMES, dtype=torch.float64) - mid_t
+    onset = int(torch.randint(FRAMES - EVENT + 1, (1,), generator=gen))
+    # Progress of the move: 0 before the onset, 1 after it, linear in between; centred on 0.
+    progress = ((torch.arange(FRAMES, dtype=torch.float64) - onset) / (EVENT - 1)).clamp(0, 1) - 0.5
     side_mid = CROP_SIDE[0] + (CROP_SIDE[1] - CROP_SIDE[0]) * float(torch.rand(1, generator=gen))
-    speed = SPEED[0] + (SPEED[1] - SPEED[0]) * float(torch.rand(1, generator=gen))
+    travel = TRAVEL[0] + (TRAVEL[1] - TRAVEL[0]) * float(torch.rand(1, generator=gen))
     zoom = ZOOM[0] + (ZOOM[1] - ZOOM[0]) * float(torch.rand(1, generator=gen))
     side = torch.full((FRAMES,), side_mid, dtype=torch.float64)
     move = torch.zeros(2, FRAMES, dtype=torch.float64)
     kind, sense = label.split("-")
     if kind == "zoom":
-        # Zooming in shrinks the crop over time; zooming out grows it.
-        rate = zoom ** (1.0 / (FRAMES - 1))
-        side = side_mid * rate ** (-t if sense == "in" else t)
+        # Zooming in shrinks the crop; zooming out grows it.
+        side = side_mid * zoom ** (-progress if sense == "in" else progress)
     else:
         sign = 1.0 if sense in ("right", "down") else -1.0
-        move[0 if kind == "tilt" else 1] = sign * speed * t
+        move[0 if kind == "tilt" else 1] = sign * travel * progress
     half = side.max() / 2
     centre = []
     for axis, extent in enumerate((height, width)):

@@ -1,11 +1,15 @@
 """Moving handwritten digits, built from scikit-learn's real ``load_digits`` scans.
 
-A coloured digit drifts over a static textured background that wraps around
-(a torus). The class is the motion -- one of four directions at one of two
-speeds -- and nothing else: the start position is uniform on the torus and the
-digit, colour and background are drawn independently of the class, so any
-single frame has the same distribution for every class. Telling the classes
-apart needs at least two frames.
+A coloured digit rests on a static textured background that wraps around (a
+torus), then makes one short move -- a burst of ``EVENT`` frames starting at a
+random frame -- and rests again. The class is the move: one of four
+directions at one of two speeds. The start position is uniform on the torus
+and the digit, colour, background and onset are drawn independently of the
+class, so any single frame has the same distribution for every class:
+telling the classes apart needs the frames of the move.
+
+The move is an event, as actions in real videos are: the evidence sits in a
+few key frames, which is what sparse attacks and frame selection exploit.
 
 Train and test clips use disjoint sets of handwritten samples.
 """
@@ -22,6 +26,7 @@ SPEEDS = {"slow": 1, "fast": 2}
 CLASSES = [f"{d}-{s}" for d in DIRECTIONS for s in SPEEDS]
 
 FRAMES, SIZE, DIGIT_SIZE = 16, 32, 16
+EVENT = 5  # frames from the start to the end of the move (4 steps)
 CLIPS = {"train": 1600, "test": 400}
 TRAIN_SHARE = 0.7
 
@@ -50,6 +55,7 @@ def generate(split: str, seed: int = 0) -> ClipSet:
     background = 0.25 * torch.rand(count, 3, 4, 4, generator=gen)
     background = F.interpolate(background, size=(SIZE, SIZE), mode="bicubic", align_corners=False).clamp(0, 1)
     start = torch.randint(SIZE, (count, 2), generator=gen)
+    onset = torch.randint(FRAMES - EVENT + 1, (count,), generator=gen)
 
     canvas = torch.zeros(count, 1, SIZE, SIZE)
     canvas[:, :, :DIGIT_SIZE, :DIGIT_SIZE] = digits[digit_pick]
@@ -58,7 +64,8 @@ def generate(split: str, seed: int = 0) -> ClipSet:
         direction, speed = CLASSES[int(labels[i])].split("-")
         dy, dx = (v * SPEEDS[speed] for v in DIRECTIONS[direction])
         for t in range(FRAMES):
-            shift = (int(start[i, 0]) + dy * t, int(start[i, 1]) + dx * t)
+            steps = min(max(t - int(onset[i]), 0), EVENT - 1)
+            shift = (int(start[i, 0]) + dy * steps, int(start[i, 1]) + dx * steps)
             alpha = torch.roll(canvas[i], shifts=shift, dims=(-2, -1))
             videos[i, t] = alpha * colour[i] + (1 - alpha) * background[i]
     return ClipSet("digits", split, to_uint8(videos), labels, list(CLASSES))

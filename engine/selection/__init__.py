@@ -76,9 +76,13 @@ class Explicit(Selector):
 
 
 def make_selector(spec, seed: int = 0) -> Selector:
-    """``"first"``, ``"random"``, or comma-separated frame indices such as ``"0,7"``."""
+    """``"first"``, ``"random"``, ``"saliency"``, or comma-separated frame indices such as ``"0,7"``."""
     if isinstance(spec, Selector):
         return spec
+    if spec == "saliency":
+        from .saliency import Saliency
+
+        return Saliency()
     if spec == "first":
         return FirstK()
     if spec == "random":
@@ -86,4 +90,4 @@ def make_selector(spec, seed: int = 0) -> Selector:
     parts = str(spec).split(",")
     if all(p.strip().isdigit() for p in parts):
         return Explicit(int(p) for p in parts)
-    raise ConfigError(f"unknown frame selector {spec!r}; use first, random, or frame indices such as 0,7")
+    raise ConfigError(f"unknown frame selector {spec!r}; use first, random, saliency, or frame indices such as 0,7")

@@ -1,0 +1,88 @@
+"""The ``sava`` command line: a run writes a complete run folder."""
+
+from __future__ import annotations
+
+import json
+
+from PIL import Image
+from safetensors import safe_open
+
+from sava.cli import main
+from sava.data import bundled
+from sava.data.video_io import write_video
+
+
+def run_cli(*args) -> int:
+    return main(["attack", "--no-progress", *args])
+
+
+def test_attack_writes_a_complete_run_folder(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert run_cli("--model", "c3d-digits", "--num-videos", "5", "--selector", "saliency", "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "FR" in printed and "combined" in printed
+
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["model"] == "c3d-digits" and metrics["completed"] is True
+    summary = metrics["summary"]
+    assert summary["videos"] == 5 and 0 <= summary["fooling_rate"] <= 1
+
+    lines = [json.loads(line) for line in (out / "videos.jsonl").read_text().splitlines()]
+    assert len(lines) == 5
+    for line in lines:
+        if not line["attacked"]:
+            continue
+        with safe_open(str(out / line["perturbation"]), framework="pt") as handle:
+            assert set(handle.keys()) == {"flow", "noise", "frames"}
+            assert handle.get_tensor("flow").shape == (1, 2, 32, 32)
+            assert handle.get_tensor("frames").tolist() == line["frames"]
+            meta = handle.metadata()
+            assert meta["model"] == "c3d-digits" and json.loads(meta["clip_shape"]) == [16, 3, 32, 32]
+            assert json.loads(meta["settings"])["perturbation"] == "combined"
+    if summary["successes"]:
+        preview = Image.open(out / "preview.png")
+        assert preview.width == 3 * preview.height // min(summary["successes"], 6)
+
+
+def test_all_perturbations_side_by_side(tmp_path, capsys):
+    out = tmp_path / "table7"
+    assert run_cli("--model", "tsn-digits", "--num-videos", "3", "--iters", "5", "--perturbation", "all",
+                   "--out", str(out)) == 0
+    printed = capsys.readouterr().out
+    for kind in ("combined", "noise", "flow"):
+        assert (out / kind / "metrics.json").is_file()
+        assert f"\n{kind} " in printed
+
+
+def test_folder_of_video_files_skips_broken_ones(tmp_path, capsys):
+    clips = bundled("camera", "test")
+    root = tmp_path / "videos"
+    for index in range(3):
+        folder = root / clips.classes[int(clips.labels[index])]
+        folder.mkdir(parents=True, exist_ok=True)
+        write_video(folder / f"clip{index}.mp4", clips.float_videos(index))
+    (root / "pan-left").mkdir(exist_ok=True)
+    (root / "pan-left" / "broken.mp4").write_bytes(b"not a video")
+    out = tmp_path / "run"
+    code = run_cli("--model", "tsn-camera", "--data", str(root), "--size", "48", "48", "--iters", "5",
+                   "--num-videos", "0", "--out", str(out))
+    assert code == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["summary"]["videos"] == 3
+    assert len(metrics["skipped_files"]) == 1 and "broken.mp4" in metrics["skipped_files"][0]["reason"]
+    assert "broken.mp4" in capsys.readouterr().err
+
+
+def test_errors_exit_with_a_message(tmp_path, capsys):
+    assert run_cli("--model", "no-such-model", "--out", str(tmp_path / "x")) == 2
+    assert "unknown model 'no-such-model'" in capsys.readouterr().err
+    assert run_cli("--model", "c3d-digits", "--frames", "20", "--num-videos", "2", "--out", str(tmp_path / "y")) == 2
+    assert "k=20" in capsys.readouterr().err
+
+
+def test_listings(capsys):
+    assert main(["models"]) == 0
+    listing = capsys.readouterr().out
+    assert "c3d-camera" in listing and "cnn_lstm-digits" in listing
+    assert main(["data"]) == 0
+    assert "pan-left" in capsys.readouterr().out
