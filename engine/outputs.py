@@ -99,6 +99,6 @@ def _preview_row(clip: torch.Tensor, result: VideoResult) -> np.ndarray:
     row = torch.cat([clean, adv, diff], dim=-1)
     if row.shape[0] == 1:
         row = row.expand(3, -1, -1)
-    scale = max(1, 128 // clip.shape[-2])
+    scale = max(1, 192 // clip.shape[-2])
     row = row.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     return (row.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
