@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -10,66 +11,53 @@ import torch
 from ..errors import DataError
 
 
+@contextmanager
+def _open_video(path: str | Path):
+    """The file's container and first video stream; any failure to open or
+    decode becomes a ``DataError`` that names the file."""
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.video:
+                raise DataError(f"{path}: no video stream")
+            yield container, container.streams.video[0]
+    except DataError:
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as exc:
+        raise DataError(f"{path}: cannot decode video ({exc})") from exc
+
+
 def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=None) -> list[np.ndarray]:
     """RGB frames (``H x W x 3`` uint8) of a file, scaled by FFmpeg to ``size = (H, W)``.
 
     ``keep``, when given, is a set of frame numbers: other frames are decoded
     (the codec needs them) but not converted or kept.
-    Raises ``DataError`` naming the file when it cannot be opened or decoded.
     """
-    import av
-
     height, width = size if size is not None else (None, None)
     frames = []
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DataError(f"{path}: no video stream")
-            for number, frame in enumerate(container.decode(video=0)):
-                if keep is None or number in keep:
-                    frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
-                if keep is not None and number >= max(keep):
-                    break
-    except DataError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot decode video ({exc})") from exc
+    with _open_video(path) as (container, stream):
+        for number, frame in enumerate(container.decode(stream)):
+            if keep is None or number in keep:
+                frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+            if keep is not None and number >= max(keep):
+                break
     return frames
 
 
 def frame_count(path: str | Path) -> int:
     """Frames in the file's first video stream: the container's count when it
     states one, otherwise counted by demuxing packets (no decoding)."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DataError(f"{path}: no video stream")
-            stream = container.streams.video[0]
-            if stream.frames:
-                return int(stream.frames)
-            return sum(1 for packet in container.demux(stream) if packet.size)
-    except DataError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot open video ({exc})") from exc
+    with _open_video(path) as (container, stream):
+        if stream.frames:
+            return int(stream.frames)
+        return sum(1 for packet in container.demux(stream) if packet.size)
 
 
 def frame_size(path: str | Path) -> tuple[int, int]:
     """``(height, width)`` of the file's first video stream."""
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            if not container.streams.video:
-                raise DataError(f"{path}: no video stream")
-            context = container.streams.video[0].codec_context
-            return int(context.height), int(context.width)
-    except DataError:
-        raise
-    except (av.error.FFmpegError, OSError, ValueError) as exc:
-        raise DataError(f"{path}: cannot open video ({exc})") from exc
+    with _open_video(path) as (_, stream):
+        return int(stream.codec_context.height), int(stream.codec_context.width)
 
 
 def uniform_indices(available: int, wanted: int) -> list[int]:
