@@ -31,6 +31,7 @@ setup(
         "tqdm>=4.60",
         "pillow>=9",
     ],
-    extras_require={"test": ["pytest>=7", "pytorch-msssim>=1.0"]},
+    # triton comes with CUDA builds of torch; on CPU the tests run its interpreter.
+    extras_require={"test": ["pytest>=7", "pytorch-msssim>=1.0", "triton>=3.0"]},
     entry_points={"console_scripts": ["sava=sava.cli:main"]},
 )

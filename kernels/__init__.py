@@ -1,29 +1,24 @@
 """sava.kernels: the operations of the attack loop.
 
-``reference`` holds the pure-torch definition of each operation; the engine
-calls the names exported here, so a faster backend can replace them without
-touching any attack.
+``reference`` holds the pure-torch definition of each operation. The names
+exported here go through ``dispatch``: the Triton kernel for float32 CUDA
+tensors, the reference otherwise (``SAVA_BACKEND`` or ``backend=`` override).
+Every attack calls these names, so it gets the kernels without code of its own.
 """
 
-from .reference import (
-    apply_perturbation,
-    gather_frames,
-    gaussian_window,
-    l21_norm,
-    masked_adam_step_,
-    perturb_frames,
-    scatter_frames,
-    ssim,
-    warp,
-)
+from .dispatch import BACKENDS, apply_perturbation, perturb_frames, perturb_selected, resolve
+from .reference import gather_frames, gaussian_window, l21_norm, masked_adam_step_, scatter_frames, ssim, warp
 
 __all__ = [
+    "BACKENDS",
     "apply_perturbation",
     "gather_frames",
     "gaussian_window",
     "l21_norm",
     "masked_adam_step_",
     "perturb_frames",
+    "perturb_selected",
+    "resolve",
     "scatter_frames",
     "ssim",
     "warp",

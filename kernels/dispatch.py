@@ -1,0 +1,72 @@
+"""Which implementation runs each operation.
+
+``backend="auto"`` (the default) takes the Triton kernel for float32 CUDA
+tensors and the pure-torch reference otherwise. An explicit ``backend=``
+argument, or the environment variable ``SAVA_BACKEND`` (``auto``,
+``reference``, ``triton``), overrides it. The Triton modules are imported on
+first use, so ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by the
+tests) can still be set before then.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+
+import torch
+
+from . import reference
+
+BACKENDS = ("auto", "reference", "triton")
+ENVIRONMENT_VARIABLE = "SAVA_BACKEND"
+
+
+def triton_available() -> bool:
+    return importlib.util.find_spec("triton") is not None
+
+
+def resolve(backend: str | None, *tensors: torch.Tensor | None) -> str:
+    """The backend that will run an operation on these tensors."""
+    choice = backend or os.environ.get(ENVIRONMENT_VARIABLE, "auto")
+    if choice not in BACKENDS:
+        raise ValueError(f"unknown backend {choice!r}; choose from {', '.join(BACKENDS)} "
+                         f"(argument or ${ENVIRONMENT_VARIABLE})")
+    present = [t for t in tensors if t is not None]
+    if choice == "auto":
+        fits = all(t.is_cuda and t.dtype in (torch.float32, torch.int64) for t in present)
+        return "triton" if fits and triton_available() else "reference"
+    if choice == "triton":
+        if not triton_available():
+            raise RuntimeError("backend 'triton' needs the triton package: pip install triton")
+        on_cpu = any(not t.is_cuda for t in present)
+        if on_cpu and os.environ.get("TRITON_INTERPRET") != "1":
+            raise RuntimeError("backend 'triton' runs on CUDA tensors; for CPU tensors set TRITON_INTERPRET=1 "
+                               "before sava.kernels' Triton modules are first used (Triton's interpreter)")
+        floats = [t for t in present if t.is_floating_point()]
+        if any(t.dtype != torch.float32 for t in floats):
+            raise ValueError(f"backend 'triton' takes float32 tensors, got {sorted({str(t.dtype) for t in floats})}")
+    return choice
+
+
+def _triton(module: str):
+    return importlib.import_module(f"{__package__}.{module}")
+
+
+def perturb_frames(frames, flow=None, noise=None, backend: str | None = None):
+    """``clamp(clamp(warp(frames, flow)) + noise)`` on ``(..., C, H, W)`` frames."""
+    if resolve(backend, frames, flow, noise) == "triton":
+        return _triton("perturb").perturb_frames(frames, flow, noise)
+    return reference.perturb_frames(frames, flow, noise)
+
+
+def perturb_selected(video, frame_idx, flow=None, noise=None, backend: str | None = None):
+    """The ``B x k`` selected frames of ``video``, perturbed (gather and perturbation fused on Triton)."""
+    if resolve(backend, video, frame_idx, flow, noise) == "triton":
+        return _triton("perturb").perturb_selected(video, frame_idx, flow, noise)
+    return reference.perturb_frames(reference.gather_frames(video, frame_idx), flow, noise)
+
+
+def apply_perturbation(video, frame_idx, flow=None, noise=None, backend: str | None = None):
+    """The whole adversarial video: selected frames perturbed, the others untouched."""
+    return reference.scatter_frames(video, frame_idx, perturb_selected(video, frame_idx, flow, noise, backend))

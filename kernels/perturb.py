@@ -1,0 +1,303 @@
+"""Fused sparse perturbation: gather the selected frames, warp them by the flow,
+add the noise, clamp -- one pass, cost proportional to the k selected frames.
+
+Same function as ``reference.perturb_frames`` applied to
+``reference.gather_frames(video, frame_idx)``; the tests hold them together.
+
+Layout of this file: Triton kernels, launchers, the registered custom ops with
+their fake and autograd implementations, and the public functions.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+BLOCK = 1024  # pixels per program; every channel of those pixels is handled by the same program
+
+
+# --------------------------------------------------------------------------- kernels
+@triton.jit
+def _bilinear_setup(flow_ptr, h, w, mask, sf_c, sf_h, sf_w, H, W):
+    """Sample point, its cell (top-left corner, clamped so the point lies inside)
+    and whether each coordinate was inside the frame before clamping."""
+    base = flow_ptr + h * sf_h + w * sf_w
+    y_raw = h.to(tl.float32) + tl.load(base, mask=mask, other=0.0).to(tl.float32)
+    x_raw = w.to(tl.float32) + tl.load(base + sf_c, mask=mask, other=0.0).to(tl.float32)
+    y = tl.minimum(tl.maximum(y_raw, 0.0), H - 1.0)
+    x = tl.minimum(tl.maximum(x_raw, 0.0), W - 1.0)
+    y0 = tl.minimum(tl.floor(y), H - 2.0)
+    x0 = tl.minimum(tl.floor(x), W - 2.0)
+    y_inside = (y_raw >= 0.0) & (y_raw <= H - 1.0)
+    x_inside = (x_raw >= 0.0) & (x_raw <= W - 1.0)
+    return y - y0, x - x0, y0.to(tl.int64), x0.to(tl.int64), y_inside, x_inside
+
+
+@triton.jit
+def _perturb_forward_kernel(
+    video_ptr, idx_ptr, flow_ptr, noise_ptr, out_ptr,
+    K, C, H, W,
+    sv_b, sv_t, sv_c, sv_h, sv_w,
+    si_b, si_k,
+    sf_b, sf_k, sf_c, sf_h, sf_w,
+    sn_b, sn_k, sn_c, sn_h, sn_w,
+    HAS_FLOW: tl.constexpr, HAS_NOISE: tl.constexpr, BLOCK: tl.constexpr,
+):
+    frame = tl.program_id(0).to(tl.int64)  # one selected frame: video b, slot j
+    b = frame // K
+    j = frame % K
+    t = tl.load(idx_ptr + b * si_b + j * si_k).to(tl.int64)
+    offs = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < H * W
+    h = offs // W
+    w = offs % W
+    src = video_ptr + b * sv_b + t * sv_t
+    if HAS_FLOW:
+        wy, wx, y0, x0, _, _ = _bilinear_setup(flow_ptr + b * sf_b + j * sf_k, h, w, mask, sf_c, sf_h, sf_w, H, W)
+        top_left = y0 * sv_h + x0 * sv_w
+    else:
+        top_left = h * sv_h + w * sv_w
+    noise = noise_ptr + b * sn_b + j * sn_k + h * sn_h + w * sn_w
+    out = out_ptr + frame * C * H * W + offs
+    for c in range(C):
+        plane = src + c * sv_c + top_left
+        if HAS_FLOW:
+            v00 = tl.load(plane, mask=mask, other=0.0).to(tl.float32)
+            v01 = tl.load(plane + sv_w, mask=mask, other=0.0).to(tl.float32)
+            v10 = tl.load(plane + sv_h, mask=mask, other=0.0).to(tl.float32)
+            v11 = tl.load(plane + sv_h + sv_w, mask=mask, other=0.0).to(tl.float32)
+            value = (1 - wy) * ((1 - wx) * v00 + wx * v01) + wy * ((1 - wx) * v10 + wx * v11)
+            value = tl.minimum(tl.maximum(value, 0.0), 1.0)
+        else:
+            value = tl.load(plane, mask=mask, other=0.0).to(tl.float32)
+        if HAS_NOISE:
+            value += tl.load(noise + c * sn_c, mask=mask, other=0.0).to(tl.float32)
+            value = tl.minimum(tl.maximum(value, 0.0), 1.0)
+        tl.store(out + c * H * W, value, mask=mask)
+
+
+# Backward. With s = warp(x, U) (bilinear in the four corners v00..v11 with
+# weights from the fractional position (wy, wx)), a = clamp(s), o = clamp(a + N):
+#   dL/dN        = g * [0 <= a + N <= 1]
+#   dL/da        = dL/dN                       (noise present; else g)
+#   dL/ds        = dL/da * [0 <= s <= 1]
+#   dL/dU_rows   = sum_c dL/ds_c * ((1 - wx)(v10 - v00) + wx (v11 - v01)) * [row inside frame]
+#   dL/dU_cols   = sum_c dL/ds_c * ((1 - wy)(v01 - v00) + wy (v11 - v10)) * [col inside frame]
+#   dL/dv_corner = dL/ds * (bilinear weight of that corner)        (scattered; only when asked)
+# The forward is recomputed from x and U: 4 reads per channel instead of
+# storing the warped frame, and the flow gradient needs the corners anyway.
+@triton.jit
+def _perturb_backward_kernel(
+    video_ptr, idx_ptr, flow_ptr, noise_ptr, grad_ptr,
+    grad_flow_ptr, grad_noise_ptr, grad_video_ptr,
+    K, C, H, W,
+    sv_b, sv_t, sv_c, sv_h, sv_w,
+    si_b, si_k,
+    sf_b, sf_k, sf_c, sf_h, sf_w,
+    sn_b, sn_k, sn_c, sn_h, sn_w,
+    gv_b, gv_t, gv_c, gv_h, gv_w,
+    HAS_FLOW: tl.constexpr, HAS_NOISE: tl.constexpr, NEED_VIDEO: tl.constexpr, BLOCK: tl.constexpr,
+):
+    frame = tl.program_id(0).to(tl.int64)
+    b = frame // K
+    j = frame % K
+    t = tl.load(idx_ptr + b * si_b + j * si_k).to(tl.int64)
+    offs = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < H * W
+    h = offs // W
+    w = offs % W
+    src = video_ptr + b * sv_b + t * sv_t
+    gsrc = grad_video_ptr + b * gv_b + t * gv_t
+    if HAS_FLOW:
+        wy, wx, y0, x0, y_inside, x_inside = _bilinear_setup(
+            flow_ptr + b * sf_b + j * sf_k, h, w, mask, sf_c, sf_h, sf_w, H, W
+        )
+        top_left = y0 * sv_h + x0 * sv_w
+        g_top_left = y0 * gv_h + x0 * gv_w
+    else:
+        top_left = h * sv_h + w * sv_w
+        g_top_left = h * gv_h + w * gv_w
+    noise = noise_ptr + b * sn_b + j * sn_k + h * sn_h + w * sn_w
+    grad = grad_ptr + frame * C * H * W + offs
+    grad_noise = grad_noise_ptr + frame * C * H * W + offs
+    g_rows = tl.zeros([BLOCK], dtype=tl.float32)
+    g_cols = tl.zeros([BLOCK], dtype=tl.float32)
+    for c in range(C):
+        plane = src + c * sv_c + top_left
+        g = tl.load(grad + c * H * W, mask=mask, other=0.0).to(tl.float32)
+        if HAS_FLOW:
+            v00 = tl.load(plane, mask=mask, other=0.0).to(tl.float32)
+            v01 = tl.load(plane + sv_w, mask=mask, other=0.0).to(tl.float32)
+            v10 = tl.load(plane + sv_h, mask=mask, other=0.0).to(tl.float32)
+            v11 = tl.load(plane + sv_h + sv_w, mask=mask, other=0.0).to(tl.float32)
+            warped = (1 - wy) * ((1 - wx) * v00 + wx * v01) + wy * ((1 - wx) * v10 + wx * v11)
+            before_noise = tl.minimum(tl.maximum(warped, 0.0), 1.0)
+        else:
+            before_noise = tl.load(plane, mask=mask, other=0.0).to(tl.float32)
+        if HAS_NOISE:
+            total = before_noise + tl.load(noise + c * sn_c, mask=mask, other=0.0).to(tl.float32)
+            g = tl.where((total >= 0.0) & (total <= 1.0), g, 0.0)
+            tl.store(grad_noise + c * H * W, g, mask=mask)
+        if HAS_FLOW:
+            g = tl.where((warped >= 0.0) & (warped <= 1.0), g, 0.0)
+            g_rows += g * ((1 - wx) * (v10 - v00) + wx * (v11 - v01))
+            g_cols += g * ((1 - wy) * (v01 - v00) + wy * (v11 - v10))
+            if NEED_VIDEO:
+                gplane = gsrc + c * gv_c + g_top_left
+                tl.atomic_add(gplane, g * (1 - wy) * (1 - wx), mask=mask)
+                tl.atomic_add(gplane + gv_w, g * (1 - wy) * wx, mask=mask)
+                tl.atomic_add(gplane + gv_h, g * wy * (1 - wx), mask=mask)
+                tl.atomic_add(gplane + gv_h + gv_w, g * wy * wx, mask=mask)
+        elif NEED_VIDEO:
+            tl.atomic_add(gsrc + c * gv_c + g_top_left, g, mask=mask)
+    if HAS_FLOW:
+        grad_flow = grad_flow_ptr + frame * 2 * H * W + offs
+        tl.store(grad_flow, tl.where(y_inside, g_rows, 0.0), mask=mask)
+        tl.store(grad_flow + H * W, tl.where(x_inside, g_cols, 0.0), mask=mask)
+
+
+# --------------------------------------------------------------------------- launchers
+def _strides(tensor: torch.Tensor | None, rank: int) -> tuple[int, ...]:
+    return tuple(tensor.stride()) if tensor is not None else (0,) * rank
+
+
+def _grid(frames: int, height: int, width: int) -> tuple[int, int]:
+    return (frames, triton.cdiv(height * width, BLOCK))
+
+
+def _launch_forward(video, frame_idx, flow, noise):
+    batch, _, channels, height, width = video.shape
+    k = frame_idx.shape[1]
+    out = torch.empty(batch, k, channels, height, width, device=video.device, dtype=torch.float32)
+    if out.numel() == 0:
+        return out
+    _perturb_forward_kernel[_grid(batch * k, height, width)](
+        video, frame_idx, flow if flow is not None else video, noise if noise is not None else video, out,
+        k, channels, height, width,
+        *video.stride(), *frame_idx.stride(), *_strides(flow, 5), *_strides(noise, 5),
+        HAS_FLOW=flow is not None, HAS_NOISE=noise is not None, BLOCK=BLOCK,
+    )
+    return out
+
+
+def _launch_backward(grad, video, frame_idx, flow, noise, need_video: bool):
+    batch, _, channels, height, width = video.shape
+    k = frame_idx.shape[1]
+    grad = grad.contiguous()
+    grad_flow = torch.zeros(batch, k, 2, height, width, device=video.device) if flow is not None else None
+    grad_noise = torch.zeros(batch, k, channels, height, width, device=video.device) if noise is not None else None
+    grad_video = torch.zeros(video.shape, device=video.device) if need_video else None
+    if grad.numel():
+        _perturb_backward_kernel[_grid(batch * k, height, width)](
+            video, frame_idx, flow if flow is not None else video, noise if noise is not None else video, grad,
+            grad_flow if grad_flow is not None else grad, grad_noise if grad_noise is not None else grad,
+            grad_video if grad_video is not None else grad,
+            k, channels, height, width,
+            *video.stride(), *frame_idx.stride(), *_strides(flow, 5), *_strides(noise, 5),
+            *_strides(grad_video, 5),
+            HAS_FLOW=flow is not None, HAS_NOISE=noise is not None, NEED_VIDEO=need_video, BLOCK=BLOCK,
+        )
+    return grad_flow, grad_noise, grad_video
+
+
+# --------------------------------------------------------------------------- custom ops
+
+@torch.library.custom_op("sava::perturb_selected", mutates_args=())
+def _perturb_selected_op(video: torch.Tensor, frame_idx: torch.Tensor, flow: torch.Tensor | None,
+                         noise: torch.Tensor | None) -> torch.Tensor:
+    return _launch_forward(video, frame_idx, flow, noise)
+
+
+@_perturb_selected_op.register_fake
+def _(video, frame_idx, flow, noise):
+    batch, _, channels, height, width = video.shape
+    return video.new_empty(batch, frame_idx.shape[1], channels, height, width, dtype=torch.float32)
+
+
+@torch.library.custom_op("sava::perturb_selected_backward", mutates_args=())
+def _perturb_backward_op(grad: torch.Tensor, video: torch.Tensor, frame_idx: torch.Tensor,
+                         flow: torch.Tensor | None, noise: torch.Tensor | None,
+                         need_video: bool) -> list[torch.Tensor]:
+    # A custom op cannot return None: absent gradients come back as empty tensors.
+    grads = _launch_backward(grad, video, frame_idx, flow, noise, need_video)
+    return [g if g is not None else video.new_empty(0) for g in grads]
+
+
+@_perturb_backward_op.register_fake
+def _(grad, video, frame_idx, flow, noise, need_video):
+    return [
+        torch.empty_like(flow, dtype=torch.float32) if flow is not None else video.new_empty(0),
+        torch.empty_like(noise, dtype=torch.float32) if noise is not None else video.new_empty(0),
+        video.new_empty(video.shape, dtype=torch.float32) if need_video else video.new_empty(0),
+    ]
+
+
+def _setup_context(ctx, inputs, output):
+    video, frame_idx, flow, noise = inputs
+    ctx.save_for_backward(video, frame_idx, flow, noise)
+    ctx.has_flow, ctx.has_noise = flow is not None, noise is not None
+
+
+def _backward(ctx, grad):
+    video, frame_idx, flow, noise = ctx.saved_tensors
+    need_video = ctx.needs_input_grad[0]
+    grad_flow, grad_noise, grad_video = _perturb_backward_op(grad, video, frame_idx, flow if ctx.has_flow else None,
+                                                             noise if ctx.has_noise else None, need_video)
+    return (
+        grad_video.to(video.dtype) if need_video else None,
+        None,
+        grad_flow.to(flow.dtype) if ctx.has_flow and ctx.needs_input_grad[2] else None,
+        grad_noise.to(noise.dtype) if ctx.has_noise and ctx.needs_input_grad[3] else None,
+    )
+
+
+_perturb_selected_op.register_autograd(_backward, setup_context=_setup_context)
+
+
+# --------------------------------------------------------------------------- public
+def _check(video, frame_idx, flow, noise) -> None:
+    if video.dim() != 5:
+        raise ValueError(f"perturb: video must be B x T x C x H x W, got shape {tuple(video.shape)}")
+    batch, frames, channels, height, width = video.shape
+    if frame_idx.dim() != 2 or frame_idx.shape[0] != batch or frame_idx.dtype != torch.int64:
+        raise ValueError(f"perturb: frame_idx must be B x k int64, got {tuple(frame_idx.shape)} {frame_idx.dtype}")
+    k = frame_idx.shape[1]
+    if height < 2 or width < 2:
+        raise ValueError(f"perturb: frames must be at least 2 x 2 pixels, got {height} x {width}")
+    for name, tensor, ch in (("flow", flow, 2), ("noise", noise, channels)):
+        if tensor is not None and tuple(tensor.shape) != (batch, k, ch, height, width):
+            raise ValueError(f"perturb: {name} must be {(batch, k, ch, height, width)}, got {tuple(tensor.shape)}")
+    for name, tensor in (("frame_idx", frame_idx), ("flow", flow), ("noise", noise)):
+        if tensor is not None and tensor.device != video.device:
+            raise ValueError(f"perturb: {name} is on {tensor.device}, the video on {video.device}")
+    # Reading index values syncs the device and cannot be traced; eager calls check them.
+    if torch.compiler.is_compiling() or not frame_idx.numel():
+        return
+    if int(frame_idx.min()) < 0 or int(frame_idx.max()) >= frames:
+        raise ValueError(f"perturb: frame indices must lie in [0, {frames}), got {frame_idx.min()}..{frame_idx.max()}")
+
+
+def perturb_selected(video: torch.Tensor, frame_idx: torch.Tensor, flow: torch.Tensor | None = None,
+                     noise: torch.Tensor | None = None) -> torch.Tensor:
+    """``B x k x C x H x W`` perturbed copies of the frames ``frame_idx`` selects
+    from ``video`` (``B x T x C x H x W``, any strides)."""
+    _check(video, frame_idx, flow, noise)
+    return _perturb_selected_op(video, frame_idx, flow, noise)
+
+
+def perturb_frames(frames: torch.Tensor, flow: torch.Tensor | None = None,
+                   noise: torch.Tensor | None = None) -> torch.Tensor:
+    """``reference.perturb_frames`` for ``(..., C, H, W)`` frames."""
+    lead = frames.shape[:-3]
+    if frames.dim() == 5:
+        batch, k = lead
+        grid = frames
+    else:
+        grid = frames.reshape(-1, 1, *frames.shape[-3:])
+        batch, k = grid.shape[:2]
+        flow = flow.reshape(batch, 1, *flow.shape[-3:]) if flow is not None else None
+        noise = noise.reshape(batch, 1, *noise.shape[-3:]) if noise is not None else None
+    frame_idx = torch.arange(k, device=frames.device).expand(batch, k)
+    out = perturb_selected(grid, frame_idx, flow, noise)
+    return out.reshape(*lead, *frames.shape[-3:])

@@ -1,0 +1,135 @@
+"""The fused Triton perturbation against the reference: values and gradients.
+
+On a machine without a GPU this runs through Triton's CPU interpreter
+(tests/conftest.py sets TRITON_INTERPRET=1); shapes stay tiny for it.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from sava.kernels import dispatch
+from sava.kernels import reference as ref
+
+from .tolerances import assert_close
+
+pytest.importorskip("triton")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("no GPU and the Triton interpreter is off", allow_module_level=True)
+
+from sava.kernels import perturb  # noqa: E402  (after TRITON_INTERPRET is set)
+
+# (B, T, C, H, W, k)
+CASES = [
+    (1, 1, 3, 11, 11, 1),  # one frame of the smallest SSIM-able size, k = T
+    (2, 5, 3, 13, 17, 2),  # primes
+    (3, 4, 1, 12, 11, 4),  # single channel, k = T
+    (2, 7, 2, 29, 23, 1),
+]
+
+
+def make_case(b, t, c, h, w, k, flow_scale=2.5, seed=0, contiguous=False):
+    gen = torch.Generator().manual_seed(seed)
+    if contiguous:
+        video = torch.rand(b, t, c, h, w, generator=gen)
+    else:  # a B x T x C x H x W view of a B x C x T x H x W tensor: not contiguous
+        video = torch.rand(b, c, t, h, w, generator=gen).transpose(1, 2)
+    idx = torch.stack([torch.randperm(t, generator=gen)[:k] for _ in range(b)])
+    # Non-integer offset keeps sample points off the exact far border (see reference.warp).
+    flow = (torch.rand(b, k, 2, h, w, generator=gen) * 2 - 1) * flow_scale + 0.1234
+    noise = torch.randn(b, k, c, h, w, generator=gen) * 0.2
+    return [x.to(DEVICE) for x in (video, idx, flow, noise)]
+
+
+def run_both(video, idx, flow, noise, grad_video=False):
+    """Forward and backward through Triton and through the reference."""
+    outputs, grads = [], []
+    for impl in ("triton", "reference"):
+        leaves = [video.clone().requires_grad_(grad_video),
+                  None if flow is None else flow.clone().requires_grad_(),
+                  None if noise is None else noise.clone().requires_grad_()]
+        out = dispatch.perturb_selected(leaves[0], idx, leaves[1], leaves[2], backend=impl)
+        upstream = torch.randn(out.shape, generator=torch.Generator().manual_seed(7)).to(DEVICE)
+        wanted = [x for x in leaves if x is not None and x.requires_grad]
+        outputs.append(out)
+        grads.append(torch.autograd.grad(out, wanted, upstream))
+    return outputs, grads
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("parts", ["combined", "noise", "flow"])
+def test_matches_reference(case, parts):
+    video, idx, flow, noise = make_case(*case)
+    flow = flow if parts != "noise" else None
+    noise = noise if parts != "flow" else None
+    (ours, theirs), (g_ours, g_theirs) = run_both(video, idx, flow, noise)
+    assert_close(ours, theirs, f"{parts} forward")
+    for name, a, b in zip(["flow", "noise"] if parts == "combined" else [parts], g_ours, g_theirs):
+        assert_close(a, b, f"{parts} d/d{name}")
+
+
+@pytest.mark.parametrize("flow_scale", [0.4, 40.0])
+def test_flows_far_outside_and_contiguous_video(flow_scale):
+    video, idx, flow, noise = make_case(2, 3, 3, 12, 14, 2, flow_scale=flow_scale, contiguous=True)
+    (ours, theirs), (g_ours, g_theirs) = run_both(video, idx, flow, noise)
+    assert_close(ours, theirs, "forward")
+    assert_close(g_ours[0], g_theirs[0], "d/dflow")
+    assert_close(g_ours[1], g_theirs[1], "d/dnoise")
+
+
+@pytest.mark.parametrize("parts", ["combined", "noise"])
+def test_gradient_for_the_clean_video_when_asked(parts):
+    video, idx, flow, noise = make_case(2, 4, 2, 13, 12, 2, seed=3)
+    flow = flow if parts == "combined" else None
+    (ours, theirs), (g_ours, g_theirs) = run_both(video, idx, flow, noise, grad_video=True)
+    assert_close(g_ours[0], g_theirs[0], f"{parts} d/dvideo")
+
+
+def test_perturb_frames_any_leading_dims():
+    frames = torch.rand(2, 3, 3, 12, 13, device=DEVICE)[:, 1:]  # B x k view with a batch stride
+    flow = torch.randn(2, 2, 2, 12, 13, device=DEVICE) + 0.123
+    noise = torch.randn(2, 2, 3, 12, 13, device=DEVICE) * 0.1
+    assert_close(perturb.perturb_frames(frames, flow, noise), ref.perturb_frames(frames, flow, noise), "B x k")
+    flat = frames.reshape(4, 3, 12, 13)
+    assert_close(perturb.perturb_frames(flat, flow.reshape(4, 2, 12, 13), noise.reshape(4, 3, 12, 13)),
+                 ref.perturb_frames(flat, flow.reshape(4, 2, 12, 13), noise.reshape(4, 3, 12, 13)), "N frames")
+
+
+def test_custom_op_registration_and_compile():
+    video, idx, flow, noise = make_case(1, 2, 3, 11, 12, 1)
+    torch.library.opcheck(perturb._perturb_selected_op, (video, idx, flow, noise))
+    compiled = torch.compile(perturb.perturb_selected, backend="eager", fullgraph=True)
+    assert_close(compiled(video, idx, flow, noise), ref.perturb_frames(ref.gather_frames(video, idx), flow, noise),
+                 "compiled")
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda v, i, f, n: (v, i.to(torch.int32), f, n), "int64"),
+        (lambda v, i, f, n: (v, i, f[..., :-1], n), "flow must be"),
+        (lambda v, i, f, n: (v, i + 10, f, n), "frame indices must lie"),
+        (lambda v, i, f, n: (v[0], i, f, n), "B x T x C x H x W"),
+    ],
+)
+def test_bad_inputs_are_named(change, message):
+    with pytest.raises(ValueError, match=message):
+        perturb.perturb_selected(*change(*make_case(1, 2, 3, 11, 11, 1)))
+
+
+def test_dispatch_choice(monkeypatch):
+    cpu = torch.rand(1, 1, 3, 11, 11)
+    monkeypatch.delenv(dispatch.ENVIRONMENT_VARIABLE, raising=False)
+    assert dispatch.resolve(None, cpu) == "reference"  # auto on CPU
+    monkeypatch.setenv(dispatch.ENVIRONMENT_VARIABLE, "triton")
+    assert dispatch.resolve(None, cpu) == "triton"
+    assert dispatch.resolve("reference", cpu) == "reference"  # the argument beats the variable
+    monkeypatch.setenv(dispatch.ENVIRONMENT_VARIABLE, "fast")
+    with pytest.raises(ValueError, match="unknown backend 'fast'"):
+        dispatch.resolve(None, cpu)
+    with pytest.raises(ValueError, match="float32"):
+        dispatch.resolve("triton", cpu.double())
