@@ -17,7 +17,7 @@ setup(
     long_description_content_type="text/markdown",
     python_requires=">=3.10",
     package_dir={"sava": "engine", "sava.kernels": "kernels"},
-    packages=engine_packages + ["sava.kernels"],
+    packages=engine_packages + ["sava.kernels", "sava.kernels.fused"],
     package_data={"sava": ["VERSION"], "sava.models": ["weights/*.safetensors"]},
     # torch is left loose so a GPU user keeps the CUDA build they already have;
     # README's set-up command pins the CPU wheel for everyone else.

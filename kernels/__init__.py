@@ -6,8 +6,8 @@ tensors, the reference otherwise (``SAVA_BACKEND`` or ``backend=`` override).
 Every attack calls these names, so it gets the kernels without code of its own.
 """
 
-from .dispatch import BACKENDS, apply_perturbation, perturb_frames, perturb_selected, resolve
-from .reference import gather_frames, gaussian_window, l21_norm, masked_adam_step_, scatter_frames, ssim, warp
+from .dispatch import BACKENDS, apply_perturbation, perturb_frames, perturb_selected, resolve, ssim
+from .reference import gather_frames, gaussian_window, l21_norm, masked_adam_step_, scatter_frames, warp
 
 __all__ = [
     "BACKENDS",

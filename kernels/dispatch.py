@@ -50,7 +50,7 @@ def resolve(backend: str | None, *tensors: torch.Tensor | None) -> str:
 
 
 def _triton(module: str):
-    return importlib.import_module(f"{__package__}.{module}")
+    return importlib.import_module(f"{__package__}.fused.{module}")
 
 
 def perturb_frames(frames, flow=None, noise=None, backend: str | None = None):
@@ -70,3 +70,13 @@ def perturb_selected(video, frame_idx, flow=None, noise=None, backend: str | Non
 def apply_perturbation(video, frame_idx, flow=None, noise=None, backend: str | None = None):
     """The whole adversarial video: selected frames perturbed, the others untouched."""
     return reference.scatter_frames(video, frame_idx, perturb_selected(video, frame_idx, flow, noise, backend))
+
+
+def ssim(x, y, backend: str | None = None):
+    """Per-frame SSIM ``(..., C, H, W) -> (...)``. The fused kernel differentiates
+    ``x`` only; under ``auto`` a ``y`` that needs a gradient takes the reference."""
+    if backend is None and y.requires_grad:
+        return reference.ssim(x, y)
+    if resolve(backend, x, y) == "triton":
+        return _triton("ssim").ssim(x, y)
+    return reference.ssim(x, y)

@@ -21,7 +21,7 @@ DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("no GPU and the Triton interpreter is off", allow_module_level=True)
 
-from sava.kernels import perturb  # noqa: E402  (after TRITON_INTERPRET is set)
+from sava.kernels.fused import perturb  # noqa: E402  (after TRITON_INTERPRET is set)
 
 # (B, T, C, H, W, k)
 CASES = [

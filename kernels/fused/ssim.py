@@ -1,0 +1,211 @@
+"""Fused per-frame SSIM, forward and backward (gradient for the first argument,
+the perturbed frame). Same function as ``reference.ssim``.
+
+Bytes per value (float32), forward + backward:
+* keep the derivative maps: the forward reads x, y (8 B) and writes the three
+  maps dS/dmu_x, dS/dE[x^2], dS/dE[xy] (12 B); the backward reads the maps
+  (12 B) and x, y (8 B) and writes dx (4 B): 44 B.
+* recompute them: the backward needs the maps at every window position around
+  a pixel, so it must first rebuild them in a pass of its own (read x, y 8 B,
+  write 12 B) before the same gather: 52 B, and one more launch.
+So the forward keeps the maps, and writes them only when a gradient is wanted
+(an evaluation-only forward moves 8 B per value).
+
+The window loops here are direct 11 x 11 sums, cached through L1/L2; a tiled,
+separable version is the tuning step for a GPU session.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from ..reference import SSIM_K1, SSIM_K2, SSIM_WINDOW, gaussian_window
+
+BLOCK = 256  # window positions (forward) or pixels (backward) per program
+
+
+# --------------------------------------------------------------------------- kernels
+@triton.jit
+def _ssim_forward_kernel(
+    x_ptr, y_ptr, taps_ptr, partial_ptr, maps_ptr,
+    C, H, W, HO, WO, NUM_BLOCKS,
+    sx_n, sx_c, sx_h, sx_w,
+    sy_n, sy_c, sy_h, sy_w,
+    C1: tl.constexpr, C2: tl.constexpr, WIN: tl.constexpr, KEEP_MAPS: tl.constexpr, BLOCK: tl.constexpr,
+):
+    frame = tl.program_id(0).to(tl.int64)
+    block = tl.program_id(1)
+    pos = block.to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = pos < HO * WO
+    i = pos // WO
+    j = pos % WO
+    total = tl.zeros([BLOCK], dtype=tl.float32)
+    for c in range(C):
+        xs = x_ptr + frame * sx_n + c * sx_c
+        ys = y_ptr + frame * sy_n + c * sy_c
+        mu_x = tl.zeros([BLOCK], dtype=tl.float32)
+        mu_y = tl.zeros([BLOCK], dtype=tl.float32)
+        e_xx = tl.zeros([BLOCK], dtype=tl.float32)
+        e_yy = tl.zeros([BLOCK], dtype=tl.float32)
+        e_xy = tl.zeros([BLOCK], dtype=tl.float32)
+        for dh in range(WIN):
+            g_row = tl.load(taps_ptr + dh)
+            for dw in range(WIN):
+                weight = g_row * tl.load(taps_ptr + dw)
+                xv = tl.load(xs + (i + dh) * sx_h + (j + dw) * sx_w, mask=mask, other=0.0).to(tl.float32)
+                yv = tl.load(ys + (i + dh) * sy_h + (j + dw) * sy_w, mask=mask, other=0.0).to(tl.float32)
+                mu_x += weight * xv
+                mu_y += weight * yv
+                e_xx += weight * xv * xv
+                e_yy += weight * yv * yv
+                e_xy += weight * xv * yv
+        lum_num = 2 * mu_x * mu_y + C1
+        lum_den = mu_x * mu_x + mu_y * mu_y + C1
+        con_num = 2 * (e_xy - mu_x * mu_y) + C2
+        con_den = (e_xx - mu_x * mu_x) + (e_yy - mu_y * mu_y) + C2
+        value = (lum_num * con_num) / (lum_den * con_den)
+        total += tl.where(mask, value, 0.0)
+        if KEEP_MAPS:
+            # Derivatives of the local SSIM with respect to the raw window
+            # statistics of x (mu_x, E[x^2], E[xy]), y held fixed.
+            denom = lum_den * con_den
+            d_mu = (2 * mu_y * (con_num - lum_num) - 2 * mu_x * value * (con_den - lum_den)) / denom
+            d_xx = -value / con_den
+            d_xy = 2 * lum_num / denom
+            plane = maps_ptr + (frame * C + c) * 3 * HO * WO + pos
+            tl.store(plane, d_mu, mask=mask)
+            tl.store(plane + HO * WO, d_xx, mask=mask)
+            tl.store(plane + 2 * HO * WO, d_xy, mask=mask)
+    tl.store(partial_ptr + frame * NUM_BLOCKS + block, tl.sum(total, axis=0))
+
+
+# dS/dx(q) = scale * sum over window positions p covering q of g(q - p) *
+#            [ dS/dmu_x(p) + 2 x(q) dS/dE[x^2](p) + y(q) dS/dE[xy](p) ],
+# scale = upstream gradient / (C * number of positions); g is the 2-D Gaussian.
+@triton.jit
+def _ssim_backward_kernel(
+    x_ptr, y_ptr, taps_ptr, maps_ptr, grad_ptr, out_ptr,
+    C, H, W, HO, WO,
+    sx_n, sx_c, sx_h, sx_w,
+    sy_n, sy_c, sy_h, sy_w,
+    WIN: tl.constexpr, BLOCK: tl.constexpr,
+):
+    frame = tl.program_id(0).to(tl.int64)
+    pix = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = pix < H * W
+    h = pix // W
+    w = pix % W
+    scale = tl.load(grad_ptr + frame).to(tl.float32) / (C * HO * WO)
+    for c in range(C):
+        plane = maps_ptr + (frame * C + c) * 3 * HO * WO
+        acc_mu = tl.zeros([BLOCK], dtype=tl.float32)
+        acc_xx = tl.zeros([BLOCK], dtype=tl.float32)
+        acc_xy = tl.zeros([BLOCK], dtype=tl.float32)
+        for dh in range(WIN):
+            g_row = tl.load(taps_ptr + dh)
+            i = h - dh
+            for dw in range(WIN):
+                j = w - dw
+                inside = mask & (i >= 0) & (i < HO) & (j >= 0) & (j < WO)
+                weight = g_row * tl.load(taps_ptr + dw)
+                at = plane + i * WO + j
+                acc_mu += weight * tl.load(at, mask=inside, other=0.0)
+                acc_xx += weight * tl.load(at + HO * WO, mask=inside, other=0.0)
+                acc_xy += weight * tl.load(at + 2 * HO * WO, mask=inside, other=0.0)
+        xv = tl.load(x_ptr + frame * sx_n + c * sx_c + h * sx_h + w * sx_w, mask=mask, other=0.0).to(tl.float32)
+        yv = tl.load(y_ptr + frame * sy_n + c * sy_c + h * sy_h + w * sy_w, mask=mask, other=0.0).to(tl.float32)
+        grad = scale * (acc_mu + 2 * xv * acc_xx + yv * acc_xy)
+        tl.store(out_ptr + (frame * C + c) * H * W + pix, grad, mask=mask)
+
+
+# --------------------------------------------------------------------------- launchers
+def _taps(device) -> torch.Tensor:
+    return gaussian_window(SSIM_WINDOW, dtype=torch.float32, device=device)
+
+
+def _launch_forward(x: torch.Tensor, y: torch.Tensor, keep_maps: bool):
+    frames, channels, height, width = x.shape
+    ho, wo = height - SSIM_WINDOW + 1, width - SSIM_WINDOW + 1
+    blocks = triton.cdiv(ho * wo, BLOCK)
+    partial = torch.empty(frames, blocks, device=x.device, dtype=torch.float32)
+    maps = torch.empty(frames, channels, 3, ho, wo, device=x.device, dtype=torch.float32) if keep_maps \
+        else x.new_empty(0, dtype=torch.float32)
+    if frames:
+        _ssim_forward_kernel[(frames, blocks)](
+            x, y, _taps(x.device), partial, maps if keep_maps else partial,
+            channels, height, width, ho, wo, blocks, *x.stride(), *y.stride(),
+            C1=(SSIM_K1) ** 2, C2=(SSIM_K2) ** 2, WIN=SSIM_WINDOW, KEEP_MAPS=keep_maps, BLOCK=BLOCK,
+        )
+    # Per-block partial sums, added in a fixed order: deterministic, unlike atomics.
+    return partial.sum(dim=1) / (channels * ho * wo), maps
+
+
+def _launch_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    frames, channels, height, width = x.shape
+    out = torch.empty(frames, channels, height, width, device=x.device, dtype=torch.float32)
+    if frames:
+        _ssim_backward_kernel[(frames, triton.cdiv(height * width, BLOCK))](
+            x, y, _taps(x.device), maps, grad.contiguous(), out,
+            channels, height, width, height - SSIM_WINDOW + 1, width - SSIM_WINDOW + 1,
+            *x.stride(), *y.stride(), WIN=SSIM_WINDOW, BLOCK=BLOCK,
+        )
+    return out
+
+
+# --------------------------------------------------------------------------- custom ops
+@torch.library.custom_op("sava::ssim_forward", mutates_args=())
+def _ssim_forward_op(x: torch.Tensor, y: torch.Tensor, keep_maps: bool) -> list[torch.Tensor]:
+    return list(_launch_forward(x, y, keep_maps))
+
+
+@_ssim_forward_op.register_fake
+def _(x, y, keep_maps):
+    frames, channels, height, width = x.shape
+    maps_shape = (frames, channels, 3, height - SSIM_WINDOW + 1, width - SSIM_WINDOW + 1) if keep_maps else (0,)
+    return [x.new_empty(frames, dtype=torch.float32), x.new_empty(maps_shape, dtype=torch.float32)]
+
+
+@torch.library.custom_op("sava::ssim_backward", mutates_args=())
+def _ssim_backward_op(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:
+    return _launch_backward(grad, x, y, maps)
+
+
+@_ssim_backward_op.register_fake
+def _(grad, x, y, maps):
+    return x.new_empty(x.shape, dtype=torch.float32)
+
+
+class _SSIM(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, y):
+        keep = x.requires_grad
+        values, maps = _ssim_forward_op(x, y, keep)
+        if keep:
+            ctx.save_for_backward(x, y, maps)
+        return values
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, y, maps = ctx.saved_tensors
+        return _ssim_backward_op(grad, x, y, maps).to(x.dtype), None
+
+
+# --------------------------------------------------------------------------- public
+def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Per-frame SSIM ``(..., C, H, W) -> (...)``; differentiable in ``x`` only."""
+    if x.shape != y.shape:
+        raise ValueError(f"ssim: shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
+    if x.dim() < 3:
+        raise ValueError(f"ssim: frames must be (..., C, H, W), got shape {tuple(x.shape)}")
+    height, width = x.shape[-2:]
+    if height < SSIM_WINDOW or width < SSIM_WINDOW:
+        raise ValueError(
+            f"ssim: frames of {height} x {width} are smaller than the {SSIM_WINDOW} x {SSIM_WINDOW} window"
+        )
+    if y.requires_grad:
+        raise ValueError("ssim: the fused kernel differentiates the first argument only; use backend='reference'")
+    lead = x.shape[:-3]
+    values = _SSIM.apply(x.reshape(-1, *x.shape[-3:]), y.reshape(-1, *y.shape[-3:]))
+    return values.reshape(lead)

@@ -1,0 +1,83 @@
+"""The fused Triton SSIM against pytorch_msssim and the reference: values and
+the gradient for the perturbed frame. Tiny shapes: on CPU this runs through
+Triton's interpreter, which pays per window tap."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+from pytorch_msssim import ssim as msssim_ssim
+
+from sava.kernels import dispatch
+from sava.kernels import reference as ref
+
+from .tolerances import assert_close
+
+pytest.importorskip("triton")
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
+if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
+    pytest.skip("no GPU and the Triton interpreter is off", allow_module_level=True)
+
+from sava.kernels.fused import ssim as fused  # noqa: E402  (after TRITON_INTERPRET is set)
+
+SHAPES = [(1, 1, 11, 11), (2, 3, 12, 13), (1, 2, 19, 11)]
+
+
+def pair(shape, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    clean = torch.rand(shape, generator=gen)
+    perturbed = (clean + 0.15 * torch.randn(shape, generator=gen)).clamp(0, 1)
+    return perturbed.to(DEVICE), clean.to(DEVICE)
+
+
+@pytest.mark.parametrize("shape", SHAPES)
+def test_values_and_gradient_match(shape):
+    x, y = pair(shape)
+    ours_in = x.clone().requires_grad_()
+    theirs_in = x.clone().requires_grad_()
+    ours = fused.ssim(ours_in, y)
+    theirs = msssim_ssim(theirs_in, y, data_range=1.0, size_average=False, win_size=11, win_sigma=1.5)
+    assert_close(ours, theirs, "ssim vs pytorch_msssim")
+    upstream = torch.linspace(-1, 2, ours.numel(), device=DEVICE).view_as(ours)
+    g_ours = torch.autograd.grad(ours, ours_in, upstream)[0]
+    g_theirs = torch.autograd.grad(theirs, theirs_in, upstream)[0]
+    assert_close(g_ours, g_theirs, "d ssim / d x")
+
+
+def test_non_contiguous_frames_and_leading_dims():
+    base = torch.rand(2, 3, 4, 12, 12, device=DEVICE)  # B x C x T x H x W
+    x = base.transpose(1, 2)[:, 1:3]  # B x 2 x C x H x W, not contiguous
+    y = (x + 0.1).clamp(0, 1)
+    assert not x.is_contiguous()
+    assert_close(fused.ssim(x, y), ref.ssim(x, y), "strided frames")
+    assert fused.ssim(x, y).shape == (2, 2)
+
+
+def test_identical_frames_score_one_and_no_gradient_is_kept_without_grad():
+    x, _ = pair((2, 3, 11, 12))
+    values, maps = fused._ssim_forward_op(x, x, False)
+    assert_close(values, torch.ones(2, device=DEVICE), "ssim(x, x)")
+    assert maps.numel() == 0
+
+
+def test_custom_op_registration():
+    x, y = pair((1, 1, 11, 12))
+    torch.library.opcheck(fused._ssim_forward_op, (x, y, True))
+    _, maps = fused._ssim_forward_op(x, y, True)
+    torch.library.opcheck(fused._ssim_backward_op, (torch.ones(1, device=DEVICE), x, y, maps))
+
+
+def test_clear_errors():
+    x, y = pair((1, 1, 11, 11))
+    with pytest.raises(ValueError, match="first argument only"):
+        fused.ssim(x, y.requires_grad_())
+    with pytest.raises(ValueError, match="smaller than the 11 x 11"):
+        fused.ssim(x[..., :10], y[..., :10].detach())
+
+
+def test_dispatch_routes_a_differentiable_second_argument_to_the_reference():
+    x, y = pair((1, 1, 11, 11))
+    y.requires_grad_()
+    torch.autograd.grad(dispatch.ssim(x, y).sum(), y)  # auto: no error, reference handles it
