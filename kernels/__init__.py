@@ -6,8 +6,17 @@ tensors, the reference otherwise (``SAVA_BACKEND`` or ``backend=`` override).
 Every attack calls these names, so it gets the kernels without code of its own.
 """
 
-from .dispatch import BACKENDS, apply_perturbation, perturb_frames, perturb_selected, resolve, ssim
-from .reference import gather_frames, gaussian_window, l21_norm, masked_adam_step_, scatter_frames, warp
+from .dispatch import (
+    BACKENDS,
+    apply_perturbation,
+    masked_adam_step_,
+    masked_sign_step_,
+    perturb_frames,
+    perturb_selected,
+    resolve,
+    ssim,
+)
+from .reference import gather_frames, gaussian_window, l21_norm, scatter_frames, warp
 
 __all__ = [
     "BACKENDS",
@@ -16,6 +25,7 @@ __all__ = [
     "gaussian_window",
     "l21_norm",
     "masked_adam_step_",
+    "masked_sign_step_",
     "perturb_frames",
     "perturb_selected",
     "resolve",

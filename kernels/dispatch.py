@@ -80,3 +80,16 @@ def ssim(x, y, backend: str | None = None):
     if resolve(backend, x, y) == "triton":
         return _triton("ssim").ssim(x, y)
     return reference.ssim(x, y)
+
+
+def masked_adam_step_(param, grad, exp_avg, exp_avg_sq, step, active, lr, betas=(0.9, 0.999), eps=1e-8,
+                      backend: str | None = None) -> None:
+    """In-place Adam step on the active rows (see ``reference.masked_adam_step_``)."""
+    impl = _triton("update") if resolve(backend, param, grad, exp_avg, exp_avg_sq) == "triton" else reference
+    impl.masked_adam_step_(param, grad, exp_avg, exp_avg_sq, step, active, lr, betas, eps)
+
+
+def masked_sign_step_(delta, grad, active, alpha, epsilon=None, clean=None, backend: str | None = None) -> None:
+    """In-place signed step with projection on the active rows (see ``reference.masked_sign_step_``)."""
+    impl = _triton("update") if resolve(backend, delta, grad, clean) == "triton" else reference
+    impl.masked_sign_step_(delta, grad, active, alpha, epsilon, clean)

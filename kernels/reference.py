@@ -204,3 +204,25 @@ def masked_adam_step_(
     bias2 = 1 - beta2**t
     update = (exp_avg / bias1) / ((exp_avg_sq / bias2).sqrt() + eps)
     param.copy_(torch.where(live, param - lr * update, param))
+
+
+@torch.no_grad()
+def masked_sign_step_(
+    delta: torch.Tensor,
+    grad: torch.Tensor,
+    active: torch.Tensor,
+    alpha: float,
+    epsilon: float | None = None,
+    clean: torch.Tensor | None = None,
+) -> None:
+    """One signed-gradient ascent step (FGSM / BIM / PGD) on the rows of an additive
+    perturbation ``delta`` whose ``active`` flag is set, then the projection:
+    onto the L-infinity ball of radius ``epsilon`` (when given), and so that
+    ``clean + delta`` stays in [0, 1] (when ``clean`` is given). In place."""
+    live = active.view((-1,) + (1,) * (delta.dim() - 1))
+    stepped = delta + alpha * grad.sign()
+    if epsilon is not None:
+        stepped = stepped.clamp(-epsilon, epsilon)
+    if clean is not None:
+        stepped = torch.maximum(torch.minimum(stepped, 1 - clean), -clean)
+    delta.copy_(torch.where(live, stepped, delta))
