@@ -1,0 +1,51 @@
+"""SSIM forward, backward and forward+backward on the k selected frames.
+
+    python benchmarks/bench_ssim.py --out benchmarks/results/ssim.jsonl   # GPU, B=8 T=16 3x224x224, k in 1,4,16
+    TRITON_INTERPRET=1 python benchmarks/bench_ssim.py --tiny           # CPU, proves it runs
+"""
+
+from __future__ import annotations
+
+import torch
+from harness import Case, arguments, autograd_passes, triton_usable, write_and_print
+
+from sava.kernels import dispatch
+from sava.kernels import reference as ref
+
+
+def cases(args) -> list[Case]:
+    shapes = [(1, 2, 3, 16, 16, k) for k in (1, 2)] if args.tiny else [(8, 16, 3, 224, 224, k) for k in (1, 4, 16)]
+    out = []
+    for b, t, c, h, w, k in shapes:
+        x = torch.rand(b, k, c, h, w, device=args.device)
+        y = (x + 0.05 * torch.randn_like(x)).clamp(0, 1)
+        values = x.numel()
+        # Floors: forward reads x and y; a fused forward+backward also writes dx (performance.md).
+        case = Case("ssim", {"B": b, "T": t, "C": c, "H": h, "W": w, "k": k, "dtype": "float32"},
+                    {"forward": 8 * values, "backward": 12 * values, "forward+backward": 12 * values})
+        if triton_usable(args.device):
+            case.impls["triton"] = autograd_passes(lambda a, r: dispatch.ssim(a, r, backend="triton"), (x, y), (0,))
+        case.impls["reference"] = autograd_passes(ref.ssim, (x, y), (0,))
+        if args.compile:
+            case.impls["reference_compiled"] = autograd_passes(torch.compile(ref.ssim), (x, y), (0,))
+        try:
+            from pytorch_msssim import ssim as msssim
+
+            per_frame = lambda a, r: msssim(a.flatten(0, 1), r.flatten(0, 1), data_range=1.0, size_average=False)
+            case.impls["pytorch_msssim"] = autograd_passes(per_frame, (x, y), (0,))
+        except ImportError:
+            pass
+        try:
+            from fused_ssim import fused_ssim  # the fussim package, when it could be built
+
+            fussim = lambda a, r: fused_ssim(a.flatten(0, 1), r.flatten(0, 1), padding="valid")
+            case.impls["fussim"] = autograd_passes(fussim, (x, y), (0,))
+        except ImportError:
+            pass
+        out.append(case)
+    return out
+
+
+if __name__ == "__main__":
+    arguments_ = arguments(__doc__)
+    write_and_print(cases(arguments_), arguments_)

@@ -1,0 +1,32 @@
+"""Each benchmark runs end to end at a tiny size on CPU and writes complete rows.
+(Timings are never asserted: benchmarks are benchmarks.)"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+REQUIRED = {"device", "commit", "torch", "op", "impl", "pass", "B", "T", "C", "H", "W", "k", "ms", "ms_p20",
+            "ms_p80", "floor_bytes", "achieved_GBps"}
+
+
+@pytest.mark.parametrize("op", ["ssim", "perturb", "update"])
+def test_benchmark_runs_and_writes_rows(op, tmp_path):
+    out = tmp_path / f"{op}.jsonl"
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / f"bench_{op}.py"), "--tiny", "--repeats", "2",
+                           "--out", str(out)], capture_output=True, text=True, env=env, cwd=BENCHMARKS, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    rows = [json.loads(line) for line in out.read_text().splitlines()]
+    impls = {row["impl"] for row in rows}
+    assert {"reference", "triton"} <= impls
+    for row in rows:
+        assert REQUIRED <= set(row), REQUIRED - set(row)
+        assert row["ms"] > 0 and row["op"] == op
+    assert any("speedup_vs_reference" in row for row in rows if row["impl"] == "triton")
