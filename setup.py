@@ -30,6 +30,7 @@ setup(
         "scikit-video>=1.1.11",
         "tqdm>=4.60",
         "pillow>=9",
+        "botorch>=0.12",  # Gaussian-process surrogate of the bo frame selector
     ],
     # triton comes with CUDA builds of torch; on CPU the tests run its interpreter.
     extras_require={"test": ["pytest>=7", "pytorch-msssim>=1.0", "triton>=3.0"]},

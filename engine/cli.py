@@ -57,7 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
     how = attack.add_argument_group("attack")
     how.add_argument("--frames", "-k", type=int, default=1, help="number of perturbed frames per video")
     how.add_argument("--selector", default=DEFAULT_SELECTOR,
-                     help="first, random, saliency (largest class-score gradient), or frame indices such as 0,7")
+                     help="first, random, saliency (largest class-score gradient), bo (Bayesian optimisation), "
+                          "brute (every frame), or frame indices such as 0,7")
+    how.add_argument("--bo-evaluations", type=int, default=6, help="candidates each video scores under --selector bo")
+    how.add_argument("--score-steps", type=int, default=10,
+                     help="generator steps that score one candidate (bo, brute)")
     how.add_argument("--perturbation", default="combined", choices=["combined", "noise", "flow", "all"],
                      help="'all' runs combined, noise-only and flow-only side by side (paper Table 7)")
     how.add_argument("--lam", type=float, default=DEFAULT_LAM,
@@ -95,7 +99,7 @@ def cmd_attack(args) -> int:
     from .data import load_dataset
     from .models.loading import load_model
     from .outputs import RunWriter
-    from .selection import check_k
+    from .selection import check_k, make_selector
 
     torch.manual_seed(args.seed)
     if args.num_videos < 0:
@@ -116,7 +120,8 @@ def cmd_attack(args) -> int:
     rows = []
     for kind in kinds:
         attack = DeepSAVA(
-            model, frames=args.frames, selector=args.selector, perturbation=kind, lam=args.lam, lam_end=args.lam_end,
+            model, frames=args.frames, perturbation=kind, lam=args.lam, lam_end=args.lam_end,
+            selector=make_selector(args.selector, args.seed, args.bo_evaluations, args.score_steps),
             max_iters=args.iters, flow_lr=args.flow_lr, noise_lr=args.noise_lr,
             min_ssim=args.min_ssim, max_l21=args.max_l21, targeted=args.targeted, adv_loss=args.adv_loss,
             batch_size=args.batch_size, seed=args.seed,

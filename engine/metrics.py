@@ -37,6 +37,7 @@ class VideoResult:
     label_prob: float = 0.0  # probability of the true label after the attack
     target: int | None = None
     seconds: float = 0.0
+    loss: float | None = None  # the attack objective when the video finished
     # Tensors of the final perturbation (not part of the JSON record).
     flow: torch.Tensor | None = field(default=None, repr=False)
     noise: torch.Tensor | None = field(default=None, repr=False)

@@ -141,15 +141,14 @@ class DeepSAVA:
             yield from self._prepare(chunk, skipped)
 
     def _prepare(self, chunk: list[tuple], skipped: list[VideoResult]) -> Iterator[Job]:
-        """Classify the clean clips, select frames, and queue the videos the
-        model gets right (the ones FR is measured over)."""
+        """Classify the clean clips, queue the videos the model gets right (the
+        ones FR is measured over) and select their frames."""
         ids, videos, labels, targets = zip(*chunk)
         videos = torch.stack(list(videos))
         labels = torch.tensor(labels, dtype=torch.long)
         self._check_batch(videos, labels, targets)
-        clean_pred, _ = self.model.predict(videos)
-        clean_pred = clean_pred.cpu()
-        frame_idx = self.selector.select(self.model, videos, labels, self.frames).cpu()
+        clean_pred = self.model.predict(videos)[0].cpu()
+        queued = []
         for i, video_id in enumerate(ids):
             label, pred = int(labels[i]), int(clean_pred[i])
             target = None if targets[i] is None else int(targets[i])
@@ -157,9 +156,29 @@ class DeepSAVA:
             result = VideoResult(video_id=video_id, label=label, clean_pred=pred, attacked=attacked, target=target,
                                  final_pred=pred)
             if attacked:
-                yield Job(videos[i], frame_idx[i], target if self.targeted else label, result)
+                queued.append((i, target if self.targeted else label, result))
             else:
                 skipped.append(result)
+        if not queued:
+            return
+        rows = torch.tensor([i for i, _, _ in queued])
+        chosen, goals = videos[rows], torch.tensor([goal for _, goal, _ in queued])
+        score = lambda frame_idx, steps: self.score(chosen, goals, frame_idx, steps)  # noqa: E731
+        frame_idx = self.selector.select(self.model, chosen, labels[rows], self.frames, score=score).cpu()
+        for slot, (_, goal, result) in enumerate(queued):
+            yield Job(chosen[slot], frame_idx[slot], goal, result)
+
+    def score(self, videos: torch.Tensor, goals: torch.Tensor, frame_idx: torch.Tensor, steps: int) -> torch.Tensor:
+        """The objective each video reaches after ``steps`` updates from scratch on
+        the frames ``frame_idx`` (``B x k``), with no early stop: how promising
+        those frames are. All videos run in one batch, each on its own frames."""
+        loop = SparseAttackLoop(self.model, self.perturbation, self.objective, targeted=self.targeted,
+                                max_iters=steps, budget=self.budget, capacity=self.batch_size,
+                                stop_on_success=False)
+        jobs = [Job(videos[i], frame_idx[i], int(goals[i]), VideoResult(str(i), int(goals[i]), -1, True))
+                for i in range(len(videos))]
+        losses = {int(r.video_id): r.loss for r in loop.run(jobs)}
+        return torch.tensor([losses[i] for i in range(len(videos))])
 
     def _check_batch(self, videos: torch.Tensor, labels: torch.Tensor, targets) -> None:
         check_videos(videos, labels)

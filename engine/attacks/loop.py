@@ -73,7 +73,7 @@ Objective = Callable[..., torch.Tensor]
 
 class SparseAttackLoop:
     def __init__(self, model, perturbation, objective: Objective, *, targeted: bool, max_iters: int,
-                 budget: Budget, capacity: int):
+                 budget: Budget, capacity: int, stop_on_success: bool = True):
         self.model = model
         self.perturbation = perturbation
         self.objective = objective
@@ -81,6 +81,8 @@ class SparseAttackLoop:
         self.max_iters = max_iters
         self.budget = budget
         self.capacity = capacity
+        # Off when a selector scores candidate frames: every video then runs exactly max_iters updates.
+        self.stop_on_success = stop_on_success
 
     # ------------------------------------------------------------------ slots
     def _allocate(self, job: Job) -> None:
@@ -150,11 +152,11 @@ class SparseAttackLoop:
         goal = self.goal[rows]
         done = reached_goal(logits, goal, self.targeted) & self.budget.satisfied(ssim, l21)
         out_of_iters = self.iters[rows] >= self.max_iters
-        finished = done | out_of_iters
+        finished = (done & self.stop_on_success) | out_of_iters
+        loss = self.objective(adv, clean, ssim, logits, goal, self.iters[rows])
 
         still = ~finished
         if still.any():
-            loss = self.objective(adv, clean, ssim, logits, goal, self.iters[rows])
             grads = torch.autograd.grad(loss[still].sum(), list(params.values()))
         self.active[rows[finished]] = False
         if still.any():
@@ -176,7 +178,8 @@ class SparseAttackLoop:
             self.seconds[slot] += share
         probs = logits.detach().softmax(-1)
         for i in finished.nonzero().flatten().tolist():
-            yield self._finish(int(rows[i]), bool(done[i]), probs[i], ssim[i], l21[i], adv[i], clean[i], params)
+            yield self._finish(int(rows[i]), bool(done[i]), probs[i], ssim[i], l21[i], adv[i], clean[i],
+                               float(loss[i].detach()))
 
     @torch.no_grad()
     def _project(self, rows: torch.Tensor) -> None:
@@ -200,7 +203,7 @@ class SparseAttackLoop:
         for name, value in params.items():
             self.params[name][rows] = value * low.view(-1, *[1] * (value.dim() - 1))
 
-    def _finish(self, slot, success, probs, ssim, l21, adv, clean, params) -> VideoResult:
+    def _finish(self, slot, success, probs, ssim, l21, adv, clean, loss) -> VideoResult:
         job = self.jobs[slot]
         result = job.result
         result.success = success
@@ -213,6 +216,7 @@ class SparseAttackLoop:
         result.final_prob = float(probs.max())
         result.label_prob = float(probs[result.label])
         result.seconds = self.seconds[slot]
+        result.loss = loss
         result.flow = self.params["flow"][slot].detach().cpu().clone() if "flow" in self.params else None
         result.noise = self.params["noise"][slot].detach().cpu().clone() if "noise" in self.params else None
         self.jobs[slot] = None

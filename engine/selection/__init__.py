@@ -1,7 +1,10 @@
 """Frame selection: which k frames of each video a sparse attack perturbs.
 
-A selector answers ``select(model, videos, labels, k) -> B x k`` int64 frame
-indices (distinct within a row). Any sparse attack takes any selector.
+A selector answers ``select(model, videos, labels, k, score=None) -> B x k``
+int64 frame indices (distinct within a row). Any sparse attack takes any
+selector. ``score(frame_idx, steps) -> B`` losses, when the attack passes it, runs
+the attack's own generator for a few steps on candidate frames (lower is
+better for the attacker): Bayesian optimisation and brute force use it.
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ from ..errors import ConfigError
 class Selector:
     name = "selector"
 
-    def select(self, model, videos: torch.Tensor, labels: torch.Tensor, k: int) -> torch.Tensor:
+    def select(self, model, videos: torch.Tensor, labels: torch.Tensor, k: int, score=None) -> torch.Tensor:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -33,7 +36,7 @@ class FirstK(Selector):
 
     name = "first"
 
-    def select(self, model, videos, labels, k):
+    def select(self, model, videos, labels, k, score=None):
         check_k(k, videos.shape[1])
         return torch.arange(k).expand(videos.shape[0], k).clone()
 
@@ -46,7 +49,7 @@ class RandomK(Selector):
     def __init__(self, seed: int = 0):
         self.generator = torch.Generator().manual_seed(seed)
 
-    def select(self, model, videos, labels, k):
+    def select(self, model, videos, labels, k, score=None):
         check_k(k, videos.shape[1])
         scores = torch.rand(videos.shape[0], videos.shape[1], generator=self.generator)
         return scores.argsort(dim=1)[:, :k].sort(dim=1).values
@@ -62,7 +65,7 @@ class Explicit(Selector):
         if len(set(self.indices)) != len(self.indices) or any(i < 0 for i in self.indices):
             raise ConfigError(f"explicit frame indices must be distinct and non-negative, got {self.indices}")
 
-    def select(self, model, videos, labels, k):
+    def select(self, model, videos, labels, k, score=None):
         num_frames = videos.shape[1]
         if len(self.indices) != k:
             raise ConfigError(f"{len(self.indices)} explicit frame indices given for k={k} frames")
@@ -75,14 +78,23 @@ class Explicit(Selector):
         return ",".join(map(str, self.indices))
 
 
-def make_selector(spec, seed: int = 0) -> Selector:
-    """``"first"``, ``"random"``, ``"saliency"``, or comma-separated frame indices such as ``"0,7"``."""
+def make_selector(spec, seed: int = 0, evaluations: int = 6, score_steps: int = 10) -> Selector:
+    """``"first"``, ``"random"``, ``"saliency"``, ``"bo"``, ``"brute"``, or frame indices such as
+    ``"0,7"``."""
     if isinstance(spec, Selector):
         return spec
     if spec == "saliency":
         from .saliency import Saliency
 
         return Saliency()
+    if spec == "brute":
+        from .search import BruteForce
+
+        return BruteForce(steps=score_steps)
+    if spec == "bo":
+        from .search import BayesOpt
+
+        return BayesOpt(evaluations=evaluations, steps=score_steps, seed=seed)
     if spec == "first":
         return FirstK()
     if spec == "random":
@@ -90,4 +102,5 @@ def make_selector(spec, seed: int = 0) -> Selector:
     parts = str(spec).split(",")
     if all(p.strip().isdigit() for p in parts):
         return Explicit(int(p) for p in parts)
-    raise ConfigError(f"unknown frame selector {spec!r}; use first, random, saliency, or frame indices such as 0,7")
+    raise ConfigError(f"unknown frame selector {spec!r}; "
+                      "use first, random, saliency, bo, brute, or frame indices such as 0,7")

@@ -16,7 +16,7 @@ from . import Selector, check_k
 class Saliency(Selector):
     name = "saliency"
 
-    def select(self, model, videos, labels, k):
+    def select(self, model, videos, labels, k, score=None):
         check_k(k, videos.shape[1])
         with model.attack_mode():
             x = videos.detach().to(model.device).requires_grad_()  # never flag the caller's tensor

@@ -1,0 +1,93 @@
+"""Frame selectors: the searches against known optima, then against each other on a real model."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from sava import ConfigError, DeepSAVA
+from sava.data import bundled
+from sava.models import load_bundled
+from sava.selection import Explicit, FirstK, RandomK, make_selector
+from sava.selection.saliency import Saliency
+from sava.selection.search import BayesOpt, BruteForce
+
+T = 16
+
+
+def synthetic_score(best_frames: torch.Tensor, calls: list):
+    """Loss = squared distance (in frames) of the chosen frames to each video's
+    own optimum: smooth in time, as frame importance is around an event."""
+
+    def score(frame_idx, steps):
+        calls.append(frame_idx.clone())
+        return ((frame_idx.float() - best_frames.view(-1, 1).float()) ** 2).sum(dim=1) / 10
+
+    return score
+
+
+def test_brute_force_returns_each_videos_argmin():
+    best = torch.tensor([0, 7, 15, 3])
+    calls = []
+    videos = torch.zeros(4, T, 3, 12, 12)
+    pick = BruteForce(steps=1).select(None, videos, None, 1, score=synthetic_score(best, calls))
+    assert pick.view(-1).tolist() == best.tolist() and len(calls) == T
+
+
+def test_brute_force_over_pairs():
+    # Loss (i - 5)^2 + (j - 5)^2 over the 15 pairs of 6 frames: (4, 5) is the unique minimum.
+    selector = BruteForce(steps=1)
+    pick = selector.select(None, torch.zeros(2, 6, 3, 12, 12), None, 2,
+                           score=lambda idx, s: ((idx.float() - 5) ** 2).sum(1))
+    assert pick.tolist() == [[4, 5], [4, 5]] and selector.evaluations == 15
+
+
+def test_bayes_opt_finds_most_optima_with_half_the_evaluations():
+    torch.manual_seed(0)
+    best = torch.randint(T, (24,))
+    calls = []
+    selector = BayesOpt(evaluations=8, initial=2, steps=1, seed=1)
+    pick = selector.select(None, torch.zeros(24, T, 3, 12, 12), None, 1, score=synthetic_score(best, calls))
+    found = (pick.view(-1) == best).float().mean()
+    assert len(calls) == 8 < T
+    assert found >= 0.8, f"BO found the optimum for {found:.0%} of videos"
+    tried = torch.stack(calls, dim=1).squeeze(-1)  # videos x evaluations
+    assert all(len(set(row)) == len(row) for row in tried.tolist()), "a candidate was scored twice"
+
+
+def test_bayes_opt_samples_candidates_when_there_are_too_many():
+    # C(32, 4) = 35960 sets: each step draws a sample; the pick is the best set it scored.
+    selector = BayesOpt(evaluations=5, steps=1)
+    score = lambda idx, s: (idx.float() - 11).abs().sum(1)  # noqa: E731
+    pick = selector.select(None, torch.zeros(2, 32, 3, 12, 12), None, 4, score=score)
+    assert pick.shape == (2, 4) and all(len(set(row)) == 4 for row in pick.tolist())
+    assert torch.equal(score(pick, 1).double(), selector.losses.min(dim=1).values)
+
+
+def test_bayes_opt_reaches_brute_forces_outcome_on_a_real_model():
+    model, clips = load_bundled("c3d-digits"), bundled("digits", "test")
+    videos, labels = clips.float_videos(slice(0, 8)), clips.labels[:8]
+    brute, bo = BruteForce(steps=5), BayesOpt(evaluations=6, steps=5)
+    by_brute = DeepSAVA(model, selector=brute, max_iters=40).run(videos, labels)
+    by_bo = DeepSAVA(model, selector=bo, max_iters=40).run(videos, labels)
+    same = [a.success == b.success for a, b in zip(by_brute.results, by_bo.results) if a.attacked]
+    assert bo.evaluations < brute.evaluations == T
+    assert sum(same) >= 0.85 * len(same), f"same outcome on {sum(same)} of {len(same)} videos"
+
+
+def test_selectors_return_distinct_frames_in_range():
+    model, clips = load_bundled("tsn-digits"), bundled("digits", "test")
+    videos, labels = clips.float_videos(slice(0, 3)), clips.labels[:3]
+    for selector in (FirstK(), RandomK(3), Explicit([2, 9, 4]), Saliency()):
+        pick = selector.select(model, videos, labels, 3)
+        assert pick.shape == (3, 3) and pick.dtype == torch.int64
+        assert all(len(set(row)) == 3 and all(0 <= f < T for f in row) for row in pick.tolist()), selector
+
+
+def test_search_selectors_need_the_generator_and_sane_settings():
+    with pytest.raises(ConfigError, match="scores frames with the attack's generator"):
+        make_selector("bo").select(None, torch.zeros(1, T, 3, 12, 12), None, 1)
+    with pytest.raises(ConfigError, match="more than"):
+        BruteForce(max_subsets=10).select(None, torch.zeros(1, T, 3, 12, 12), None, 2, score=lambda i, s: 0)
+    with pytest.raises(ConfigError, match="initial"):
+        BayesOpt(evaluations=2, initial=3)
