@@ -25,6 +25,7 @@ from .attacks.deepsava import (
     DEFAULT_NOISE_LR,
     DEFAULT_SELECTOR,
 )
+from .attacks.sparse import DEFAULT_LAM as SPARSE_DEFAULT_LAM
 from .errors import SavaError
 
 
@@ -55,6 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
                       help="frame size video files are resized to")
 
     how = attack.add_argument_group("attack")
+    how.add_argument("--method", default="deepsava", choices=["deepsava", "sparse"],
+                     help="deepsava (flow + noise, SSIM) or sparse (Wei et al. 2019: noise, l2,1; --lam is its "
+                          "l2,1 weight, --noise-lr its step)")
     how.add_argument("--frames", "-k", type=int, default=1, help="number of perturbed frames per video")
     how.add_argument("--selector", default=DEFAULT_SELECTOR,
                      help="first, random, saliency (largest class-score gradient), bo (Bayesian optimisation), "
@@ -64,8 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="generator steps that score one candidate (bo, brute)")
     how.add_argument("--perturbation", default="combined", choices=["combined", "noise", "flow", "all"],
                      help="'all' runs combined, noise-only and flow-only side by side (paper Table 7)")
-    how.add_argument("--lam", type=float, default=DEFAULT_LAM,
-                     help="SSIM weight lambda at a video's first iteration (the paper: 1, 1.5 for CNN+LSTM)")
+    how.add_argument("--lam", type=float, default=None,
+                     help=f"deepsava: SSIM weight at a video's first iteration (default {DEFAULT_LAM:g}; the paper: "
+                          f"1, 1.5 for CNN+LSTM); sparse: the l2,1 weight (default {SPARSE_DEFAULT_LAM:g})")
     how.add_argument("--lam-end", type=float, default=DEFAULT_LAM_END,
                      help="SSIM weight at the iteration cap, reached geometrically (set equal to --lam for a fixed "
                           "weight, as in the paper)")
@@ -95,7 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------- attack
 def cmd_attack(args) -> int:
-    from .attacks.deepsava import DeepSAVA
+    from .attacks import DeepSAVA, Sparse
     from .data import load_dataset
     from .models.loading import load_model
     from .outputs import RunWriter
@@ -114,22 +119,32 @@ def cmd_attack(args) -> int:
     check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
     relabel = _label_map(dataset.classes, model.classes, data_spec, model.name)
 
-    kinds = ["combined", "noise", "flow"] if args.perturbation == "all" else [args.perturbation]
+    if args.method == "sparse":
+        if args.perturbation not in ("combined", "noise"):
+            raise SavaError("--method sparse perturbs with noise only; drop --perturbation")
+        kinds = ["noise"]
+    else:
+        kinds = ["combined", "noise", "flow"] if args.perturbation == "all" else [args.perturbation]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = args.out or Path("runs") / f"{stamp}-{Path(model.name).stem}"
     rows = []
     for kind in kinds:
-        attack = DeepSAVA(
-            model, frames=args.frames, perturbation=kind, lam=args.lam, lam_end=args.lam_end,
-            selector=make_selector(args.selector, args.seed, args.bo_evaluations, args.score_steps),
-            max_iters=args.iters, flow_lr=args.flow_lr, noise_lr=args.noise_lr,
-            min_ssim=args.min_ssim, max_l21=args.max_l21, targeted=args.targeted, adv_loss=args.adv_loss,
-            batch_size=args.batch_size, seed=args.seed,
-        )
+        common = dict(frames=args.frames, selector=make_selector(args.selector, args.seed, args.bo_evaluations,
+                                                                  args.score_steps),
+                      max_iters=args.iters, min_ssim=args.min_ssim, max_l21=args.max_l21, targeted=args.targeted,
+                      adv_loss=args.adv_loss, batch_size=args.batch_size, seed=args.seed)
+        if args.method == "sparse":
+            lam = SPARSE_DEFAULT_LAM if args.lam is None else args.lam
+            attack = Sparse(model, lam=lam, lr=args.noise_lr, **common)
+        else:
+            lam = DEFAULT_LAM if args.lam is None else args.lam
+            attack = DeepSAVA(model, perturbation=kind, lam=lam, lam_end=args.lam_end, flow_lr=args.flow_lr,
+                              noise_lr=args.noise_lr, **common)
         folder = base / kind if len(kinds) > 1 else base
         meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
                 "videos": count, "settings": attack.settings, "device": str(model.device)}
-        summary = _attack_dataset(attack, dataset, count, relabel, args, RunWriter(folder, meta), f"DeepSAVA {kind}")
+        title = f"{attack.method} {kind}"
+        summary = _attack_dataset(attack, dataset, count, relabel, args, RunWriter(folder, meta), title)
         rows.append((kind, summary, folder))
 
     _print_table(model.name, data_spec, args, rows)
@@ -196,7 +211,7 @@ def _attack_dataset(attack, dataset, count, relabel, args, writer, title):
 
 
 def _print_table(model_name, data_spec, args, rows) -> None:
-    print(f"\nDeepSAVA on {model_name} / {data_spec} ({args.split}), {args.frames} frame(s) per video, "
+    print(f"\n{args.method} on {model_name} / {data_spec} ({args.split}), {args.frames} frame(s) per video, "
           f"selector {args.selector}, cap {args.iters} iterations")
     header = f"{'perturbation':<12} {'videos':>6} {'attacked':>8} {'FR':>7} {'ANI':>6} {'mean SSIM':>9} " \
              f"{'min SSIM':>8} {'time s':>7} {'videos/s':>8}"

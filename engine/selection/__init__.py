@@ -87,6 +87,10 @@ def make_selector(spec, seed: int = 0, evaluations: int = 6, score_steps: int = 
         from .saliency import Saliency
 
         return Saliency()
+    if spec == "ifd":
+        from .difference import InterFrameDifference
+
+        return InterFrameDifference()
     if spec == "brute":
         from .search import BruteForce
 
@@ -103,4 +107,4 @@ def make_selector(spec, seed: int = 0, evaluations: int = 6, score_steps: int = 
     if all(p.strip().isdigit() for p in parts):
         return Explicit(int(p) for p in parts)
     raise ConfigError(f"unknown frame selector {spec!r}; "
-                      "use first, random, saliency, bo, brute, or frame indices such as 0,7")
+                      "use first, random, saliency, ifd, bo, brute, or frame indices such as 0,7")

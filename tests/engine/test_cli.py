@@ -86,3 +86,13 @@ def test_listings(capsys):
     assert "c3d-camera" in listing and "cnn_lstm-digits" in listing
     assert main(["data"]) == 0
     assert "pan-left" in capsys.readouterr().out
+
+
+def test_sparse_method_from_the_command_line(tmp_path, capsys):
+    out = tmp_path / "sparse"
+    assert run_cli("--model", "tsn-digits", "--method", "sparse", "--num-videos", "3", "--iters", "10",
+                   "--selector", "ifd", "--lam", "2.5", "--out", str(out)) == 0
+    settings = json.loads((out / "metrics.json").read_text())["settings"]
+    assert settings["method"] == "sparse" and settings["lam"] == 2.5 and settings["selector"] == "ifd"
+    assert run_cli("--method", "sparse", "--perturbation", "flow", "--out", str(tmp_path / "x")) == 2
+    assert "noise only" in capsys.readouterr().err

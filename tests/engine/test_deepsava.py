@@ -220,3 +220,19 @@ def test_the_attack_runs_on_the_triton_kernels(model, clips, monkeypatch):
         gap = (getattr(triton_run, name) - getattr(reference_run, name)).abs()
         assert (gap > 1e-4).float().mean() < 0.01, f"{name}: too many coordinates disagree"
         assert float(gap.max()) < 0.01, f"{name}: a coordinate disagrees by {float(gap.max())}"
+
+
+def test_sparse_baseline_perturbs_noise_only_and_its_l21_weight_bites(model, clips):
+    from sava.attacks import Sparse
+
+    videos, labels = clips.float_videos(slice(0, 6)), clips.labels[:6]
+    light = Sparse(model, lam=0.1, selector="saliency", max_iters=30).run(videos, labels)
+    heavy = Sparse(model, lam=50.0, selector="saliency", max_iters=30).run(videos, labels)
+    for video, result in zip(videos, light.results):
+        if result.attacked:
+            assert result.flow is None and result.noise is not None
+            if result.success:
+                pred, _ = model.predict(replay(video, result).unsqueeze(0))
+                assert int(pred) != result.label
+    spent = lambda run: sum(r.l21 for r in run.results if r.attacked)  # noqa: E731
+    assert spent(heavy) < spent(light), "a larger l2,1 weight must buy a smaller perturbation"

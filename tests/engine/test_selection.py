@@ -91,3 +91,11 @@ def test_search_selectors_need_the_generator_and_sane_settings():
         BruteForce(max_subsets=10).select(None, torch.zeros(1, T, 3, 12, 12), None, 2, score=lambda i, s: 0)
     with pytest.raises(ConfigError, match="initial"):
         BayesOpt(evaluations=2, initial=3)
+
+
+def test_inter_frame_difference_picks_the_frames_around_the_motion():
+    videos = torch.zeros(2, 8, 1, 12, 12)
+    videos[0, 5:] = 1.0  # a cut between frames 4 and 5
+    videos[1, 2:] = 0.5  # a change between frames 1 and 2
+    pick = make_selector("ifd").select(None, videos, None, 2)
+    assert pick.tolist() == [[4, 5], [1, 2]]

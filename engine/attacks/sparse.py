@@ -1,0 +1,43 @@
+"""Sparse (Wei et al., AAAI 2019): additive noise only, on a fixed set of frames,
+regularised by the l2,1 norm of the perturbation.
+
+Objective per video (minimised): ``lam * l21(x_hat - x) - adv``, with the
+per-pixel l2,1 of ``sava.kernels.l21_norm`` (the sum over frames of each frame's
+RMS, as the authors' code computed it). The paper fixes the frames: the
+default selector is the first k.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from .. import kernels
+from ..errors import ConfigError
+from ..selection import Selector
+from .base import SparseAttack
+from .losses import adversarial_term
+from .perturbations import FlowNoise
+
+DEFAULT_LAM = 1.0
+DEFAULT_LR = 0.016  # the noise step of DeepSAVA, so the two differ in their objective only
+
+
+class Sparse(SparseAttack):
+    method = "sparse"
+
+    def __init__(self, model, *, frames: int = 1, selector: str | Selector = "first", lam: float = DEFAULT_LAM,
+                 lr: float = DEFAULT_LR, max_iters: int = 100, min_ssim: float | None = None,
+                 max_l21: float | None = None, targeted: bool = False, adv_loss: str = "log1mp",
+                 batch_size: int = 32, seed: int = 0):
+        if not lam >= 0:
+            raise ConfigError(f"lam (the l2,1 weight) must be >= 0, got {lam}")
+        self.lam = float(lam)
+        super().__init__(
+            model, FlowNoise("noise", noise_lr=lr), frames=frames, selector=selector, max_iters=max_iters,
+            min_ssim=min_ssim, max_l21=max_l21, targeted=targeted, adv_loss=adv_loss, batch_size=batch_size,
+            seed=seed, settings={"perturbation": "noise", "lam": self.lam, "lr": lr},
+        )
+
+    def objective(self, adv, clean, ssim, logits, goal, iters) -> torch.Tensor:
+        return self.lam * kernels.l21_norm(adv - clean) - adversarial_term(logits, goal, self.targeted,
+                                                                          self.adv_loss)
