@@ -35,6 +35,28 @@ def _bilinear_setup(flow_ptr, h, w, mask, sf_c, sf_h, sf_w, H, W):
 
 
 @triton.jit
+def _locate(idx_ptr, K, si_b, si_k, H, W, BLOCK: tl.constexpr):
+    """This program's selected frame (video b, slot j, frame number t) and block of pixels (h, w)."""
+    frame = tl.program_id(0).to(tl.int64)
+    b = frame // K
+    j = frame % K
+    t = tl.load(idx_ptr + b * si_b + j * si_k).to(tl.int64)
+    offs = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    mask = offs < H * W
+    return frame, b, j, t, offs, mask, offs // W, offs % W
+
+
+@triton.jit
+def _corners(plane, sv_h, sv_w, mask):
+    """The four pixels of each bilinear cell, top-left first (the weights come from _bilinear_setup)."""
+    v00 = tl.load(plane, mask=mask, other=0.0).to(tl.float32)
+    v01 = tl.load(plane + sv_w, mask=mask, other=0.0).to(tl.float32)
+    v10 = tl.load(plane + sv_h, mask=mask, other=0.0).to(tl.float32)
+    v11 = tl.load(plane + sv_h + sv_w, mask=mask, other=0.0).to(tl.float32)
+    return v00, v01, v10, v11
+
+
+@triton.jit
 def _perturb_forward_kernel(
     video_ptr, idx_ptr, flow_ptr, noise_ptr, out_ptr,
     K, C, H, W,
@@ -44,14 +66,7 @@ def _perturb_forward_kernel(
     sn_b, sn_k, sn_c, sn_h, sn_w,
     HAS_FLOW: tl.constexpr, HAS_NOISE: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    frame = tl.program_id(0).to(tl.int64)  # one selected frame: video b, slot j
-    b = frame // K
-    j = frame % K
-    t = tl.load(idx_ptr + b * si_b + j * si_k).to(tl.int64)
-    offs = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < H * W
-    h = offs // W
-    w = offs % W
+    frame, b, j, t, offs, mask, h, w = _locate(idx_ptr, K, si_b, si_k, H, W, BLOCK)
     src = video_ptr + b * sv_b + t * sv_t
     if HAS_FLOW:
         wy, wx, y0, x0, _, _ = _bilinear_setup(flow_ptr + b * sf_b + j * sf_k, h, w, mask, sf_c, sf_h, sf_w, H, W)
@@ -63,10 +78,7 @@ def _perturb_forward_kernel(
     for c in range(C):
         plane = src + c * sv_c + top_left
         if HAS_FLOW:
-            v00 = tl.load(plane, mask=mask, other=0.0).to(tl.float32)
-            v01 = tl.load(plane + sv_w, mask=mask, other=0.0).to(tl.float32)
-            v10 = tl.load(plane + sv_h, mask=mask, other=0.0).to(tl.float32)
-            v11 = tl.load(plane + sv_h + sv_w, mask=mask, other=0.0).to(tl.float32)
+            v00, v01, v10, v11 = _corners(plane, sv_h, sv_w, mask)
             value = (1 - wy) * ((1 - wx) * v00 + wx * v01) + wy * ((1 - wx) * v10 + wx * v11)
             value = tl.minimum(tl.maximum(value, 0.0), 1.0)
         else:
@@ -99,14 +111,7 @@ def _perturb_backward_kernel(
     gv_b, gv_t, gv_c, gv_h, gv_w,
     HAS_FLOW: tl.constexpr, HAS_NOISE: tl.constexpr, NEED_VIDEO: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    frame = tl.program_id(0).to(tl.int64)
-    b = frame // K
-    j = frame % K
-    t = tl.load(idx_ptr + b * si_b + j * si_k).to(tl.int64)
-    offs = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < H * W
-    h = offs // W
-    w = offs % W
+    frame, b, j, t, offs, mask, h, w = _locate(idx_ptr, K, si_b, si_k, H, W, BLOCK)
     src = video_ptr + b * sv_b + t * sv_t
     gsrc = grad_video_ptr + b * gv_b + t * gv_t
     if HAS_FLOW:
@@ -127,10 +132,7 @@ def _perturb_backward_kernel(
         plane = src + c * sv_c + top_left
         g = tl.load(grad + c * H * W, mask=mask, other=0.0).to(tl.float32)
         if HAS_FLOW:
-            v00 = tl.load(plane, mask=mask, other=0.0).to(tl.float32)
-            v01 = tl.load(plane + sv_w, mask=mask, other=0.0).to(tl.float32)
-            v10 = tl.load(plane + sv_h, mask=mask, other=0.0).to(tl.float32)
-            v11 = tl.load(plane + sv_h + sv_w, mask=mask, other=0.0).to(tl.float32)
+            v00, v01, v10, v11 = _corners(plane, sv_h, sv_w, mask)
             warped = (1 - wy) * ((1 - wx) * v00 + wx * v01) + wy * ((1 - wx) * v10 + wx * v11)
             before_noise = tl.minimum(tl.maximum(warped, 0.0), 1.0)
         else:
