@@ -31,6 +31,7 @@ setup(
         "tqdm>=4.60",
         "pillow>=9",
         "botorch>=0.12",  # Gaussian-process surrogate of the bo frame selector
+        "matplotlib>=3.6",  # plots of sava reproduce
     ],
     # triton comes with CUDA builds of torch; on CPU the tests run its interpreter.
     extras_require={"test": ["pytest>=7", "pytorch-msssim>=1.0", "triton>=3.0"]},

@@ -93,6 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<time>-<model>)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
+    repro = sub.add_parser("reproduce", help="regenerate the shape of a paper table on the bundled benchmark",
+                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    repro.add_argument("table", choices=["table7", "table8"])
+    repro.add_argument("--model", default="c3d-camera", help="a bundled model")
+    repro.add_argument("--num-videos", type=int, default=32)
+    repro.add_argument("--iters", type=int, default=100)
+    repro.add_argument("--out", type=Path, default=Path("runs/reproduce"))
+
     sub.add_parser("models", help="list the bundled models with their test accuracy")
     sub.add_parser("data", help="list the bundled datasets")
     return parser
@@ -250,7 +258,18 @@ def cmd_data(args) -> int:
     return 0
 
 
-COMMANDS = {"attack": cmd_attack, "models": cmd_models, "data": cmd_data}
+def cmd_reproduce(args) -> int:
+    from .reproduce import reproduce
+
+    folder = args.out / args.model
+    reproduce(args.table, args.model, folder, args.num_videos, args.iters,
+              log=lambda line: print(line, file=sys.stderr))
+    print((folder / f"{args.table}.md").read_text())
+    print(f"written: {folder}/{args.table}.md, .json, .png")
+    return 0
+
+
+COMMANDS = {"attack": cmd_attack, "reproduce": cmd_reproduce, "models": cmd_models, "data": cmd_data}
 
 
 def main(argv=None) -> int:

@@ -96,3 +96,25 @@ def test_sparse_method_from_the_command_line(tmp_path, capsys):
     assert settings["method"] == "sparse" and settings["lam"] == 2.5 and settings["selector"] == "ifd"
     assert run_cli("--method", "sparse", "--perturbation", "flow", "--out", str(tmp_path / "x")) == 2
     assert "noise only" in capsys.readouterr().err
+
+
+def test_reproduce_writes_markdown_json_and_plot(tmp_path, capsys):
+    out = tmp_path / "repro"
+    assert main(["reproduce", "table8", "--model", "tsn-digits", "--num-videos", "2", "--iters", "3",
+                 "--out", str(out)]) == 0
+    folder = out / "tsn-digits"
+    payload = json.loads((folder / "table8.json").read_text())
+    assert [r["approach"] for r in payload["rows"]] == ["BO selection", "brute force"]
+    assert payload["rows"][0]["generator_runs_per_video"] < payload["rows"][1]["generator_runs_per_video"] == 16
+    assert "| BO selection |" in (folder / "table8.md").read_text()
+    assert Image.open(folder / "table8.png").width > 0
+    assert "sava reproduce table8" in payload["command"]
+
+
+def test_reproduce_table7_rows_cover_every_approach_and_frame_count(tmp_path):
+    from sava.reproduce import reproduce
+
+    payload = reproduce("table7", "tsn-digits", tmp_path, count=1, iters=2, log=lambda line: None)
+    cells = {(r["approach"], r["frames"]) for r in payload["rows"]}
+    assert cells == {(a, k) for a in ("D (noise)", "S (flow)", "D+S", "D+S, BO") for k in (1, 2, 4)}
+    assert (tmp_path / "table7.md").read_text().count("\n| ") == 5  # header and four approaches
