@@ -117,4 +117,4 @@ def test_reproduce_table7_rows_cover_every_approach_and_frame_count(tmp_path):
     payload = reproduce("table7", "tsn-digits", tmp_path, count=1, iters=2, log=lambda line: None)
     cells = {(r["approach"], r["frames"]) for r in payload["rows"]}
     assert cells == {(a, k) for a in ("D (noise)", "S (flow)", "D+S", "D+S, BO") for k in (1, 2, 4)}
-    assert (tmp_path / "table7.md").read_text().count("\n| ") == 5  # header and four approaches
+    assert (tmp_path / "table7.md").read_text().count("\n| ") == 6  # header, separator, four approaches
