@@ -82,7 +82,7 @@ def _markdown(table: str, model_name: str, rows: list[dict]) -> str:
     return f"{table} on {model_name}\n\n" + "\n".join(lines) + "\n"
 
 
-def _plot(table: str, rows: list[dict], path: Path) -> None:
+def _plot(table: str, rows: list[dict], path: Path, title: str = "") -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -90,14 +90,18 @@ def _plot(table: str, rows: list[dict], path: Path) -> None:
 
     figure, axis = plt.subplots(figsize=(6, 4))
     if table == "table7":
-        for approach in dict.fromkeys(r["approach"] for r in rows):
+        # Distinct markers and dashes: approaches with equal rates would otherwise hide one another.
+        styles = zip("osD^", ["-", "--", ":", "-."], [9, 7, 5, 4])
+        for approach, (marker, dash, size) in zip(dict.fromkeys(r["approach"] for r in rows), styles):
             points = [(r["frames"], r["fooling_rate"]) for r in rows if r["approach"] == approach]
-            axis.plot(*zip(*points), marker="o", label=approach)
-        axis.set(xlabel="perturbed frames", ylabel="fooling rate", ylim=(0, 1.05))
+            axis.plot(*zip(*points), marker=marker, linestyle=dash, markersize=size, label=approach)
+        axis.set(xlabel="perturbed frames", ylabel="fooling rate", ylim=(0, 1.05),
+                 xticks=sorted({r["frames"] for r in rows}))
         axis.legend()
     else:
         axis.bar([r["approach"] for r in rows], [r["fooling_rate"] for r in rows])
         axis.set(ylabel="fooling rate", ylim=(0, 1.05))
+    axis.set_title(title)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
@@ -118,5 +122,5 @@ def reproduce(table: str, model_name: str, out: Path, count: int = 32, iters: in
                                                      f"--num-videos {count} --iters {iters}", "rows": rows}
     (out / f"{table}.json").write_text(json.dumps(payload, indent=2))
     (out / f"{table}.md").write_text(_markdown(table, model_name, rows))
-    _plot(table, rows, out / f"{table}.png")
+    _plot(table, rows, out / f"{table}.png", f"{table} on {model_name}, {len(videos)} clips, cap {iters}")
     return payload
