@@ -57,6 +57,30 @@ def _corners(plane, sv_h, sv_w, mask):
 
 
 @triton.jit
+def _perturb_pixels(plane, noise, wy, wx, sv_h, sv_w, mask, HAS_FLOW: tl.constexpr, HAS_NOISE: tl.constexpr):
+    """One channel of the perturbation for a block of pixels: the output and the
+    intermediates the backward masks and differentiates with (the sum before the
+    outer clamp, the warped value before the inner clamp, the cell's corners)."""
+    if HAS_FLOW:
+        v00, v01, v10, v11 = _corners(plane, sv_h, sv_w, mask)
+        warped = (1 - wy) * ((1 - wx) * v00 + wx * v01) + wy * ((1 - wx) * v10 + wx * v11)
+        value = tl.minimum(tl.maximum(warped, 0.0), 1.0)
+    else:
+        value = tl.load(plane, mask=mask, other=0.0).to(tl.float32)
+        # No cell without a flow; the backward does not read these (Triton has no chained assignment).
+        v00 = value
+        v01 = value
+        v10 = value
+        v11 = value
+        warped = value
+    total = value
+    if HAS_NOISE:
+        total = value + tl.load(noise, mask=mask, other=0.0).to(tl.float32)
+        value = tl.minimum(tl.maximum(total, 0.0), 1.0)
+    return value, total, warped, v00, v01, v10, v11
+
+
+@triton.jit
 def _perturb_forward_kernel(
     video_ptr, idx_ptr, flow_ptr, noise_ptr, out_ptr,
     K, C, H, W,
@@ -73,19 +97,13 @@ def _perturb_forward_kernel(
         top_left = y0 * sv_h + x0 * sv_w
     else:
         top_left = h * sv_h + w * sv_w
+        wy = tl.zeros([BLOCK], dtype=tl.float32)  # unused without a flow
+        wx = wy
     noise = noise_ptr + b * sn_b + j * sn_k + h * sn_h + w * sn_w
     out = out_ptr + frame * C * H * W + offs
     for c in range(C):
-        plane = src + c * sv_c + top_left
-        if HAS_FLOW:
-            v00, v01, v10, v11 = _corners(plane, sv_h, sv_w, mask)
-            value = (1 - wy) * ((1 - wx) * v00 + wx * v01) + wy * ((1 - wx) * v10 + wx * v11)
-            value = tl.minimum(tl.maximum(value, 0.0), 1.0)
-        else:
-            value = tl.load(plane, mask=mask, other=0.0).to(tl.float32)
-        if HAS_NOISE:
-            value += tl.load(noise + c * sn_c, mask=mask, other=0.0).to(tl.float32)
-            value = tl.minimum(tl.maximum(value, 0.0), 1.0)
+        value, _, _, _, _, _, _ = _perturb_pixels(src + c * sv_c + top_left, noise + c * sn_c, wy, wx, sv_h, sv_w,
+                                                  mask, HAS_FLOW, HAS_NOISE)
         tl.store(out + c * H * W, value, mask=mask)
 
 
@@ -123,22 +141,18 @@ def _perturb_backward_kernel(
     else:
         top_left = h * sv_h + w * sv_w
         g_top_left = h * gv_h + w * gv_w
+        wy = tl.zeros([BLOCK], dtype=tl.float32)  # unused without a flow
+        wx = wy
     noise = noise_ptr + b * sn_b + j * sn_k + h * sn_h + w * sn_w
     grad = grad_ptr + frame * C * H * W + offs
     grad_noise = grad_noise_ptr + frame * C * H * W + offs
     g_rows = tl.zeros([BLOCK], dtype=tl.float32)
     g_cols = tl.zeros([BLOCK], dtype=tl.float32)
     for c in range(C):
-        plane = src + c * sv_c + top_left
         g = tl.load(grad + c * H * W, mask=mask, other=0.0).to(tl.float32)
-        if HAS_FLOW:
-            v00, v01, v10, v11 = _corners(plane, sv_h, sv_w, mask)
-            warped = (1 - wy) * ((1 - wx) * v00 + wx * v01) + wy * ((1 - wx) * v10 + wx * v11)
-            before_noise = tl.minimum(tl.maximum(warped, 0.0), 1.0)
-        else:
-            before_noise = tl.load(plane, mask=mask, other=0.0).to(tl.float32)
+        _, total, warped, v00, v01, v10, v11 = _perturb_pixels(src + c * sv_c + top_left, noise + c * sn_c, wy, wx,
+                                                               sv_h, sv_w, mask, HAS_FLOW, HAS_NOISE)
         if HAS_NOISE:
-            total = before_noise + tl.load(noise + c * sn_c, mask=mask, other=0.0).to(tl.float32)
             g = tl.where((total >= 0.0) & (total <= 1.0), g, 0.0)
             tl.store(grad_noise + c * H * W, g, mask=mask)
         if HAS_FLOW:
