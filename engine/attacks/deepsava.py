@@ -17,7 +17,7 @@ import torch
 
 from ..errors import ConfigError
 from ..selection import Selector
-from .base import AttackRun, SparseAttack  # noqa: F401  (AttackRun: re-exported)
+from .base import SparseAttack
 from .losses import adversarial_term
 from .perturbations import FlowNoise
 

@@ -66,6 +66,11 @@ class Budget:
         return ok
 
 
+def _per_row(scale: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` (rows x ...) with each row multiplied by its entry of ``scale``."""
+    return value * scale.view(-1, *[1] * (value.dim() - 1))
+
+
 # Objective: (adversarial frames, clean frames, per-frame SSIM, logits, goals, iterations so far)
 # -> per-video loss to minimise.
 Objective = Callable[..., torch.Tensor]
@@ -156,19 +161,17 @@ class SparseAttackLoop:
         loss = self.objective(adv, clean, ssim, logits, goal, self.iters[rows])
 
         still = ~finished
-        if still.any():
-            grads = torch.autograd.grad(loss[still].sum(), list(params.values()))
         self.active[rows[finished]] = False
         if still.any():
-            live = self.active.clone()
+            grads = torch.autograd.grad(loss[still].sum(), list(params.values()))
             for (name, value), grad in zip(self.params.items(), grads):
                 full = torch.zeros_like(value)
                 full[rows] = grad
                 exp_avg, exp_avg_sq = self.moments[name]
-                step = self.adam_steps.clone()
-                kernels.masked_adam_step_(value, full, exp_avg, exp_avg_sq, step, live,
+                step = self.adam_steps.clone()  # each parameter's step advances the same shared count
+                kernels.masked_adam_step_(value, full, exp_avg, exp_avg_sq, step, self.active,
                                           self.perturbation.learning_rates[name])
-            self.adam_steps += live.long()
+            self.adam_steps += self.active.long()
             if self.budget.active:
                 self._project(rows[still])
             self.iters[rows[still]] += 1
@@ -195,13 +198,13 @@ class SparseAttackLoop:
         high = torch.ones(len(rows), device=rows.device)
         for _ in range(BISECTION_STEPS):
             mid = (low + high) / 2
-            scaled = {name: value * mid.view(-1, *[1] * (value.dim() - 1)) for name, value in params.items()}
+            scaled = {name: _per_row(mid, value) for name, value in params.items()}
             _, _, ssim, l21 = self._frames(rows, scaled)
             ok = self.budget.satisfied(ssim, l21)
             low = torch.where(ok, mid, low)
             high = torch.where(ok, high, mid)
         for name, value in params.items():
-            self.params[name][rows] = value * low.view(-1, *[1] * (value.dim() - 1))
+            self.params[name][rows] = _per_row(low, value)
 
     def _finish(self, slot, success, probs, ssim, l21, adv, clean, loss) -> VideoResult:
         job = self.jobs[slot]
