@@ -11,15 +11,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import statistics
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
+
+from sava.provenance import environment  # noqa: F401 -- the benchmarks' rows take it from here
 
 RESULTS = Path(__file__).parent / "results"
 
@@ -32,26 +32,6 @@ class Case:
     shape: dict
     floor_bytes: dict  # pass name -> bytes the ideal kernel must move
     impls: dict = field(default_factory=dict)  # name -> {pass name -> zero-argument callable}
-
-
-def environment(device: str) -> dict:
-    def version(name):
-        try:
-            return __import__(name).__version__
-        except Exception:  # noqa: BLE001 -- absent or broken: say so in the row
-            return None
-
-    try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                cwd=Path(__file__).parent, check=False).stdout.strip() or None
-    except OSError:
-        commit = None
-    name = torch.cuda.get_device_name() if device == "cuda" else (platform.processor() or platform.machine())
-    return {"device": name, "device_kind": device, "commit": commit, "torch": torch.__version__,
-            "triton": version("triton"), "python": platform.python_version(),
-            "cuda": torch.version.cuda if device == "cuda" else None,
-            # Triton's CPU interpreter proves the kernels run; its times are no speed figures.
-            "triton_interpreter": os.environ.get("TRITON_INTERPRET") == "1"}
 
 
 def measure(fn: Callable[[], object], device: str, repeats: int) -> dict:

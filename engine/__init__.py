@@ -11,7 +11,18 @@ from pathlib import Path
 
 __version__ = (Path(__file__).parent / "VERSION").read_text().strip()
 
-from .attacks import AttackRun, Budget, DeepSAVA  # noqa: E402
+from .attacks import (  # noqa: E402
+    AttackRun,
+    AttentionGuided,
+    Budget,
+    DeepSAVA,
+    GradientKeyframe,
+    LinfAttack,
+    Sparse,
+    SparseFlickering,
+    TemporalTranslation,
+    make_attack,
+)
 from .data import load_dataset  # noqa: E402
 from .errors import ConfigError, DataError, InputError, ModelError, SavaError  # noqa: E402
 from .metrics import RunSummary, VideoResult, summarise  # noqa: E402
@@ -19,7 +30,8 @@ from .models import ModelInfo, VideoModel, load_model  # noqa: E402
 from .selection import Explicit, FirstK, RandomK, Selector  # noqa: E402
 
 __all__ = [
-    "AttackRun", "Budget", "ConfigError", "DataError", "DeepSAVA", "Explicit", "FirstK", "InputError", "ModelError",
-    "ModelInfo", "RandomK", "RunSummary", "SavaError", "Selector", "VideoModel", "VideoResult", "__version__",
-    "load_dataset", "load_model", "summarise",
+    "AttackRun", "AttentionGuided", "Budget", "ConfigError", "DataError", "DeepSAVA", "Explicit", "FirstK",
+    "GradientKeyframe", "InputError", "LinfAttack", "ModelError", "ModelInfo", "RandomK", "RunSummary", "SavaError",
+    "Selector", "Sparse", "SparseFlickering", "TemporalTranslation", "VideoModel", "VideoResult", "__version__",
+    "load_dataset", "load_model", "make_attack", "summarise",
 ]

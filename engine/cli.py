@@ -17,20 +17,23 @@ from pathlib import Path
 import torch
 
 from . import __version__
+from .attacks import LINF_METHODS, METHODS
 from .attacks.deepsava import (
     DEFAULT_ADV_LOSS,
     DEFAULT_FLOW_LR,
     DEFAULT_LAM,
     DEFAULT_LAM_END,
-    DEFAULT_NOISE_LR,
     DEFAULT_SELECTOR,
 )
-from .attacks.sparse import DEFAULT_LAM as SPARSE_DEFAULT_LAM
 from .errors import SavaError
+from .reproduce import TABLES as REPRODUCIBLE_TABLES
 
 
 def _floats(text: str) -> tuple[float, ...]:
     return tuple(float(v) for v in text.split(","))
+
+
+REPRODUCIBLE = list(REPRODUCIBLE_TABLES)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -55,39 +58,55 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--size", type=int, nargs=2, default=(112, 112), metavar=("H", "W"),
                       help="frame size video files are resized to")
 
-    how = attack.add_argument_group("attack")
-    how.add_argument("--method", default="deepsava", choices=["deepsava", "sparse"],
-                     help="deepsava (flow + noise, SSIM) or sparse (Wei et al. 2019: noise, l2,1; --lam is its "
-                          "l2,1 weight, --noise-lr its step)")
-    how.add_argument("--frames", "-k", type=int, default=1, help="number of perturbed frames per video")
-    how.add_argument("--selector", default=DEFAULT_SELECTOR,
-                     help="first, random, saliency (largest class-score gradient), bo (Bayesian optimisation), "
-                          "brute (every frame), or frame indices such as 0,7")
+    how = attack.add_argument_group("attack (settings left out take each method's default)")
+    how.add_argument("--method", default="deepsava", choices=list(METHODS),
+                     help="deepsava (flow + noise, SSIM); sparse (Wei et al. 2019: noise, l2,1); flicker (sparse "
+                          "flickering); keyframe (Xu et al. 2022: adaptive keyframes, two-stage loss); fgsm, bim, mi, "
+                          "di, ti (L-infinity transfer attacks, --tt for temporal translation); msanet (attention-"
+                          "guided PGD after the MSANet abstract)")
+    how.add_argument("--frames", "-k", type=int, default=None,
+                     help="perturbed frames per video (default 1; keyframe: as many as reach --boundary)")
+    how.add_argument("--selector", default=None,
+                     help=f"first, random, saliency (largest class-score gradient), keyframes[:B] (adaptive), ifd "
+                          f"(inter-frame difference), bo (Bayesian optimisation), brute (every frame), or frame "
+                          f"indices such as 0,7 (default: deepsava {DEFAULT_SELECTOR}, keyframe keyframes, others "
+                          f"first)")
     how.add_argument("--bo-evaluations", type=int, default=6, help="candidates each video scores under --selector bo")
     how.add_argument("--score-steps", type=int, default=10,
                      help="generator steps that score one candidate (bo, brute)")
     how.add_argument("--perturbation", default="combined", choices=["combined", "noise", "flow", "all"],
-                     help="'all' runs combined, noise-only and flow-only side by side (paper Table 7)")
+                     help="deepsava: 'all' runs combined, noise-only and flow-only side by side (paper Table 7)")
     how.add_argument("--lam", type=float, default=None,
                      help=f"deepsava: SSIM weight at a video's first iteration (default {DEFAULT_LAM:g}; the paper: "
-                          f"1, 1.5 for CNN+LSTM); sparse: the l2,1 weight (default {SPARSE_DEFAULT_LAM:g})")
+                          f"1, 1.5 for CNN+LSTM); sparse: the l2,1 weight; flicker: the smoothness weight")
     how.add_argument("--lam-end", type=float, default=DEFAULT_LAM_END,
-                     help="SSIM weight at the iteration cap, reached geometrically (set equal to --lam for a fixed "
-                          "weight, as in the paper)")
-    how.add_argument("--iters", type=int, default=100, help="iteration cap per video")
+                     help="deepsava: SSIM weight at the iteration cap, reached geometrically (set equal to --lam for "
+                          "a fixed weight, as in the paper)")
+    how.add_argument("--iters", type=int, default=None,
+                     help="iteration cap per video (default 100); fgsm, bim, ...: the number of steps")
     how.add_argument("--flow-lr", type=float, default=DEFAULT_FLOW_LR, help="Adam learning rate of the flow (pixels)")
-    how.add_argument("--noise-lr", type=float, default=DEFAULT_NOISE_LR, help="Adam learning rate of the noise")
+    how.add_argument("--noise-lr", type=float, default=None, help="Adam learning rate of the noise (or flicker)")
     how.add_argument("--min-ssim", type=float, default=None, help="SSIM budget for every perturbed frame")
     how.add_argument("--max-l21", type=float, default=None, help="l2,1 budget (per-pixel) for each video")
+    how.add_argument("--boundary", type=float, default=None,
+                     help="keyframe: share of the total frame weight the keyframes reach (default 0.3; targeted "
+                          "0.4)")
+    how.add_argument("--epsilon", type=float, default=None,
+                     help="L-infinity budget of fgsm ... msanet (default 16/255)")
+    how.add_argument("--tt", action="store_true", help="fgsm, bim, mi, di, ti: temporal-translation gradients")
+    how.add_argument("--tt-shift", type=int, default=7, help="TT shift length L")
+    how.add_argument("--tt-weights", default="gaussian", choices=["gaussian", "linear", "uniform"])
+    how.add_argument("--tt-strategy", default="adjacent", choices=["adjacent", "remote", "random"])
     how.add_argument("--targeted", action="store_true", help="targeted attack (target: --target-class, "
                                                             "else the next class after the label)")
     how.add_argument("--target-class", type=int, default=None)
-    how.add_argument("--adv-loss", default=DEFAULT_ADV_LOSS, choices=["ce", "log1mp"],
-                     help="log1mp: -log(1 - p_y), whose gradient does not vanish on confident models; "
-                          "ce: cross-entropy")
+    how.add_argument("--adv-loss", default=None, choices=["ce", "log1mp"],
+                     help=f"log1mp: -log(1 - p_y), whose gradient does not vanish on confident models; "
+                          f"ce: cross-entropy (default {DEFAULT_ADV_LOSS}; keyframe and the L-infinity family use ce)")
 
     run = attack.add_argument_group("run")
-    run.add_argument("--batch-size", type=int, default=32)
+    run.add_argument("--batch-size", type=int, default=None, help="videos attacked at once (default 32; "
+                                                                    "L-infinity family 8)")
     run.add_argument("--device", default="cpu")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<time>-<model>)")
@@ -95,8 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     repro = sub.add_parser("reproduce", help="regenerate the shape of a paper table on the bundled benchmark",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    repro.add_argument("table", choices=["table7", "table8"])
-    repro.add_argument("--model", default="c3d-camera", help="a bundled model")
+    repro.add_argument("tables", nargs="+", choices=REPRODUCIBLE + ["all"], metavar="TABLE",
+                       help=f"one or more of {', '.join(REPRODUCIBLE)}, or all (runs shared between the tables of "
+                            "one model are made once)")
+    repro.add_argument("--model", default="c3d-camera", help="a bundled model, or all")
     repro.add_argument("--num-videos", type=int, default=32)
     repro.add_argument("--iters", type=int, default=100)
     repro.add_argument("--out", type=Path, default=Path("runs/reproduce"))
@@ -108,15 +129,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------- attack
 def cmd_attack(args) -> int:
-    from .attacks import DeepSAVA, Sparse
     from .data import load_dataset
     from .models.loading import load_model
     from .outputs import RunWriter
-    from .selection import check_k, make_selector
+    from .selection import check_k
 
     torch.manual_seed(args.seed)
     if args.num_videos < 0:
         raise SavaError(f"--num-videos must be >= 0, got {args.num_videos}")
+    if args.perturbation != "combined" and args.method != "deepsava":
+        raise SavaError(f"--perturbation is a deepsava setting; {args.method} has its own perturbation")
+    kinds = ["combined", "noise", "flow"] if args.perturbation == "all" else [args.perturbation]
+    build_attack(args, model=None, kind=kinds[0])  # bad settings fail here, before the model and data load
     model = load_model(args.model, args.weights, layout=args.layout, mean=args.mean, std=args.std,
                        device=args.device)
     data_spec = args.data or model.info.extra.get("dataset")
@@ -124,39 +148,68 @@ def cmd_attack(args) -> int:
         raise SavaError("--data is needed for a model that is not bundled")
     dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size))
     count = len(dataset) if args.num_videos == 0 else min(args.num_videos, len(dataset))
-    check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
+    if args.frames is not None:
+        check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
     relabel = _label_map(dataset.classes, model.classes, data_spec, model.name)
+    attacks = [(kind, build_attack(args, model, kind)) for kind in kinds]
 
-    if args.method == "sparse":
-        if args.perturbation not in ("combined", "noise"):
-            raise SavaError("--method sparse perturbs with noise only; drop --perturbation")
-        kinds = ["noise"]
-    else:
-        kinds = ["combined", "noise", "flow"] if args.perturbation == "all" else [args.perturbation]
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     base = args.out or Path("runs") / f"{stamp}-{Path(model.name).stem}"
     rows = []
-    for kind in kinds:
-        common = dict(frames=args.frames, selector=make_selector(args.selector, args.seed, args.bo_evaluations,
-                                                                  args.score_steps),
-                      max_iters=args.iters, min_ssim=args.min_ssim, max_l21=args.max_l21, targeted=args.targeted,
-                      adv_loss=args.adv_loss, batch_size=args.batch_size, seed=args.seed)
-        if args.method == "sparse":
-            lam = SPARSE_DEFAULT_LAM if args.lam is None else args.lam
-            attack = Sparse(model, lam=lam, lr=args.noise_lr, **common)
-        else:
-            lam = DEFAULT_LAM if args.lam is None else args.lam
-            attack = DeepSAVA(model, perturbation=kind, lam=lam, lam_end=args.lam_end, flow_lr=args.flow_lr,
-                              noise_lr=args.noise_lr, **common)
+    for kind, attack in attacks:
         folder = base / kind if len(kinds) > 1 else base
         meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
                 "videos": count, "settings": attack.settings, "device": str(model.device)}
-        title = f"{attack.method} {kind}"
-        summary = _attack_dataset(attack, dataset, count, relabel, args, RunWriter(folder, meta), title)
-        rows.append((kind, summary, folder))
+        label = attack.settings["method"] + (f" {kind}" if args.method == "deepsava" else "")
+        summary = _attack_dataset(attack, dataset, count, relabel, args, RunWriter(folder, meta), label)
+        rows.append((label, summary, folder))
 
     _print_table(model.name, data_spec, args, rows)
     return 0
+
+
+class _SettingsOnly:
+    """Stands in for the model while an attack's settings are checked, before the model and data load."""
+
+    white_box = True
+    name = "settings check"
+
+
+def build_attack(args, model, kind: str = "combined"):
+    """The attack the command line asks for; only the settings given are passed,
+    so every method keeps its own defaults."""
+    from .attacks import make_attack
+    from .attacks.translation import TemporalTranslation
+    from .selection import make_selector
+
+    given = lambda **options: {key: value for key, value in options.items() if value is not None}  # noqa: E731
+    common = given(targeted=args.targeted or None, batch_size=args.batch_size, seed=args.seed)
+    if args.method in LINF_METHODS or args.method == "msanet":
+        if args.selector is not None or args.frames is not None:
+            raise SavaError(f"{args.method} perturbs every frame; drop --selector and --frames")
+        if args.method == "msanet":
+            settings = common | given(epsilon=args.epsilon)
+        else:
+            translation = TemporalTranslation(args.tt_shift, args.tt_weights, args.tt_strategy, args.seed) \
+                if args.tt else None
+            settings = common | given(epsilon=args.epsilon, steps=args.iters, translation=translation)
+    else:
+        if args.tt or args.epsilon is not None:
+            raise SavaError(f"--tt and --epsilon belong to the L-infinity methods, not {args.method}")
+        selector = None if args.selector is None else make_selector(args.selector, args.seed, args.bo_evaluations,
+                                                                     args.score_steps)
+        settings = common | given(frames=args.frames, selector=selector, max_iters=args.iters,
+                                  min_ssim=args.min_ssim, max_l21=args.max_l21)
+        if args.method == "deepsava":
+            settings |= given(perturbation=kind, lam=args.lam, lam_end=args.lam_end, flow_lr=args.flow_lr,
+                              noise_lr=args.noise_lr, adv_loss=args.adv_loss)
+        elif args.method in ("sparse", "flicker"):
+            settings |= given(lam=args.lam, lr=args.noise_lr, adv_loss=args.adv_loss)
+        else:  # keyframe
+            settings |= given(boundary=args.boundary, lr=args.noise_lr)
+    if args.boundary is not None and args.method != "keyframe":
+        raise SavaError("--boundary is the keyframe method's setting")
+    return make_attack(args.method, model or _SettingsOnly(), **settings)
 
 
 def _label_map(data_classes: list[str], model_classes: list[str] | None, data_spec: str, model_name: str):
@@ -219,18 +272,16 @@ def _attack_dataset(attack, dataset, count, relabel, args, writer, title):
 
 
 def _print_table(model_name, data_spec, args, rows) -> None:
-    print(f"\n{args.method} on {model_name} / {data_spec} ({args.split}), {args.frames} frame(s) per video, "
-          f"selector {args.selector}, cap {args.iters} iterations")
-    header = f"{'perturbation':<12} {'videos':>6} {'attacked':>8} {'FR':>7} {'ANI':>6} {'mean SSIM':>9} " \
-             f"{'min SSIM':>8} {'time s':>7} {'videos/s':>8}"
+    print(f"\n{args.method} on {model_name} / {data_spec} ({args.split})")
+    header = f"{'attack':<18} {'videos':>6} {'attacked':>8} {'FR':>7} {'ANI':>6} {'mean SSIM':>9} " \
+             f"{'min SSIM':>8} {'frames':>6} {'MAP':>7} {'time s':>7} {'videos/s':>8}"
     print(header)
     print("-" * len(header))
-    for kind, s, _ in rows:
-        ani = f"{s.ani:.1f}" if s.ani is not None else "-"
-        mean_ssim = f"{s.mean_ssim:.4f}" if s.mean_ssim is not None else "-"
-        min_ssim = f"{s.min_ssim:.4f}" if s.min_ssim is not None else "-"
-        print(f"{kind:<12} {s.videos:>6} {s.attacked:>8} {s.fooling_rate:>7.1%} {ani:>6} {mean_ssim:>9} "
-              f"{min_ssim:>8} {s.seconds:>7.1f} {s.videos_per_second:>8.2f}")
+    shown = lambda value, form: "-" if value is None else format(value, form)  # noqa: E731
+    for label, s, _ in rows:
+        print(f"{label:<18} {s.videos:>6} {s.attacked:>8} {s.fooling_rate:>7.1%} {shown(s.ani, '.1f'):>6} "
+              f"{shown(s.mean_ssim, '.4f'):>9} {shown(s.min_ssim, '.4f'):>8} {shown(s.frames_per_video, '.1f'):>6} "
+              f"{shown(s.map, '.4f'):>7} {s.seconds:>7.1f} {s.videos_per_second:>8.2f}")
     for kind, _, folder in rows:
         print(f"run folder ({kind}): {folder}")
 
@@ -259,13 +310,24 @@ def cmd_data(args) -> int:
 
 
 def cmd_reproduce(args) -> int:
-    from .reproduce import reproduce
+    from .models.bundled import bundled_names
+    from .reproduce import TABLES, context, models_for, reproduce
 
-    folder = args.out / args.model
-    reproduce(args.table, args.model, folder, args.num_videos, args.iters,
-              log=lambda line: print(line, file=sys.stderr))
-    print((folder / f"{args.table}.md").read_text())
-    print(f"written: {folder}/{args.table}.md, .json, .png")
+    if args.model != "all" and args.model not in bundled_names():
+        raise SavaError(f"unknown bundled model {args.model!r}; choose from {', '.join(bundled_names())} or all")
+    if args.num_videos < 1 or args.iters < 1:
+        raise SavaError("--num-videos and --iters must be positive")
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    tables = list(TABLES) if "all" in args.tables else list(dict.fromkeys(args.tables))
+    contexts = {}  # one per model: tables of the same model share their clips and common runs
+    for table in tables:
+        for name in models_for(table, args.model):
+            if name not in contexts:
+                contexts[name] = context(name, args.num_videos, args.iters, log)
+            folder = args.out / name
+            reproduce(table, name, folder, args.num_videos, args.iters, log, ctx=contexts[name])
+            print((folder / f"{table}.md").read_text())
+            print(f"written: {folder}/{table}.md, .json, .png\n")
     return 0
 
 

@@ -93,7 +93,7 @@ def _preview_row(clip: torch.Tensor, result: VideoResult) -> np.ndarray:
     adv = kernels.perturb_frames(
         clean.unsqueeze(0),
         None if result.flow is None else result.flow[:1],
-        None if result.noise is None else result.noise[:1],
+        None if result.noise is None else result.noise[:1].expand(1, *clean.shape),  # a flicker is C x 1 x 1
     )[0]
     diff = (0.5 + DIFF_GAIN * (adv - clean)).clamp(0, 1)
     row = torch.cat([clean, adv, diff], dim=-1)

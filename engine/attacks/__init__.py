@@ -1,11 +1,42 @@
 """Attacks. Each is a small object that validates its settings at construction
-and runs on the shared batched loop of :mod:`sava.attacks.loop`."""
+and runs on a shared loop: the sparse attacks on
+:mod:`sava.attacks.loop`, the L-infinity transfer family on
+:mod:`sava.attacks.linf`.
 
-from .base import AttackRun, SparseAttack
+``make_attack(method, model, **settings)`` builds any of them by name.
+"""
+
+from ..errors import ConfigError
+from .attention import AttentionGuided
+from .base import Attack, AttackRun, SparseAttack
 from .deepsava import DeepSAVA
-from .loop import Budget, Job, SparseAttackLoop
+from .flicker import SparseFlickering
+from .keyframe import GradientKeyframe
+from .linf import PRESETS as LINF_PRESETS
+from .linf import LinfAttack
+from .loop import Budget, Job, SparseAttackLoop, Step
 from .sparse import Sparse
+from .translation import TemporalTranslation
 
-METHODS = {"deepsava": DeepSAVA, "sparse": Sparse}
+METHODS = {"deepsava": DeepSAVA, "sparse": Sparse, "flicker": SparseFlickering, "keyframe": GradientKeyframe,
+           "msanet": AttentionGuided} | {name: LinfAttack for name in LINF_PRESETS}
+SPARSE_METHODS = ("deepsava", "sparse", "flicker", "keyframe")
+LINF_METHODS = tuple(LINF_PRESETS)
 
-__all__ = ["METHODS", "AttackRun", "Budget", "DeepSAVA", "Job", "Sparse", "SparseAttack", "SparseAttackLoop"]
+
+def make_attack(method: str, model, **settings) -> Attack:
+    """The attack ``method`` (a key of ``METHODS``) on ``model``; FGSM, BIM, MI,
+    DI and TI take ``translation=True`` for their TT variant."""
+    if method not in METHODS:
+        raise ConfigError(f"unknown attack method {method!r}; choose from {', '.join(METHODS)}")
+    if method in LINF_PRESETS:
+        settings = {"method": method} | settings
+    return METHODS[method](model, **settings)
+
+
+__all__ = [
+    "LINF_METHODS", "METHODS", "SPARSE_METHODS", "Attack", "AttackRun", "AttentionGuided", "Budget", "DeepSAVA",
+    "GradientKeyframe",
+    "Job", "LinfAttack", "Sparse", "SparseAttack", "SparseAttackLoop", "SparseFlickering", "Step",
+    "TemporalTranslation", "make_attack",
+]

@@ -18,6 +18,7 @@ import torch
 from ..errors import ConfigError
 from ..selection import Selector
 from .base import SparseAttack
+from .loop import Step
 from .losses import adversarial_term
 from .perturbations import FlowNoise
 
@@ -57,6 +58,6 @@ class DeepSAVA(SparseAttack):
         progress = iters.to(torch.float32) / max(self.max_iters, 1)
         return self.lam * (self.lam_end / self.lam) ** progress if self.lam > 0 else torch.zeros_like(progress)
 
-    def objective(self, adv, clean, ssim, logits, goal, iters) -> torch.Tensor:
-        similarity = self.weight(iters).to(ssim.device) * (1 - ssim).sum(dim=1)
-        return similarity - adversarial_term(logits, goal, self.targeted, self.adv_loss)
+    def objective(self, step: Step) -> torch.Tensor:
+        similarity = self.weight(step.iters).to(step.ssim.device) * (1 - step.ssim).sum(dim=1)
+        return similarity - adversarial_term(step.logits, step.goal, self.targeted, self.adv_loss)

@@ -38,3 +38,22 @@ class FlowNoise:
 
     def apply(self, clean: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
         return kernels.perturb_frames(clean, params.get("flow"), params.get("noise"))
+
+    def result_tensors(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The parameters a result keeps (``k`` frames, on the CPU): the perturbation file's tensors."""
+        return {name: value.detach().cpu().clone() for name, value in params.items()}
+
+
+class FrameOffset(FlowNoise):
+    """One offset per channel for each selected frame, the same over the whole
+    frame (Sparse Flickering): ``clamp(x + offset)``. Kept as a ``k x C x 1 x 1``
+    noise, which broadcasts over the frame wherever a noise is applied."""
+
+    def __init__(self, lr: float):
+        super().__init__("noise", noise_lr=lr)
+
+    def parameter_shapes(self, channels: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
+        return {"noise": (channels, 1, 1)}
+
+    def apply(self, clean: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
+        return (clean + params["noise"]).clamp(0.0, 1.0)

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 import torch
 
-from .. import kernels
 from ..errors import ConfigError
 from ..selection import Selector
 from .base import SparseAttack
+from .loop import Step
 from .losses import adversarial_term
 from .perturbations import FlowNoise
 
@@ -38,6 +38,5 @@ class Sparse(SparseAttack):
             seed=seed, settings={"perturbation": "noise", "lam": self.lam, "lr": lr},
         )
 
-    def objective(self, adv, clean, ssim, logits, goal, iters) -> torch.Tensor:
-        return self.lam * kernels.l21_norm(adv - clean) - adversarial_term(logits, goal, self.targeted,
-                                                                          self.adv_loss)
+    def objective(self, step: Step) -> torch.Tensor:
+        return self.lam * step.l21 - adversarial_term(step.logits, step.goal, self.targeted, self.adv_loss)

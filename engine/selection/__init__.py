@@ -2,7 +2,10 @@
 
 A selector answers ``select(model, videos, labels, k, score=None) -> B x k``
 int64 frame indices (distinct within a row). Any sparse attack takes any
-selector. ``score(frame_idx, steps) -> B`` losses, when the attack passes it, runs
+selector. An *adaptive* selector chooses each video's number of frames
+itself (``k`` is then a cap, or ``None``): its rows are padded with -1.
+After a call, ``queries`` is the number of forward passes of the target it
+spent per video (MQ counts them). ``score(frame_idx, steps) -> B`` losses, when the attack passes it, runs
 the attack's own generator for a few steps on candidate frames (lower is
 better for the attacker): Bayesian optimisation and brute force use it.
 """
@@ -16,6 +19,8 @@ from ..errors import ConfigError
 
 class Selector:
     name = "selector"
+    adaptive = False
+    queries = 0
 
     def select(self, model, videos: torch.Tensor, labels: torch.Tensor, k: int, score=None) -> torch.Tensor:
         raise NotImplementedError
@@ -79,14 +84,22 @@ class Explicit(Selector):
 
 
 def make_selector(spec, seed: int = 0, evaluations: int = 6, score_steps: int = 10) -> Selector:
-    """``"first"``, ``"random"``, ``"saliency"``, ``"bo"``, ``"brute"``, or frame indices such as
-    ``"0,7"``."""
+    """``"first"``, ``"random"``, ``"saliency"``, ``"keyframes"`` (adaptive, boundary 0.3) or
+    ``"keyframes:B"``, ``"ifd"``, ``"bo"``, ``"brute"``, or frame indices such as ``"0,7"``."""
     if isinstance(spec, Selector):
         return spec
     if spec == "saliency":
         from .saliency import Saliency
 
         return Saliency()
+    if str(spec).startswith("keyframes"):
+        from .saliency import Keyframes
+
+        _, _, boundary = str(spec).partition(":")
+        try:
+            return Keyframes(float(boundary)) if boundary else Keyframes()
+        except ValueError:
+            raise ConfigError(f"keyframes takes a boundary in (0, 1], as keyframes:0.3; got {spec!r}") from None
     if spec == "ifd":
         from .difference import InterFrameDifference
 
@@ -107,4 +120,4 @@ def make_selector(spec, seed: int = 0, evaluations: int = 6, score_steps: int = 
     if all(p.strip().isdigit() for p in parts):
         return Explicit(int(p) for p in parts)
     raise ConfigError(f"unknown frame selector {spec!r}; "
-                      "use first, random, saliency, ifd, bo, brute, or frame indices such as 0,7")
+                      "use first, random, saliency, keyframes[:B], ifd, bo, brute, or frame indices such as 0,7")

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import warnings
 
 import torch
 
@@ -67,6 +68,7 @@ class BruteForce(Selector):
         subsets = torch.tensor(list(itertools.combinations(range(num_frames), k)))
         losses = torch.stack([score(subset.expand(len(videos), k), self.steps) for subset in subsets], dim=1)
         self.evaluations = len(subsets)
+        self.queries = self.evaluations * (self.steps + 1)  # each scoring run: steps updates and a last forward
         self.losses = losses  # B x candidates, kept for reports (Table 8, Fig. 7)
         return subsets[losses.argmin(dim=1)]
 
@@ -102,6 +104,7 @@ class BayesOpt(Selector):
             tried = torch.cat([tried, pick.unsqueeze(1)], dim=1)
             losses = torch.cat([losses, score(pick, self.steps).double().unsqueeze(1)], dim=1)
         self.evaluations = budget
+        self.queries = self.evaluations * (self.steps + 1)
         self.losses, self.tried = losses, tried
         return tried[torch.arange(batch), losses.argmin(dim=1)]
 
@@ -126,13 +129,17 @@ class BayesOpt(Selector):
         return pool[torch.multinomial(weights, 1, generator=self.generator).squeeze(1)]
 
     def _most_promising(self, pool, tried, losses, num_frames):
+        from botorch.exceptions import InputDataWarning
         from botorch.fit import fit_gpytorch_mll
         from botorch.models import SingleTaskGP
         from gpytorch.mlls import ExactMarginalLogLikelihood
 
-        # One GP per video (a batched model); it maximises -loss.
-        model = SingleTaskGP(_features(tried, num_frames), -losses.unsqueeze(-1))
-        fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
+        # One GP per video (a batched model); it maximises -loss. The inputs are blurred masks in a
+        # known range and SingleTaskGP standardises the outcomes itself, so botorch's reminders are noise.
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", InputDataWarning)
+            model = SingleTaskGP(_features(tried, num_frames), -losses.unsqueeze(-1))
+            fit_gpytorch_mll(ExactMarginalLogLikelihood(model.likelihood, model))
         candidates = _features(pool, num_frames).expand(len(tried), -1, -1)
         with torch.no_grad():
             posterior = model.posterior(candidates)

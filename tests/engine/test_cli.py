@@ -51,7 +51,7 @@ def test_all_perturbations_side_by_side(tmp_path, capsys):
     printed = capsys.readouterr().out
     for kind in ("combined", "noise", "flow"):
         assert (out / kind / "metrics.json").is_file()
-        assert f"\n{kind} " in printed
+        assert f"\ndeepsava {kind} " in printed
 
 
 def test_folder_of_video_files_skips_broken_ones(tmp_path, capsys):
@@ -95,7 +95,7 @@ def test_sparse_method_from_the_command_line(tmp_path, capsys):
     settings = json.loads((out / "metrics.json").read_text())["settings"]
     assert settings["method"] == "sparse" and settings["lam"] == 2.5 and settings["selector"] == "ifd"
     assert run_cli("--method", "sparse", "--perturbation", "flow", "--out", str(tmp_path / "x")) == 2
-    assert "noise only" in capsys.readouterr().err
+    assert "--perturbation is a deepsava setting" in capsys.readouterr().err
 
 
 def test_reproduce_writes_markdown_json_and_plot(tmp_path, capsys):

@@ -1,0 +1,105 @@
+"""``sava reproduce TABLE``: the shape of a paper table, regenerated on the
+bundled benchmark, as markdown, JSON and a plot in one folder per model.
+
+Every row is measured in the run that writes the table, on the same clips
+(the first ``count`` test clips of the model's dataset). Tables:
+
+=============  ==================================================================
+``table3``     DeepSAVA Table 3: Sparse, Sparse Flickering, DeepSAVA without/with BO
+``table5``     DeepSAVA Table 5: FR and time under fixed l2,1 and SSIM budgets
+``table6``     DeepSAVA Table 6: FR, ANI, AAP(l2,1), AAP(SSIM)
+``table7``     DeepSAVA Table 7 and Fig. 6: noise / flow / combined / +BO, 1, 2, 4 frames
+``table8``     DeepSAVA Table 8 and Fig. 7: BO against brute force
+``xu-table2``  Xu et al. Table 2: MQ, MAP, SR of keyframes / first-k / IFD
+``tt``         TT paper: FGSM, BIM, MI, DI, TI without and with TT, transfer ASR
+``importance`` TT paper Fig. 2: Spearman correlation of frame importance
+=============  ==================================================================
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ..data import bundled
+from ..errors import ConfigError
+from ..models import load_bundled
+from ..models.bundled import bundled_names
+from ..provenance import environment
+from . import deepsava_tables, keyframe_table, render, transfer_tables
+
+
+@dataclass
+class Context:
+    model: object
+    videos: torch.Tensor
+    labels: torch.Tensor
+    iters: int
+    log: Callable[[str], None] = print
+    targets: torch.Tensor | None = None
+    cache: dict = field(default_factory=dict)  # runs shared between tables of one model
+
+
+# name -> (run, module with markdown and plot, plot panels, one table per dataset rather than per model)
+TABLES = {
+    "table3": (deepsava_tables.table3, deepsava_tables, 1, False),
+    "table5": (deepsava_tables.table5, deepsava_tables, 1, False),
+    "table6": (deepsava_tables.table6, deepsava_tables, 1, False),
+    "table7": (deepsava_tables.table7, deepsava_tables, 1, False),
+    "table8": (deepsava_tables.table8, deepsava_tables, 1, False),
+    "xu-table2": (keyframe_table.xu_table2, keyframe_table, 2, False),
+    "tt": (transfer_tables.tt, transfer_tables, 2, False),
+    "importance": (transfer_tables.importance, transfer_tables, 3, True),
+}
+
+
+def context(model_name: str, count: int, iters: int, log=print, device=None) -> Context:
+    model = load_bundled(model_name, device=device)
+    clips = bundled(model.info.extra["dataset"], "test")
+    count = min(count, len(clips))
+    return Context(model, clips.float_videos(slice(0, count)), clips.labels[:count], iters, log)
+
+
+def reproduce(table: str, model_name: str, out: Path, count: int = 32, iters: int = 100, log=print,
+              ctx: Context | None = None) -> dict:
+    """Run ``table`` on one bundled model and write ``out/TABLE.{md,json,png}``."""
+    if table not in TABLES:
+        raise ConfigError(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
+    run, module, panels, _ = TABLES[table]
+    torch.manual_seed(0)
+    ctx = ctx or context(model_name, count, iters, log)
+    rows = run(ctx)
+    for row in rows:
+        row.pop("_run", None)
+    out.mkdir(parents=True, exist_ok=True)
+    payload = {"table": table, "model": model_name, "videos": len(ctx.videos), "max_iters": iters,
+               "environment": environment(str(ctx.model.device)),
+               "command": f"sava reproduce {table} --model {model_name} --num-videos {count} --iters {iters}",
+               "rows": rows}
+    (out / f"{table}.json").write_text(json.dumps(payload, indent=2))
+    (out / f"{table}.md").write_text(f"{table} on {model_name}, {len(ctx.videos)} test clips, cap {iters}\n\n"
+                                     + module.markdown(table, rows))
+    fig, axes = render.figure(panels)
+    module.plot(table, rows, axes)
+    render.save(fig, out / f"{table}.png", f"{table} on {model_name}, {len(ctx.videos)} clips, cap {iters}")
+    return payload
+
+
+def models_for(table: str, spec: str) -> list[str]:
+    """The bundled models ``--model`` names: one, or ``all`` (one per dataset for per-dataset tables)."""
+    if spec != "all":
+        return [spec]
+    names = bundled_names()
+    if TABLES[table][3]:
+        seen, chosen = set(), []
+        for name in names:
+            dataset = name.rsplit("-", 1)[1]
+            if dataset not in seen:
+                seen.add(dataset)
+                chosen.append(name)
+        return chosen
+    return names
