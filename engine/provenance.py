@@ -24,7 +24,7 @@ def git_commit() -> str | None:
     """The checkout's commit (short hash), or None outside a git checkout."""
     try:
         out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).parent, check=False).stdout.strip()
+                             cwd=Path(__file__).resolve().parent, check=False).stdout.strip()
     except OSError:
         return None
     return out or None
