@@ -118,3 +118,66 @@ def test_reproduce_table7_rows_cover_every_approach_and_frame_count(tmp_path):
     cells = {(r["approach"], r["frames"]) for r in payload["rows"]}
     assert cells == {(a, k) for a in ("D (noise)", "S (flow)", "D+S", "D+S, BO") for k in (1, 2, 4)}
     assert (tmp_path / "table7.md").read_text().count("\n| ") == 6  # header, separator, four approaches
+
+
+def test_every_method_runs_from_the_command_line(tmp_path, capsys):
+    from safetensors.torch import load_file
+
+    from sava.attacks import METHODS
+
+    for method in METHODS:
+        out = tmp_path / method
+        extra = ["--tt", "--tt-shift", "1"] if method == "mi" else []
+        assert run_cli("--model", "tsn-digits", "--method", method, "--num-videos", "2", "--iters", "2",
+                       "--out", str(out), *extra) == 0, method
+        metrics = json.loads((out / "metrics.json").read_text())
+        assert metrics["settings"]["method"] == ("tt-mi" if method == "mi" else method)
+        records = [json.loads(line) for line in (out / "videos.jsonl").read_text().splitlines()]
+        assert len(records) == 2
+        for record in records:
+            if record["attacked"]:
+                tensors = load_file(str(out / record["perturbation"]))
+                assert tensors["frames"].tolist() == record["frames"]
+                assert tensors["noise" if "noise" in tensors else "flow"].shape[0] == len(record["frames"])
+    printed = capsys.readouterr().out
+    assert "tt-mi" in printed and "keyframe" in printed
+
+
+def test_bad_settings_fail_before_any_work(tmp_path, capsys):
+    cases = [
+        (["--method", "keyframe", "--boundary", "1.5"], "boundary must lie in (0, 1]"),
+        (["--method", "keyframe", "--boundary", "0"], "boundary must lie in (0, 1]"),
+        (["--method", "bim", "--epsilon", "-0.1"], "epsilon"),
+        (["--method", "deepsava", "--frames", "17"], "k=17 frames of a clip with only T=16"),
+        (["--method", "sparse", "--boundary", "0.3"], "--boundary is the keyframe method's setting"),
+        (["--method", "fgsm", "--selector", "bo"], "perturbs every frame"),
+        (["--method", "flicker", "--tt"], "--tt and --epsilon belong to the L-infinity methods"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "never"
+        assert run_cli("--model", "tsn-digits", "--out", str(out), *args) == 2, args
+        assert message in capsys.readouterr().err, args
+        assert not out.exists(), f"{args} left a run folder behind"
+    try:
+        run_cli("--method", "carlini")
+    except SystemExit as exit_:
+        assert exit_.code == 2
+    else:
+        raise AssertionError("an unknown method must be refused")
+    assert "invalid choice: 'carlini'" in capsys.readouterr().err
+
+
+def test_reproduce_the_keyframe_and_transfer_tables(tmp_path):
+    from sava.reproduce import reproduce
+
+    keyframe = reproduce("xu-table2", "tsn-digits", tmp_path, count=2, iters=2, log=lambda line: None)
+    names = ("ours (keyframes)", "SA (first frames)", "IFD")
+    assert [(r["goal"], r["approach"]) for r in keyframe["rows"]] == [
+        (goal, name) for goal in ("untargeted", "targeted") for name in names]
+    assert all(r["sr"] == 0.75 for r in keyframe["rows"] if r["approach"] != "ours (keyframes)")
+    transfer = reproduce("tt", "tsn-digits", tmp_path, count=2, iters=2, log=lambda line: None)
+    assert [r["approach"] for r in transfer["rows"]][:2] == ["fgsm", "tt-fgsm"] and len(transfer["rows"]) == 10
+    assert {"asr:c3d-digits", "asr:cnn_lstm-digits"} <= set(transfer["rows"][0])
+    assert transfer["environment"]["torch"]
+    for table in ("xu-table2", "tt"):
+        assert (tmp_path / f"{table}.md").is_file() and Image.open(tmp_path / f"{table}.png").width > 0
