@@ -7,6 +7,7 @@ from setuptools import find_packages, setup
 ROOT = Path(__file__).parent
 VERSION = (ROOT / "engine" / "VERSION").read_text().strip()
 
+ONNX = ["onnx>=1.16", "onnxscript>=0.2", "onnxruntime>=1.18"]
 engine_packages = ["sava"] + ["sava." + name for name in find_packages("engine")]
 
 setup(
@@ -33,7 +34,11 @@ setup(
         "botorch>=0.12",  # Gaussian-process surrogate of the bo frame selector
         "matplotlib>=3.6",  # plots of sava reproduce
     ],
-    # triton comes with CUDA builds of torch; on CPU the tests run its interpreter.
-    extras_require={"test": ["pytest>=7", "pytorch-msssim>=1.0", "triton>=3.0"]},
+    # triton comes with CUDA builds of torch; on CPU the tests run its interpreter. ONNX export and the
+    # ONNX Runtime black box are an extra: a GPU user installs onnxruntime-gpu instead (same import name).
+    extras_require={
+        "onnx": ONNX,
+        "test": ["pytest>=7", "pytorch-msssim>=1.0", "triton>=3.0", *ONNX],
+    },
     entry_points={"console_scripts": ["sava=sava.cli:main"]},
 )

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 import time
 from datetime import datetime
@@ -122,6 +123,39 @@ def build_parser() -> argparse.ArgumentParser:
     repro.add_argument("--iters", type=int, default=100)
     repro.add_argument("--out", type=Path, default=Path("runs/reproduce"))
 
+    export = sub.add_parser("export", help="export a target model to ONNX, checked against torch",
+                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    export.add_argument("--model", default="c3d-camera", help="a bundled model, or all")
+    export.add_argument("--out", type=Path, default=Path("exports"), help="folder for MODEL.onnx")
+    export.add_argument("--tolerance", type=float, default=1e-4,
+                        help="largest |ONNX Runtime - torch| logit difference accepted")
+    export.add_argument("--fixed-time", action="store_true", help="do not try a dynamic time axis")
+
+    transfer = sub.add_parser("transfer", help="fooling-rate matrix of adversarial videos across models and "
+                                               "runtimes (DeepSAVA Table 12)",
+                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+    transfer.add_argument("--dataset", default="camera", help="bundled set whose bundled models are sources and "
+                                                              "targets by default")
+    transfer.add_argument("--sources", default=None, help="comma-separated white-box models (default: the "
+                                                          "dataset's bundled models)")
+    transfer.add_argument("--targets", default=None, help="comma-separated models or .onnx files (default: the "
+                                                          "dataset's bundled models)")
+    transfer.add_argument("--methods", default="deepsava,sparse", help="attacks run on each source")
+    transfer.add_argument("--frames", "-k", type=int, default=7, help="perturbed frames (the paper's seven)")
+    transfer.add_argument("--runs", nargs="*", type=Path, default=[],
+                          help="sava attack run folders to use as sources instead of running attacks")
+    transfer.add_argument("--runtime", default="torch,onnxruntime",
+                          help="comma-separated runtimes for the targets: torch, onnxruntime, tensorrt")
+    transfer.add_argument("--provider", default="cpu", choices=["cpu", "cuda", "tensorrt"],
+                          help="ONNX Runtime execution provider")
+    transfer.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="TensorRT precision")
+    transfer.add_argument("--num-videos", type=int, default=32)
+    transfer.add_argument("--iters", type=int, default=100)
+    transfer.add_argument("--onnx-dir", type=Path, default=Path("exports"),
+                          help="where bundled models are exported for ONNX runtimes (reused when present)")
+    transfer.add_argument("--out", type=Path, default=None, help="default: runs/transfer-<time>")
+    transfer.add_argument("--seed", type=int, default=0)
+
     sub.add_parser("models", help="list the bundled models with their test accuracy")
     sub.add_parser("data", help="list the bundled datasets")
     return parser
@@ -159,7 +193,8 @@ def cmd_attack(args) -> int:
     for kind, attack in attacks:
         folder = base / kind if len(kinds) > 1 else base
         meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
-                "videos": count, "settings": attack.settings, "device": str(model.device)}
+                "clip_frames": args.clip_frames, "size": list(args.size), "videos": count,
+                "settings": attack.settings, "device": str(model.device)}
         label = attack.settings["method"] + (f" {kind}" if args.method == "deepsava" else "")
         summary = _attack_dataset(attack, dataset, count, relabel, args, RunWriter(folder, meta), label)
         rows.append((label, summary, folder))
@@ -331,11 +366,107 @@ def cmd_reproduce(args) -> int:
     return 0
 
 
-COMMANDS = {"attack": cmd_attack, "reproduce": cmd_reproduce, "models": cmd_models, "data": cmd_data}
+def cmd_export(args) -> int:
+    from .export import export_onnx
+    from .models.bundled import bundled_names, load_bundled
+
+    names = bundled_names() if args.model == "all" else [args.model]
+    for name in names:
+        if name not in bundled_names():
+            raise SavaError(f"unknown bundled model {name!r}; choose from {', '.join(bundled_names())} or all")
+    for name in names:
+        report = export_onnx(load_bundled(name), args.out / f"{name}.onnx", tolerance=args.tolerance,
+                             dynamic_time=not args.fixed_time)
+        time_axis = "dynamic" if report.dynamic_time else "fixed"
+        print(f"{name}: {report.path} (batch dynamic, time {time_axis}); ONNX checker passed; "
+              f"largest |ORT - torch| = {report.max_abs_difference:.2e} over shapes {report.checked_shapes}")
+    return 0
+
+
+def cmd_transfer(args) -> int:
+    from .attacks import make_attack
+    from .data import bundled
+    from .export import RUNTIMES, load_runtime_model
+    from .models.bundled import bundled_names, load_bundled
+    from .provenance import environment
+    from .transfer import disagreements, evaluate, from_run_folder, generate, write
+
+    runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
+    unknown = [r for r in runtimes if r not in RUNTIMES]
+    if unknown:
+        raise SavaError(f"unknown runtime(s) {', '.join(unknown)}; choose from {', '.join(RUNTIMES)}")
+    dataset_models = [n for n in bundled_names() if n.endswith(f"-{args.dataset}")]
+    split = lambda text: [v.strip() for v in text.split(",") if v.strip()]  # noqa: E731
+    source_names = split(args.sources) if args.sources else ([] if args.runs else dataset_models)
+    target_names = split(args.targets) if args.targets else dataset_models
+    if not target_names:
+        raise SavaError(f"no bundled models for dataset {args.dataset!r}; name --targets")
+    for name in source_names:
+        if name not in bundled_names():
+            raise SavaError(f"sources must be bundled white-box models; {name!r} is not one")
+    methods = split(args.methods)
+    attacks = [(name, make_attack(name, _SettingsOnly(), **_transfer_settings(name, args))) for name in methods]
+    targets = {}  # every runtime is opened (and exports made) before any attack runs
+    for name in target_names:
+        for runtime in runtimes:
+            targets[f"{name} [{runtime}]"] = load_runtime_model(name, runtime, provider=args.provider,
+                                                                precision=args.precision, onnx_dir=args.onnx_dir)
+    log = lambda line: print(line, file=sys.stderr)  # noqa: E731
+    sources = [from_run_folder(folder) for folder in args.runs]
+    if source_names:
+        clips = bundled(args.dataset, "test")
+        count = min(args.num_videos, len(clips))
+        videos, labels = clips.float_videos(slice(0, count)), clips.labels[:count]
+        for name in source_names:
+            model = load_bundled(name)
+            for method, _ in attacks:
+                attack = make_attack(method, model, **_transfer_settings(method, args))
+                log(f"generating {method} on {name} ...")
+                sources.append(generate(model, attack, videos, labels, method))
+    rows = evaluate(sources, targets, log=log)
+    out = args.out or Path("runs") / f"transfer-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
+    meta = {"command": "sava " + shlex.join(args.argv), "environment": environment(), "runtimes": runtimes,
+            "frames": args.frames, "iters": args.iters,
+            "title": f"transfer fooling rate, {args.dataset}, {args.frames} frames"}
+    if len(runtimes) > 1:
+        meta["disagreements"] = {f"{a} vs {b}": disagreements(rows, a, b)
+                                 for i, a in enumerate(runtimes) for b in runtimes[i + 1:]}
+    write(out, rows, meta)
+    _print_transfer(rows, meta, out)
+    return 0
+
+
+def _transfer_settings(method: str, args) -> dict:
+    from .attacks import LINF_METHODS
+
+    if method in LINF_METHODS or method == "msanet":
+        return {"seed": args.seed}
+    settings = {"max_iters": args.iters, "seed": args.seed}
+    return settings | ({"frames": args.frames} if method != "keyframe" else {})
+
+
+def _print_transfer(rows, meta, out) -> None:
+    sources = list(dict.fromkeys(f"{r['attack']} on {r['source']}" for r in rows))
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    cell = {(f"{r['attack']} on {r['source']}", r["target"]): r["fooling_rate"] for r in rows}
+    width = max(len(s) for s in sources) + 2
+    print(" " * width + " ".join(f"{t:>24}" for t in targets))
+    for source in sources:
+        print(f"{source:<{width}}" + " ".join(f"{'-' if cell[source, t] is None else f'{cell[source, t]:.1%}':>24}"
+                                              for t in targets))
+    for pair, count in meta.get("disagreements", {}).items():
+        print(f"decisions that differ, {pair}: {count}")
+    print(f"written: {out}/transfer.json, transfer.csv, transfer.png")
+
+
+COMMANDS = {"attack": cmd_attack, "reproduce": cmd_reproduce, "export": cmd_export, "transfer": cmd_transfer,
+            "models": cmd_models, "data": cmd_data}
 
 
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    args.argv = argv  # the command as given, recorded with results
     try:
         return COMMANDS[args.command](args)
     except SavaError as exc:

@@ -1,0 +1,148 @@
+"""``sava export``: a target model to ONNX, checked before it is kept.
+
+The exported graph takes what every sava attack produces, ``[0, 1]`` videos
+in ``B x T x C x H x W``, and contains the model's normalisation and layout
+change, so a runtime needs nothing but the file. The batch axis is dynamic;
+the time axis too where the model allows it (tried, then verified). The
+dynamo exporter is given ``dynamic_axes`` (with ``dynamic_shapes`` it
+silently fixes T of an LSTM; the legacy exporter cannot export the adaptive
+pooling of the per-frame models with a dynamic batch).
+
+After export: the ONNX checker, then ONNX Runtime against torch on random
+videos at batch sizes other than the export's (and another T when dynamic);
+the largest difference is reported and a file beyond the tolerance is
+removed and refused.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .. import __version__
+from ..errors import ModelError
+from .black_box import METADATA_PREFIX
+
+DEFAULT_TOLERANCE = 1e-4
+OPSET = 18
+EXPORT_BATCH = 2
+CHECK_BATCHES = (1, 3)
+
+
+class PixelSpaceModel(nn.Module):
+    """The adapter's forward as a module: ``[0, 1]`` ``B x T x C x H x W`` in, logits out."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.net = model.module  # registered, so its weights are the graph's initialisers
+        self.model = model
+
+    def forward(self, videos: torch.Tensor) -> torch.Tensor:
+        return self.model.logits(videos)
+
+
+@dataclass
+class ExportReport:
+    path: str
+    model: str
+    dynamic_time: bool
+    max_abs_difference: float
+    tolerance: float
+    checked_shapes: list[list[int]]
+    opset: int
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _metadata(model, dynamic_time: bool) -> dict[str, str]:
+    info = model.info
+    values = {"version": __version__, "name": info.name, "input_layout": "BTCHW", "input_range": [0.0, 1.0],
+              "source_layout": info.layout, "mean": info.mean, "std": info.std, "normalisation_in_graph": True,
+              "clip_shape": list(info.clip_shape) if info.clip_shape else None, "classes": info.classes,
+              "dataset": info.extra.get("dataset"), "dynamic_time": dynamic_time}
+    return {METADATA_PREFIX + key: json.dumps(value) for key, value in values.items()}
+
+
+def _export(wrapper: nn.Module, example: torch.Tensor, path: Path, dynamic_time: bool) -> None:
+    axes = {0: "batch", 1: "frames"} if dynamic_time else {0: "batch"}
+    exporter_log = logging.getLogger("torch.onnx")
+    level = exporter_log.level
+    exporter_log.setLevel(logging.ERROR)  # it lists the torchvision operators it skips, irrelevant here
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(wrapper, (example,), str(path), input_names=["videos"], output_names=["logits"],
+                              dynamic_axes={"videos": axes, "logits": {0: "batch"}}, opset_version=OPSET,
+                              dynamo=True, verbose=False)
+    finally:
+        exporter_log.setLevel(level)
+
+
+def _stamp(path: Path, metadata: dict[str, str]) -> None:
+    import onnx
+
+    proto = onnx.load(str(path))
+    for key, value in metadata.items():
+        entry = proto.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(proto, full_check=True)
+    onnx.save(proto, str(path))
+
+
+def _largest_difference(model, path: Path, shapes: list[tuple[int, ...]]) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    worst = 0.0
+    for shape in shapes:
+        videos = torch.rand(shape, generator=generator)
+        with torch.no_grad(), model.attack_mode():
+            expected = model.logits(videos.to(model.device)).cpu()
+        got = torch.from_numpy(session.run(["logits"], {"videos": videos.numpy()})[0])
+        worst = max(worst, float((got - expected).abs().max()))
+    return worst
+
+
+def export_onnx(model, path: str | Path, *, tolerance: float = DEFAULT_TOLERANCE, dynamic_time: bool = True,
+                clip_shape: tuple[int, int, int, int] | None = None) -> ExportReport:
+    """Export a white-box ``VideoModel`` to ``path`` and verify it (see the module doc)."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError as exc:
+        raise ModelError(f"exporting needs the onnx extra ({exc.name} is missing): pip install 'sava[onnx]'") from exc
+    shape = clip_shape or model.info.clip_shape
+    if shape is None:
+        raise ModelError(f"{model.name}: the clip shape (T, C, H, W) is unknown; pass clip_shape=")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    model.module.eval()
+    wrapper = PixelSpaceModel(model).eval()
+    example = torch.rand(EXPORT_BATCH, *shape).to(model.device)
+    t = shape[0]
+    checks = [(b, *shape) for b in CHECK_BATCHES]
+    if dynamic_time:
+        longer = (CHECK_BATCHES[-1], t + 4, *shape[1:])
+        try:  # export with a free time axis and verify it really moves: some graphs pin T
+            _export(wrapper, example, path, dynamic_time=True)
+            _largest_difference(model, path, [longer])
+            checks.append(longer)
+        except Exception:  # noqa: BLE001 -- any failure here means "T is fixed in this graph"
+            dynamic_time = False
+    if not dynamic_time:
+        _export(wrapper, example, path, dynamic_time=False)
+    _stamp(path, _metadata(model, dynamic_time))
+    difference = _largest_difference(model, path, checks)
+    if not difference <= tolerance:
+        path.unlink(missing_ok=True)
+        raise ModelError(f"{model.name}: ONNX Runtime differs from torch by {difference:.3g} (tolerance "
+                         f"{tolerance:g}); the export was removed")
+    return ExportReport(str(path), model.name, dynamic_time, difference, tolerance, [list(s) for s in checks], OPSET)

@@ -1,0 +1,157 @@
+"""Black-box transfer evaluation (DeepSAVA Table 12, the TT paper's attack
+success rates): adversarial videos made on white-box source models are
+classified by target models on any runtime.
+
+A cell of the matrix is the fooling rate of one (source model, attack) on one
+target: over the videos the source attacked (it classified them correctly)
+and the target classifies correctly when clean, the share the target gets
+wrong on the adversarial video. Videos are replayed from the results'
+perturbations (``flow`` / ``noise`` on ``frames``), so run folders written by
+``sava attack`` serve as sources as well as fresh runs.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from . import kernels
+from .errors import DataError
+from .metrics import VideoResult
+
+
+@dataclass
+class SourceRun:
+    source: str  # the white-box model the videos were made on
+    attack: str
+    videos: torch.Tensor  # clean, B x T x C x H x W
+    labels: torch.Tensor
+    results: list[VideoResult]
+    dataset: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def name(self) -> str:
+        return f"{self.attack} on {self.source}"
+
+
+def replay(video: torch.Tensor, result: VideoResult) -> torch.Tensor:
+    """The adversarial clip a result describes (the clean clip where nothing was perturbed)."""
+    if not result.frames or (result.flow is None and result.noise is None):
+        return video
+    out = video.clone()
+    frames = torch.tensor(result.frames)
+    noise = None if result.noise is None else result.noise.expand(len(frames), *video.shape[1:])
+    out[frames] = kernels.perturb_frames(video[frames], result.flow, noise, backend="reference")
+    return out
+
+
+def generate(model, attack, videos: torch.Tensor, labels: torch.Tensor, name: str | None = None) -> SourceRun:
+    run = attack.run(videos, labels)
+    return SourceRun(model.name, name or run.settings["method"], videos, labels, run.results,
+                     model.info.extra.get("dataset"))
+
+
+def from_run_folder(folder: str | Path) -> SourceRun:
+    """A ``sava attack`` run folder as a transfer source (clips are reloaded from its dataset)."""
+    from safetensors import safe_open
+
+    from .data import load_dataset
+
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / "metrics.json").read_text())
+        records = [json.loads(line) for line in (folder / "videos.jsonl").read_text().splitlines() if line]
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{folder} is not a readable sava run folder: {exc}") from exc
+    dataset = load_dataset(meta["data"], meta.get("split", "test"), meta.get("clip_frames", 16),
+                           tuple(meta.get("size", (112, 112))))
+    index = {dataset.video_id(i): i for i in range(len(dataset))}
+    videos, labels, results = [], [], []
+    for record in records:
+        if record["video_id"] not in index:
+            raise DataError(f"{folder}: video {record['video_id']!r} is not in dataset {meta['data']!r}")
+        _, clip, _ = dataset[index[record["video_id"]]]
+        result = VideoResult(**{k: v for k, v in record.items() if k in VideoResult.__dataclass_fields__})
+        if record.get("perturbation"):
+            with safe_open(str(folder / record["perturbation"]), framework="pt") as handle:
+                names = set(handle.keys())
+                result.flow = handle.get_tensor("flow") if "flow" in names else None
+                result.noise = handle.get_tensor("noise") if "noise" in names else None
+        videos.append(clip)
+        labels.append(record["label"])
+        results.append(result)
+    settings = meta.get("settings", {})
+    return SourceRun(meta["model"], settings.get("method", "attack"), torch.stack(videos), torch.tensor(labels),
+                     results, meta["data"], {"run_folder": str(folder)})
+
+
+def evaluate(sources: list[SourceRun], targets: dict[str, object], log=print) -> list[dict]:
+    """One row per (source run, target): the fooling rate and every decision.
+    ``targets`` maps a label (model name and runtime) to a model with ``predict``."""
+    rows = []
+    for run in sources:
+        attacked = torch.tensor([r.attacked for r in run.results])
+        adversarial = torch.stack([replay(v, r) for v, r in zip(run.videos, run.results)])
+        for label, target in targets.items():
+            clean_pred = target.predict(run.videos)[0].cpu()
+            adv_pred = target.predict(adversarial)[0].cpu()
+            counted = attacked & (clean_pred == run.labels)
+            fooled = (adv_pred != run.labels) & counted
+            rate = float(fooled.sum()) / max(int(counted.sum()), 1)
+            rows.append({"source": run.source, "attack": run.attack, "target": label,
+                         "fooling_rate": rate if counted.any() else None, "videos": int(counted.sum()),
+                         "source_fooling_rate": sum(r.success for r in run.results) / max(int(attacked.sum()), 1),
+                         "adversarial_predictions": adv_pred.tolist(), "clean_predictions": clean_pred.tolist()})
+            log(f"{run.name} -> {label}: FR {rate:.1%} over {int(counted.sum())} videos")
+    return rows
+
+
+def disagreements(rows: list[dict], first: str, second: str) -> int:
+    """How many decisions (clean and adversarial) differ between two runtime labels of the same models,
+    e.g. ``c3d-camera [torch]`` against ``c3d-camera [onnxruntime]``."""
+    by_key = {(r["source"], r["attack"], r["target"]): r for r in rows}
+    count = 0
+    for (source, attack, target), row in by_key.items():
+        if target.endswith(f"[{first}]"):
+            other = by_key.get((source, attack, target.replace(f"[{first}]", f"[{second}]")))
+            if other is not None:
+                for key in ("adversarial_predictions", "clean_predictions"):
+                    count += sum(a != b for a, b in zip(row[key], other[key]))
+    return count
+
+
+def write(out: Path, rows: list[dict], meta: dict) -> None:
+    """``transfer.json`` (every row and decision), ``transfer.csv`` (the matrix) and ``transfer.png``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "transfer.json").write_text(json.dumps(meta | {"rows": rows}, indent=2))
+    sources = list(dict.fromkeys(f"{r['attack']} on {r['source']}" for r in rows))
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    cell = {(f"{r['attack']} on {r['source']}", r["target"]): r["fooling_rate"] for r in rows}
+    with open(out / "transfer.csv", "w", newline="") as handle:
+        writer = csv.writer(handle)
+        writer.writerow(["source \\ target", *targets])
+        for source in sources:
+            writer.writerow([source, *["" if cell[source, t] is None else f"{cell[source, t]:.4f}"
+                                       for t in targets]])
+    _heatmap(out / "transfer.png", sources, targets, cell, meta.get("title", "transfer fooling rate"))
+
+
+def _heatmap(path: Path, sources, targets, cell, title: str) -> None:
+    from .reproduce import render
+
+    fig, (axis,) = render.figure(1, width=max(6.0, 1.3 * len(targets) + 3))
+    grid = [[float("nan") if cell[s, t] is None else cell[s, t] for t in targets] for s in sources]
+    image = axis.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
+    axis.set_xticks(range(len(targets)), targets, rotation=30, ha="right", fontsize=7)
+    axis.set_yticks(range(len(sources)), sources, fontsize=7)
+    for i, line in enumerate(grid):
+        for j, value in enumerate(line):
+            axis.text(j, i, "-" if value != value else f"{value:.0%}", ha="center", va="center", fontsize=8,
+                      color="white" if value == value and value < 0.5 else "black")
+    fig.colorbar(image, ax=axis)
+    render.save(fig, path, title)
