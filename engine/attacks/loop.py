@@ -141,8 +141,8 @@ class SparseAttackLoop:
         self.adam_steps = torch.zeros(cap, dtype=torch.long, device=device)
         self.active = torch.zeros(cap, dtype=torch.bool, device=device)
         self.first_success = torch.full((cap,), -1, dtype=torch.long, device=device)
-        self.shapes = self.perturbation.parameter_shapes(c, h, w)
-        self.params = {name: torch.zeros(cap, 0, *shape, device=device) for name, shape in self.shapes.items()}
+        shapes = self.perturbation.parameter_shapes(c, h, w)
+        self.params = {name: torch.zeros(cap, 0, *shape, device=device) for name, shape in shapes.items()}
         self.moments = {name: (value.clone(), value.clone()) for name, value in self.params.items()}
         self.best: dict[str, torch.Tensor] = {}  # refine: the measures and parameters of each slot's best success
         self.jobs: list[Job | None] = [None] * cap
@@ -152,7 +152,10 @@ class SparseAttackLoop:
         """Grow every per-frame tensor to ``width`` frames; loaded videos pad
         with frames they do not perturb."""
         extra = width - self.width
-        grow = lambda value: torch.cat([value, value.new_zeros(value.shape[0], extra, *value.shape[2:])], dim=1)  # noqa: E731
+
+        def grow(value: torch.Tensor) -> torch.Tensor:
+            return torch.cat([value, value.new_zeros(value.shape[0], extra, *value.shape[2:])], dim=1)
+
         for name in self.params:
             self.params[name] = grow(self.params[name])
             self.moments[name] = tuple(grow(m) for m in self.moments[name])
