@@ -181,3 +181,20 @@ def test_reproduce_the_keyframe_and_transfer_tables(tmp_path):
     assert transfer["environment"]["torch"]
     for table in ("xu-table2", "tt"):
         assert (tmp_path / f"{table}.md").is_file() and Image.open(tmp_path / f"{table}.png").width > 0
+
+
+def test_reproduce_tables_of_one_model_share_their_runs(tmp_path, capsys):
+    assert main(["reproduce", "table3", "table6", "importance", "--model", "tsn-digits", "--num-videos", "2",
+                 "--iters", "2", "--out", str(tmp_path)]) == 0
+    folder = tmp_path / "tsn-digits"
+    table3 = json.loads((folder / "table3.json").read_text())["rows"]
+    table6 = json.loads((folder / "table6.json").read_text())["rows"]
+    assert [r["approach"] for r in table3] == ["Sparse (first frame)", "Sparse Flickering (first frame)",
+                                               "DeepSAVA without BO (first frame)", "DeepSAVA with BO",
+                                               "DeepSAVA, saliency frame"]
+    shared = [r for r in table3 if r["approach"] in {s["approach"] for s in table6}]
+    assert [r["seconds_per_video"] for r in shared] == [r["seconds_per_video"] for r in table6]  # one run, not two
+    importance = json.loads((folder / "importance.json").read_text())["rows"]
+    assert {r["measure"] for r in importance} == {"gradcam", "zero", "mean"}
+    assert all(r["spearman"] == 1.0 for r in importance if r["model_a"] == r["model_b"])
+    assert "AAP(l2,1)" in (folder / "table6.md").read_text()
