@@ -9,9 +9,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import shlex
 import sys
-import time
 from datetime import datetime
 from pathlib import Path
 
@@ -110,8 +110,12 @@ def build_parser() -> argparse.ArgumentParser:
                                                                     "L-infinity family 8)")
     run.add_argument("--device", default="cpu")
     run.add_argument("--seed", type=int, default=0)
-    run.add_argument("--out", type=Path, default=None, help="run folder (default: runs/<time>-<model>)")
+    run.add_argument("--out", type=Path, default=None,
+                     help="run folder (default: runs/<time>-<model>); an existing run folder is resumed")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--workers", type=int, default=2, help="processes decoding video files ahead of the attack")
+    run.add_argument("--save-videos", action="store_true",
+                     help="also write each adversarial clip as a lossless video (adversarial/ID.mkv)")
 
     repro = sub.add_parser("reproduce", help="regenerate the shape of a paper table on the bundled benchmark",
                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
@@ -156,6 +160,10 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--out", type=Path, default=None, help="default: runs/transfer-<time>")
     transfer.add_argument("--seed", type=int, default=0)
 
+    merge = sub.add_parser("merge", help="gather the manifests of a run folder (shards from several machines) and "
+                                         "write its summary")
+    merge.add_argument("folder", type=Path)
+
     sub.add_parser("models", help="list the bundled models with their test accuracy")
     sub.add_parser("data", help="list the bundled datasets")
     return parser
@@ -165,7 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_attack(args) -> int:
     from .data import load_dataset
     from .models.loading import load_model
-    from .outputs import RunWriter
+    from .runner import DatasetRun, current_shard, run_dataset
     from .selection import check_k
 
     torch.manual_seed(args.seed)
@@ -175,31 +183,43 @@ def cmd_attack(args) -> int:
         raise SavaError(f"--perturbation is a deepsava setting; {args.method} has its own perturbation")
     kinds = ["combined", "noise", "flow"] if args.perturbation == "all" else [args.perturbation]
     build_attack(args, model=None, kind=kinds[0])  # bad settings fail here, before the model and data load
-    model = load_model(args.model, args.weights, layout=args.layout, mean=args.mean, std=args.std,
-                       device=args.device)
-    data_spec = args.data or model.info.extra.get("dataset")
-    if data_spec is None:
-        raise SavaError("--data is needed for a model that is not bundled")
-    dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size))
-    count = len(dataset) if args.num_videos == 0 else min(args.num_videos, len(dataset))
-    if args.frames is not None:
-        check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
-    relabel = _label_map(dataset.classes, model.classes, data_spec, model.name)
-    attacks = [(kind, build_attack(args, model, kind)) for kind in kinds]
+    shard = current_shard()
+    if shard.distributed and args.out is None:
+        raise SavaError("a torchrun run needs --out: every process must write into the same run folder")
+    try:
+        model = load_model(args.model, args.weights, layout=args.layout, mean=args.mean, std=args.std,
+                           device=shard.device(args.device))
+        data_spec = args.data or model.info.extra.get("dataset")
+        if data_spec is None:
+            raise SavaError("--data is needed for a model that is not bundled")
+        dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size))
+        count = len(dataset) if args.num_videos == 0 else min(args.num_videos, len(dataset))
+        if args.frames is not None:
+            check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
+        relabel = _label_map(dataset.classes, model.classes, data_spec, model.name)
+        attacks = [(kind, build_attack(args, model, kind)) for kind in kinds]
 
-    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
-    base = args.out or Path("runs") / f"{stamp}-{Path(model.name).stem}"
-    rows = []
-    for kind, attack in attacks:
-        folder = base / kind if len(kinds) > 1 else base
-        meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
-                "clip_frames": args.clip_frames, "size": list(args.size), "videos": count,
-                "settings": attack.settings, "device": str(model.device)}
-        label = attack.settings["method"] + (f" {kind}" if args.method == "deepsava" else "")
-        summary = _attack_dataset(attack, dataset, count, relabel, args, RunWriter(folder, meta), label)
-        rows.append((label, summary, folder))
-
-    _print_table(model.name, data_spec, args, rows)
+        stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+        base = args.out or Path("runs") / f"{stamp}-{Path(model.name).stem}"
+        rows = []
+        for kind, attack in attacks:
+            folder = base / kind if len(kinds) > 1 else base
+            meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
+                    "clip_frames": args.clip_frames, "size": list(args.size), "videos": count,
+                    "settings": attack.settings, "device": str(model.device)}
+            label = attack.settings["method"] + (f" {kind}" if args.method == "deepsava" else "")
+            run = DatasetRun(folder, meta, count, relabel, len(model.classes or relabel), args.targeted,
+                             args.target_class, args.workers, args.save_videos, not args.no_progress, label, shard,
+                             log=lambda line: print(line, file=sys.stderr))
+            summary = run_dataset(attack, dataset, run)
+            rows.append((label, summary, folder))
+    finally:
+        shard.close()
+    if shard.rank == 0:
+        for _, _, folder in rows:
+            for item in json.loads((folder / "metrics.json").read_text())["skipped_files"]:
+                print(f"skipped video {item['video_id']}: {item['reason']}", file=sys.stderr)
+        _print_table(model.name, data_spec, args, rows)
     return 0
 
 
@@ -259,51 +279,6 @@ def _label_map(data_classes: list[str], model_classes: list[str] | None, data_sp
         return list(range(len(data_classes)))
     raise SavaError(f"dataset {data_spec!r} has {len(data_classes)} classes ({', '.join(data_classes[:5])}...), "
                     f"model {model_name!r} has {len(model_classes)}; name the class folders after the model's classes")
-
-
-def _dataset_items(dataset, count, relabel, num_classes, args, clips: dict, skipped: list):
-    """``(video_id, clip, label, target)`` for the first ``count`` videos; a file
-    that cannot be used is recorded in ``skipped`` and the run goes on."""
-    from .errors import DataError
-
-    for index in range(count):
-        try:
-            video_id, clip, label = dataset[index]
-        except DataError as exc:
-            skipped.append({"index": index, "reason": str(exc)})
-            continue
-        clips[video_id] = clip
-        label = relabel[label]
-        target = None
-        if args.targeted:
-            target = args.target_class if args.target_class is not None else (label + 1) % num_classes
-        yield video_id, clip, label, target
-
-
-def _attack_dataset(attack, dataset, count, relabel, args, writer, title):
-    """Run one attack over the dataset, writing each video as it finishes."""
-    from tqdm import tqdm
-
-    from .metrics import summarise
-
-    clips, skipped, results = {}, [], []
-    started = time.perf_counter()
-    bar = tqdm(total=count, desc=title, unit="video", disable=args.no_progress, file=sys.stderr)
-    try:
-        num_classes = len(attack.model.classes or relabel)
-        for result in attack.stream(_dataset_items(dataset, count, relabel, num_classes, args, clips, skipped)):
-            results.append(result)
-            writer.add(result, clips.pop(result.video_id, None))
-            bar.set_postfix_str(f"FR {sum(r.success for r in results)}/{sum(r.attacked for r in results)}")
-            bar.update(1)
-    finally:
-        bar.close()
-        summary = summarise(results, time.perf_counter() - started)
-        completed = len(results) + len(skipped) == count
-        writer.close(summary.as_dict(), {"skipped_files": skipped, "completed": completed})
-    for item in skipped:
-        print(f"skipped video {item['index']}: {item['reason']}", file=sys.stderr)
-    return summary
 
 
 def _print_table(model_name, data_spec, args, rows) -> None:
@@ -459,8 +434,19 @@ def _print_transfer(rows, meta, out) -> None:
     print(f"written: {out}/transfer.json, transfer.csv, transfer.png")
 
 
-COMMANDS = {"attack": cmd_attack, "reproduce": cmd_reproduce, "export": cmd_export, "transfer": cmd_transfer,
-            "models": cmd_models, "data": cmd_data}
+def cmd_merge(args) -> int:
+    from .runner import merge
+
+    if not (args.folder / "run.json").is_file():
+        raise SavaError(f"{args.folder} is not a sava run folder (no run.json)")
+    summary = merge(args.folder)
+    print(f"{args.folder}: {summary.videos} videos, {summary.attacked} attacked, FR {summary.fooling_rate:.1%}; "
+          f"written: metrics.json, videos.jsonl")
+    return 0
+
+
+COMMANDS = {"attack": cmd_attack, "merge": cmd_merge, "reproduce": cmd_reproduce, "export": cmd_export,
+            "transfer": cmd_transfer, "models": cmd_models, "data": cmd_data}
 
 
 def main(argv=None) -> int:

@@ -2,9 +2,11 @@
 
     run/
       metrics.json          settings, model, data, summary (and skipped files)
-      videos.jsonl          one JSON line per video, written as each finishes
+      run.json              the settings (a resumed run must match them)
+      videos.jsonl          one JSON line per video, written as each finishes (the manifest)
       perturbations/ID.safetensors   flow (k x 2 x H x W), noise (k x C x H x W),
                             frames (k, int64); metadata: model, clip shape, settings
+      adversarial/ID.mkv    with --save-videos: the adversarial clip, lossless 8-bit RGB
       preview.png           clean frame | adversarial frame | amplified difference
 """
 
@@ -36,23 +38,46 @@ def safe_name(video_id: str) -> str:
 
 
 class RunWriter:
-    def __init__(self, folder: str | Path, meta: dict):
+    """Writes one process's videos into a run folder; ``manifest`` names its
+    manifest file (processes of a sharded run each have their own)."""
+
+    def __init__(self, folder: str | Path, meta: dict, manifest: str = "videos.jsonl", preview: bool = True,
+                 save_videos: bool = False):
         self.folder = Path(folder)
         (self.folder / "perturbations").mkdir(parents=True, exist_ok=True)
+        if save_videos:
+            (self.folder / "adversarial").mkdir(exist_ok=True)
         self.meta = meta
-        self.lines = open(self.folder / "videos.jsonl", "a", encoding="utf-8")
+        self.lines = open(self.folder / manifest, "a", encoding="utf-8")
         self.previews: list[np.ndarray] = []
+        self.preview, self.save_videos = preview, save_videos
 
-    def add(self, result: VideoResult, clip: torch.Tensor | None = None) -> None:
-        record = result.record()
+    def add(self, result: VideoResult, clip: torch.Tensor | None = None, extra: dict | None = None) -> None:
+        """Write the video's files, then its manifest line (so a line always points at complete files)."""
+        record = result.record() | (extra or {})
         if result.attacked:
             path = self.folder / "perturbations" / f"{safe_name(result.video_id)}.safetensors"
             record["perturbation"] = str(path.relative_to(self.folder))
             self._save_perturbation(path, result, clip)
-            if clip is not None and len(self.previews) < PREVIEW_ROWS and result.success:
+            if self.save_videos and clip is not None:
+                record["adversarial_video"] = self._save_video(result, clip)
+            if self.preview and clip is not None and len(self.previews) < PREVIEW_ROWS and result.success:
                 self.previews.append(_preview_row(clip, result))
+        self.write_record(record)
+
+    def write_record(self, record: dict) -> None:
         self.lines.write(json.dumps(record) + "\n")
         self.lines.flush()
+
+    def _save_video(self, result: VideoResult, clip: torch.Tensor) -> str:
+        from .data.video_io import write_video
+        from .transfer import replay
+
+        path = self.folder / "adversarial" / f"{safe_name(result.video_id)}.mkv"
+        tmp = path.with_name("tmp-" + path.name)
+        write_video(tmp, replay(clip, result), lossless=True)
+        os.replace(tmp, path)
+        return str(path.relative_to(self.folder))
 
     def _save_perturbation(self, path: Path, result: VideoResult, clip: torch.Tensor | None) -> None:
         k = len(result.frames)
@@ -75,10 +100,12 @@ class RunWriter:
         save_file(tensors, str(tmp), metadata=metadata)
         os.replace(tmp, path)
 
-    def close(self, summary: dict, extra: dict | None = None) -> None:
+    def close(self, summary: dict | None = None, extra: dict | None = None) -> None:
+        """Close the manifest, write the previews and, when given, the run's summary (``metrics.json``)."""
         self.lines.close()
-        payload = dict(self.meta) | {"summary": summary} | (extra or {})
-        _atomic_write(self.folder / "metrics.json", json.dumps(payload, indent=2).encode())
+        if summary is not None:
+            payload = dict(self.meta) | {"summary": summary} | (extra or {})
+            _atomic_write(self.folder / "metrics.json", json.dumps(payload, indent=2).encode())
         if self.previews:
             from PIL import Image
 

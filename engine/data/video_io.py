@@ -79,17 +79,22 @@ def load_clip(path: str | Path, num_frames: int, size: tuple[int, int]) -> torch
     return torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255.0
 
 
-def write_video(path: str | Path, video: torch.Tensor, fps: int = 25, codec: str = "libx264", crf: int = 18) -> None:
-    """Encode a ``T x 3 x H x W`` [0, 1] clip to a file (used for tests and exports)."""
+def write_video(path: str | Path, video: torch.Tensor, fps: int = 25, codec: str = "libx264", crf: int = 18,
+                lossless: bool = False) -> None:
+    """Encode a ``T x 3 x H x W`` [0, 1] clip to a file. ``lossless`` keeps every
+    8-bit RGB value (H.264 RGB at CRF 0; use a ``.mkv`` name): the adversarial
+    clips sava writes, where chroma subsampling would blur the perturbation."""
     import av
 
     frames = (video.clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).contiguous().numpy()
     height, width = frames.shape[1:3]
+    if lossless:
+        codec, crf = "libx264rgb", 0
     with av.open(str(path), mode="w") as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = width, height
-        stream.pix_fmt = "yuv420p" if codec == "libx264" else "yuv444p"
-        if codec == "libx264":
+        stream.pix_fmt = {"libx264": "yuv420p", "libx264rgb": "rgb24"}.get(codec, "yuv444p")
+        if codec in ("libx264", "libx264rgb"):
             stream.options = {"crf": str(crf)}
         for image in frames:
             for packet in stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")):

@@ -1,0 +1,90 @@
+"""The manifest of a run folder: one JSON line per finished video.
+
+A line is appended (and flushed) only after the video's perturbation file has
+been written atomically, so a line always points at a complete file. A crash
+can leave a torn last line; reading repairs it by cutting the file back to
+its last complete line. A rerun skips every video a manifest lists, so a
+result is neither lost nor written twice.
+
+Processes of a sharded run write their own manifest (``videos.rank-R.jsonl``);
+merging gathers them into ``videos.jsonl``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+from ..metrics import VideoResult
+
+MANIFEST = "videos.jsonl"
+SETTINGS = "run.json"
+
+
+def manifest_name(rank: int, world: int) -> str:
+    return MANIFEST if world == 1 else f"videos.rank-{rank}.jsonl"
+
+
+def manifests(folder: Path) -> list[Path]:
+    return sorted(folder.glob("videos*.jsonl"))
+
+
+def read_records(path: Path) -> list[dict]:
+    """The complete records of one manifest; a torn last line is cut off the file."""
+    if not path.is_file():
+        return []
+    data = path.read_bytes()
+    complete = data[: data.rfind(b"\n") + 1]
+    if len(complete) != len(data):
+        with open(path, "r+b") as handle:
+            handle.truncate(len(complete))
+    records = []
+    for line in complete.decode("utf-8").splitlines():
+        if line.strip():
+            records.append(json.loads(line))
+    return records
+
+
+def finished(folder: Path) -> dict[str, dict]:
+    """Every video any manifest of the folder lists, by id."""
+    done: dict[str, dict] = {}
+    for path in manifests(folder):
+        for record in read_records(path):
+            done[record["video_id"]] = record
+    return done
+
+
+def as_result(record: dict) -> VideoResult:
+    return VideoResult(**{k: v for k, v in record.items() if k in VideoResult.__dataclass_fields__})
+
+
+def write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def check_settings(folder: Path, meta: dict, keys: tuple[str, ...]) -> bool:
+    """Record the run's settings, or check them against those of the run being resumed.
+    Returns True when the folder already held a run (a resume)."""
+    path = folder / SETTINGS
+    if not path.is_file():
+        folder.mkdir(parents=True, exist_ok=True)
+        write_atomic(path, json.dumps(meta, indent=2))
+        return False
+    before = json.loads(path.read_text())
+    changed = []
+    for key in keys:
+        then, now = before.get(key), meta.get(key)
+        if isinstance(then, dict) and isinstance(now, dict):  # name the setting inside, not the whole dict
+            changed += [(f"{key}.{k}", then.get(k), now.get(k)) for k in {**then, **now} if then.get(k) != now.get(k)]
+        elif then != now:
+            changed.append((key, then, now))
+    if changed:
+        from ..errors import ConfigError
+
+        details = "; ".join(f"{key}: {then!r} then, {now!r} now" for key, then, now in changed)
+        raise ConfigError(f"{folder} holds a run with other settings ({details}); resume with the same "
+                          "command or choose another --out")
+    return True

@@ -1,0 +1,116 @@
+"""The batch pipeline: a killed run resumed, and a two-process torchrun run,
+give exactly the outputs of one uninterrupted run; lossless adversarial clips."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from sava.cli import main
+from sava.data import bundled
+from sava.data.video_io import decode_frames
+from sava.runner.manifest import read_records
+
+ATTACK = ["attack", "--model", "tsn-digits", "--num-videos", "8", "--iters", "30", "--batch-size", "2",
+          "--no-progress"]
+ENV = dict(os.environ, OMP_NUM_THREADS="1")
+
+
+def sava(*args) -> list[str]:
+    return [sys.executable, "-m", "sava.cli", *args]
+
+
+def outputs(folder: Path) -> tuple[dict, dict]:
+    """Every manifest record (without its timing) and every perturbation tensor of a run folder."""
+    records = {r["video_id"]: {k: v for k, v in r.items() if k != "seconds"}
+               for r in read_records(folder / "videos.jsonl")}
+    tensors = {vid: load_file(str(folder / r["perturbation"])) for vid, r in records.items() if "perturbation" in r}
+    return records, tensors
+
+
+def same_outputs(first: Path, second: Path) -> None:
+    records_a, tensors_a = outputs(first)
+    records_b, tensors_b = outputs(second)
+    assert records_a == records_b
+    assert tensors_a.keys() == tensors_b.keys()
+    for vid in tensors_a:
+        assert all(torch.equal(tensors_a[vid][n], tensors_b[vid][n]) for n in tensors_a[vid]), vid
+
+
+@pytest.fixture(scope="module")
+def uninterrupted(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("runs") / "whole"
+    subprocess.run(sava(*ATTACK, "--out", str(folder)), check=True, capture_output=True, env=ENV)
+    return folder
+
+
+def test_a_killed_run_resumes_to_the_same_outputs(uninterrupted, tmp_path):
+    folder = tmp_path / "killed"
+    process = subprocess.Popen(sava(*ATTACK, "--out", str(folder)), stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, env=ENV)
+    manifest = folder / "videos.jsonl"
+    deadline = time.time() + 300
+    while not (manifest.is_file() and len(manifest.read_text().splitlines()) >= 3):
+        assert process.poll() is None and time.time() < deadline, "the run ended before it could be killed"
+        time.sleep(0.02)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    done_before = len(read_records(manifest))
+    assert 3 <= done_before < 8
+    with open(manifest, "a") as handle:
+        handle.write('{"video_id": "digits-te')  # the torn line a crash mid-write leaves
+    resumed = subprocess.run(sava(*ATTACK, "--out", str(folder)), check=True, capture_output=True, text=True,
+                             env=ENV)
+    assert f"{done_before} of 8 videos already done" in resumed.stderr
+    same_outputs(uninterrupted, folder)
+    metrics = json.loads((folder / "metrics.json").read_text())
+    assert metrics["completed"] and metrics["summary"]["videos"] == 8
+
+
+def test_two_torchrun_processes_give_the_outputs_of_one(uninterrupted, tmp_path):
+    folder = tmp_path / "sharded"
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+               "-m", "sava.cli", *ATTACK, "--out", str(folder)]
+    subprocess.run(command, check=True, capture_output=True, env=ENV, timeout=600)
+    same_outputs(uninterrupted, folder)
+    sessions = [json.loads(line) for line in (folder / "sessions.jsonl").read_text().splitlines()]
+    assert sorted((s["rank"], s["world"], s["videos"]) for s in sessions) == [(0, 2, 4), (1, 2, 4)]
+    assert not list(folder.glob("videos.rank-*.jsonl"))  # merged into videos.jsonl
+    summary = json.loads((folder / "metrics.json").read_text())["summary"]
+    assert summary == pytest.approx(json.loads((uninterrupted / "metrics.json").read_text())["summary"] |
+                                    {"seconds": summary["seconds"], "videos_per_second": summary["videos_per_second"]})
+
+
+def test_changed_settings_refuse_to_resume(uninterrupted, capsys):
+    argv = [a if a != "30" else "31" for a in ATTACK]
+    assert main([*argv, "--out", str(uninterrupted)]) == 2
+    assert "settings.max_iters: 30 then, 31 now" in capsys.readouterr().err
+
+
+def test_adversarial_clips_are_written_losslessly(tmp_path):
+    folder = tmp_path / "videos"
+    assert main(["attack", "--model", "tsn-digits", "--num-videos", "2", "--iters", "5", "--no-progress",
+                 "--save-videos", "--out", str(folder)]) == 0
+    clips = bundled("digits", "test")
+    from sava.transfer import from_run_folder, replay
+
+    source = from_run_folder(folder)
+    for index, (record, result) in enumerate(zip(read_records(folder / "videos.jsonl"), source.results)):
+        decoded = torch.from_numpy(__import__("numpy").stack(decode_frames(folder / record["adversarial_video"])))
+        expected = (replay(clips.float_videos(index), result) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)
+        assert torch.equal(decoded, expected)
+
+
+def test_merge_command(uninterrupted, capsys):
+    assert main(["merge", str(uninterrupted)]) == 0
+    assert "8 videos" in capsys.readouterr().out
+    assert main(["merge", str(uninterrupted / "perturbations")]) == 2
