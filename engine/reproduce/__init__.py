@@ -13,6 +13,7 @@ Every row is measured in the run that writes the table, on the same clips
 ``xu-table2``  Xu et al. Table 2: MQ, MAP, SR of keyframes / first-k / IFD
 ``tt``         TT paper: FGSM, BIM, MI, DI, TI without and with TT, transfer ASR
 ``importance`` TT paper Fig. 2: Spearman correlation of frame importance
+``compression`` DeepSAVA 4.2.3: noise only vs combined, FR after H.264 at four CRFs
 =============  ==================================================================
 """
 
@@ -30,7 +31,7 @@ from ..errors import ConfigError
 from ..models import load_bundled
 from ..models.bundled import bundled_names
 from ..provenance import environment
-from . import deepsava_tables, keyframe_table, render, transfer_tables
+from . import compression_table, deepsava_tables, keyframe_table, render, transfer_tables
 
 
 @dataclass
@@ -54,6 +55,7 @@ TABLES = {
     "xu-table2": (keyframe_table.xu_table2, keyframe_table, 2, False),
     "tt": (transfer_tables.tt, transfer_tables, 2, False),
     "importance": (transfer_tables.importance, transfer_tables, 3, True),
+    "compression": (compression_table.compression, compression_table, 1, False),
 }
 
 

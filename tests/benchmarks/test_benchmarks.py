@@ -30,3 +30,28 @@ def test_benchmark_runs_and_writes_rows(op, tmp_path):
         assert REQUIRED <= set(row), REQUIRED - set(row)
         assert row["ms"] > 0 and row["op"] == op
     assert any("speedup_vs_reference" in row for row in rows if row["impl"] == "triton")
+
+
+def run_benchmark(name: str, tmp_path: Path) -> list[dict]:
+    out = tmp_path / f"{name}.jsonl"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / f"bench_{name}.py"), "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, env=env, cwd=BENCHMARKS, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    return [json.loads(line) for line in out.read_text().splitlines()]
+
+
+def test_runtime_benchmark_compares_runtimes_against_torch_eager(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    rows = run_benchmark("runtime", tmp_path)
+    by_impl = {row["impl"]: row for row in rows}
+    assert {"torch_eager", "onnxruntime_cpu"} <= set(by_impl)
+    assert by_impl["onnxruntime_cpu"]["speedup_vs_torch_eager"] > 0 and by_impl["torch_eager"]["commit"]
+
+
+def test_pipeline_benchmark_compares_against_one_video_at_a_time(tmp_path):
+    rows = run_benchmark("pipeline", tmp_path)
+    assert [row["impl"] for row in rows] == ["one_at_a_time", "sava_batch4"]
+    wanted = {"device", "commit", "torch", "fooling_rate", "videos_per_second", "speedup_vs_one_at_a_time"}
+    for row in rows:
+        assert wanted <= set(row)

@@ -1,0 +1,138 @@
+"""Throughput of batch attack generation: sava's pipeline against the
+one-video-at-a-time structure of the authors' code (``one_at_a_time.py``), on
+the same model, clips, iteration cap and settings, in one run.
+
+    python benchmarks/bench_pipeline.py --out benchmarks/results/pipeline.jsonl          # CPU: bundled 3D CNN
+    python benchmarks/bench_pipeline.py --models c3d-camera,r3d18 --device cuda --out ...  # GPU
+    python benchmarks/bench_pipeline.py --tiny                                             # CI: proves it runs
+
+Rows: the environment, the model, the implementation (``one_at_a_time``,
+``sava_batch<B>``, ``sava_torchrun<P>`` for P CPU processes), videos, FR,
+ANI, seconds, videos per second, the speed-up over ``one_at_a_time`` and peak
+memory (CUDA: allocated bytes; CPU: the process's peak resident set).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from one_at_a_time import attack_one
+from r3d import r3d18_model
+
+from sava import DeepSAVA
+from sava.data import bundled
+from sava.models import load_bundled
+from sava.provenance import environment
+
+
+def clips_for(model, count: int):
+    if model.name.startswith("r3d18"):
+        generator = torch.Generator().manual_seed(0)
+        videos = torch.rand(count, *model.info.clip_shape, generator=generator)
+        return videos, model.predict(videos)[0].cpu()  # attack the model's own decisions
+    clips = bundled(model.info.extra["dataset"], "test")
+    return clips.float_videos(slice(0, count)), clips.labels[:count]
+
+
+def peak_memory(device: str) -> int:
+    if device.startswith("cuda"):
+        return int(torch.cuda.max_memory_allocated())
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+
+
+def timed(device: str, fn, *args):
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    started = time.perf_counter()
+    out = fn(*args)
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+    return out, time.perf_counter() - started
+
+
+def run_reference(model, videos, labels, iters):
+    with model.attack_mode():
+        outcomes = [attack_one(model, v.to(model.device), int(y), iters) for v, y in zip(videos, labels)]
+    wins = [i for ok, i in outcomes if ok]
+    correct = model.predict(videos)[0].cpu() == labels
+    return {"attacked": int(correct.sum()), "successes": len(wins), "ani": sum(wins) / len(wins) if wins else None,
+            "fooling_rate": len(wins) / max(int(correct.sum()), 1)}
+
+
+def run_sava(model, videos, labels, iters, batch):
+    summary = DeepSAVA(model, max_iters=iters, batch_size=batch).run(videos, labels).summary
+    return {"attacked": summary.attacked, "successes": summary.successes, "ani": summary.ani,
+            "fooling_rate": summary.fooling_rate}
+
+
+def run_torchrun(model_name, count, iters, processes):
+    with tempfile.TemporaryDirectory() as folder:
+        command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc-per-node={processes}",
+                   "-m", "sava.cli", "attack", "--model", model_name, "--num-videos", str(count), "--iters",
+                   str(iters), "--no-progress", "--out", f"{folder}/run"]
+        started = time.perf_counter()
+        subprocess.run(command, check=True, capture_output=True,
+                       env={**__import__("os").environ, "OMP_NUM_THREADS": "1"})
+        seconds = time.perf_counter() - started
+        summary = json.loads(Path(f"{folder}/run/metrics.json").read_text())["summary"]
+    return {"attacked": summary["attacked"], "successes": summary["successes"], "ani": summary["ani"],
+            "fooling_rate": summary["fooling_rate"]}, seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tiny", action="store_true", help="4 videos, 5 iterations (proves the benchmark runs)")
+    parser.add_argument("--models", default=None, help="bundled models and/or r3d18 (default: c3d-camera; "
+                                                       "with r3d18 on CUDA)")
+    parser.add_argument("--videos", type=int, default=32)
+    parser.add_argument("--iters", type=int, default=100)
+    parser.add_argument("--batches", default="1,8,32")
+    parser.add_argument("--processes", default="2", help="torchrun process counts to time (CPU, bundled models)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--out", type=Path, default=None, help="append JSON rows to this file")
+    args = parser.parse_args()
+    if args.tiny:
+        args.videos, args.iters, args.batches, args.processes = 4, 5, "4", ""
+    default = "c3d-camera,r3d18" if args.device == "cuda" else "c3d-camera"
+    env = environment(args.device)
+    rows = []
+    for name in (args.models or default).split(","):
+        model = r3d18_model(args.device) if name == "r3d18" else load_bundled(name, device=args.device)
+        videos, labels = clips_for(model, args.videos)
+        measured = []
+        outcome, seconds = timed(args.device, run_reference, model, videos, labels, args.iters)
+        measured.append(("one_at_a_time", outcome, seconds, peak_memory(args.device)))
+        for batch in [int(b) for b in args.batches.split(",") if b]:
+            outcome, seconds = timed(args.device, run_sava, model, videos, labels, args.iters, batch)
+            measured.append((f"sava_batch{batch}", outcome, seconds, peak_memory(args.device)))
+        if args.device == "cpu" and name != "r3d18":
+            for processes in [int(p) for p in args.processes.split(",") if p]:
+                outcome, seconds = run_torchrun(name, args.videos, args.iters, processes)
+                measured.append((f"sava_torchrun{processes}", outcome, seconds, None))
+        base = measured[0][2]
+        for impl, outcome, seconds, memory in measured:
+            rows.append(env | {"op": "pipeline", "model": model.name, "impl": impl, "videos": len(videos),
+                               "iters": args.iters, "seconds": seconds, "videos_per_second": len(videos) / seconds,
+                               "speedup_vs_one_at_a_time": base / seconds, "peak_memory_bytes": memory} | outcome)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        with open(args.out, "a") as handle:
+            handle.writelines(json.dumps(row) + "\n" for row in rows)
+    print(f"{'model':<14} {'impl':<18} {'FR':>7} {'ANI':>6} {'seconds':>8} {'videos/s':>9} {'speed-up':>9}")
+    for row in rows:
+        ani = "-" if row["ani"] is None else f"{row['ani']:.1f}"
+        print(f"{row['model']:<14} {row['impl']:<18} {row['fooling_rate']:>7.1%} {ani:>6} {row['seconds']:>8.2f} "
+              f"{row['videos_per_second']:>9.2f} {row['speedup_vs_one_at_a_time']:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()
