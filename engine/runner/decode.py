@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import torch
 
+from ..data.clips import ClipSet
 from ..errors import DataError
 
 
@@ -45,7 +46,7 @@ class _Guarded(torch.utils.data.Dataset):
 def decoded(dataset, indices: Sequence[int], workers: int = 2, prefetch: int = 4) -> Iterator[Decoded]:
     """The clips of ``dataset`` at ``indices``, in order."""
     guarded = _Guarded(dataset, indices)
-    if workers <= 0 or not hasattr(dataset, "items"):  # in memory: decoding is a copy
+    if workers <= 0 or isinstance(dataset, ClipSet):  # in memory: decoding is a copy
         yield from (guarded[i] for i in range(len(guarded)))
         return
     loader = torch.utils.data.DataLoader(guarded, batch_size=None, shuffle=False, num_workers=workers,
