@@ -3,7 +3,9 @@
 ``backend="auto"`` (the default) takes the Triton kernel for float32 CUDA
 tensors and the pure-torch reference otherwise. An explicit ``backend=``
 argument, or the environment variable ``SAVA_BACKEND`` (``auto``,
-``reference``, ``triton``), overrides it. The Triton modules are imported on
+``reference``, ``triton``, ``native``), overrides it. ``native`` is the C
+library through ``sava.native`` (forward only: ``perturb_frames`` and
+``ssim``). The Triton modules are imported on
 first use, so ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by the
 tests) can still be set before then.
 """
@@ -18,7 +20,7 @@ import torch
 
 from . import reference
 
-BACKENDS = ("auto", "reference", "triton")
+BACKENDS = ("auto", "reference", "triton", "native")
 ENVIRONMENT_VARIABLE = "SAVA_BACKEND"
 
 
@@ -49,22 +51,31 @@ def resolve(backend: str | None, *tensors: torch.Tensor | None) -> str:
     return choice
 
 
+def _native():
+    """The C library's bindings (``sava.native``); imported on first use."""
+    return importlib.import_module("sava.native")
+
+
 def _triton(module: str):
     return importlib.import_module(f"{__package__}.fused.{module}")
 
 
 def perturb_frames(frames, flow=None, noise=None, backend: str | None = None):
     """``clamp(clamp(warp(frames, flow)) + noise)`` on ``(..., C, H, W)`` frames."""
-    if resolve(backend, frames, flow, noise) == "triton":
+    choice = resolve(backend, frames, flow, noise)
+    if choice == "triton":
         return _triton("perturb").perturb_frames(frames, flow, noise)
+    if choice == "native":
+        return _native().perturb_frames(frames, flow, noise)
     return reference.perturb_frames(frames, flow, noise)
 
 
 def perturb_selected(video, frame_idx, flow=None, noise=None, backend: str | None = None):
     """The ``B x k`` selected frames of ``video``, perturbed (gather and perturbation fused on Triton)."""
-    if resolve(backend, video, frame_idx, flow, noise) == "triton":
+    choice = resolve(backend, video, frame_idx, flow, noise)
+    if choice == "triton":
         return _triton("perturb").perturb_selected(video, frame_idx, flow, noise)
-    return reference.perturb_frames(reference.gather_frames(video, frame_idx), flow, noise)
+    return perturb_frames(reference.gather_frames(video, frame_idx), flow, noise, backend=choice)
 
 
 def apply_perturbation(video, frame_idx, flow=None, noise=None, backend: str | None = None):
@@ -77,8 +88,11 @@ def ssim(x, y, backend: str | None = None):
     ``x`` only; under ``auto`` a ``y`` that needs a gradient takes the reference."""
     if backend is None and y.requires_grad:
         return reference.ssim(x, y)
-    if resolve(backend, x, y) == "triton":
+    choice = resolve(backend, x, y)
+    if choice == "triton":
         return _triton("ssim").ssim(x, y)
+    if choice == "native":
+        return _native().ssim(x, y)
     return reference.ssim(x, y)
 
 

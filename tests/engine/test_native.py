@@ -1,0 +1,86 @@
+"""The C library through ctypes against the Python reference, and its example
+program on a perturbation file written by ``sava attack``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from sava import kernels, native
+from sava.cli import main
+from sava.data import bundled
+from sava.kernels import reference
+from sava.transfer import from_run_folder, replay
+
+
+def built() -> bool:
+    try:
+        native.library()
+    except native.NativeError:
+        return False
+    return True
+
+
+needs_library = pytest.mark.skipif(not built(), reason=f"the C library is not built ({native.BUILD_COMMAND})")
+
+
+@needs_library
+@pytest.mark.parametrize("noise_shape", ["frame", "flicker", None])
+def test_perturb_matches_the_reference(noise_shape):
+    generator = torch.Generator().manual_seed(0)
+    frames = torch.rand(2, 3, 3, 14, 17, generator=generator)
+    flow = (torch.rand(2, 3, 2, 14, 17, generator=generator) - 0.5) * 6  # reaches past the border
+    noise = {"frame": torch.randn(2, 3, 3, 14, 17, generator=generator) * 0.1,
+             "flicker": torch.randn(2, 3, 3, 1, 1, generator=generator) * 0.1, None: None}[noise_shape]
+    expected = reference.perturb_frames(frames, flow, noise)
+    assert torch.allclose(kernels.perturb_frames(frames, flow, noise, backend="native"), expected, atol=1e-6)
+    assert torch.allclose(kernels.perturb_frames(frames, None, noise, backend="native"),
+                          reference.perturb_frames(frames, None, noise), atol=1e-6)
+
+
+@needs_library
+def test_ssim_matches_the_reference():
+    generator = torch.Generator().manual_seed(1)
+    x = torch.rand(4, 2, 3, 20, 23, generator=generator)
+    y = (x + 0.1 * torch.randn(x.shape, generator=generator)).clamp(0, 1)
+    assert torch.allclose(kernels.ssim(x, y, backend="native"), reference.ssim(x, y), atol=1e-5)
+
+
+@needs_library
+def test_the_native_backend_has_no_backward():
+    flow = torch.zeros(1, 2, 12, 12, requires_grad=True)
+    with pytest.raises(native.NativeError, match="no backward"):
+        kernels.perturb_frames(torch.rand(1, 3, 12, 12), flow, backend="native")
+
+
+@needs_library
+def test_example_program_on_a_run_folder_matches_python(tmp_path):
+    out = tmp_path / "run"
+    assert main(["attack", "--no-progress", "--model", "tsn-digits", "--num-videos", "1", "--frames", "2",
+                 "--iters", "20", "--out", str(out)]) == 0
+    record = json.loads((out / "videos.jsonl").read_text().splitlines()[0])
+    clip = bundled("digits", "test").float_videos(0)
+    save_file({"video": clip.contiguous()}, str(tmp_path / "clip.safetensors"))
+    program = native.library()._name.replace("libsava.so", "sava_apply_perturbation")
+    done = subprocess.run([program, str(tmp_path / "clip.safetensors"), str(out / record["perturbation"]),
+                           str(tmp_path / "adv.raw")], capture_output=True, text=True, check=True)
+    adversarial = torch.from_numpy(np.fromfile(tmp_path / "adv.raw", dtype=np.float32)).view_as(clip)
+    expected = replay(clip, from_run_folder(out).results[0])
+    assert torch.allclose(adversarial, expected, atol=1e-6)
+    printed = [float(line.rsplit(" ", 1)[1]) for line in done.stdout.splitlines() if line.startswith("frame ")]
+    assert printed == pytest.approx(record["ssim"], abs=1e-5)
+
+
+def test_a_missing_library_names_the_build_command(monkeypatch, tmp_path):
+    native.library.cache_clear()
+    monkeypatch.setenv(native.LIBRARY_ENV, str(tmp_path / "libsava.so"))
+    try:
+        with pytest.raises(native.NativeError, match="cmake -S . -B build"):
+            native.library()
+    finally:
+        native.library.cache_clear()
