@@ -114,3 +114,83 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     out = torch.empty(a.shape[0], dtype=torch.float32)
     _check(library().sava_ssim_cpu(_pointer(a), _pointer(b), a.shape[0], *shape, _pointer(out)))
     return out.reshape(lead).to(x.device)
+
+
+# ---------------------------------------------------------------------- CUDA through CuPy
+CUDA_SOURCE = Path(__file__).resolve().parents[1] / "bindings" / "src" / "cuda_kernels.cuh"
+THREADS = 256
+
+
+@lru_cache(maxsize=1)
+def cuda_module():
+    """The library's CUDA kernels compiled at run time by CuPy (NVRTC): no CMake needed on a GPU machine."""
+    try:
+        import cupy
+    except ImportError as exc:
+        raise NativeError("compiling sava's CUDA kernels at run time needs CuPy (pip install cupy-cuda12x or "
+                          "cupy-cuda13x)") from exc
+    if not CUDA_SOURCE.is_file():
+        raise NativeError(f"the CUDA sources are not here ({CUDA_SOURCE}); use a source checkout of sava")
+    return cupy.RawModule(code=CUDA_SOURCE.read_text(), options=("--std=c++14",))
+
+
+def _as_cupy(array):
+    """Any CUDA array speaking DLPack (torch, CuPy, JAX...) as a CuPy view, without a copy."""
+    import cupy
+
+    return array if isinstance(array, cupy.ndarray) else cupy.from_dlpack(array)
+
+
+def cuda_apply(video, frame_idx, flow=None, noise=None):
+    """``apply_perturbation`` on the GPU through CuPy; inputs are CUDA arrays (DLPack), the result a CuPy array."""
+    import cupy
+
+    video = cupy.ascontiguousarray(_as_cupy(video), dtype=cupy.float32)
+    t, c, h, w = video.shape
+    frames = [int(i) for i in (frame_idx.tolist() if hasattr(frame_idx, "tolist") else frame_idx)]
+    if len(set(frames)) != len(frames) or any(not 0 <= i < t for i in frames):
+        raise NativeError(f"frame indices must be distinct and inside the clip of {t} frames, got {frames}")
+    k = len(frames)
+    flow = None if flow is None else cupy.ascontiguousarray(_as_cupy(flow), dtype=cupy.float32)
+    noise = None if noise is None else cupy.ascontiguousarray(_as_cupy(noise), dtype=cupy.float32)
+    if flow is not None and flow.shape != (k, 2, h, w):
+        raise NativeError(f"flow must be {k} x 2 x {h} x {w}, got {flow.shape}")
+    if noise is not None and noise.shape not in ((k, c, h, w), (k, c, 1, 1)):
+        raise NativeError(f"noise must be {k} x {c} x {h} x {w} or {k} x {c} x 1 x 1, got {noise.shape}")
+    out = video.copy()
+    if k == 0:
+        return out
+    device_frames = cupy.asarray(frames, dtype=cupy.int64)
+    clean = video[device_frames].copy()
+    kernel = cuda_module().get_function("sava_apply_kernel")
+    work = k * h * w
+    null = cupy.uint64(0)
+    kernel(((work + THREADS - 1) // THREADS,), (THREADS,),
+           (clean, out, device_frames, cupy.int64(k), cupy.int64(c), cupy.int64(h), cupy.int64(w),
+            flow if flow is not None else null, noise if noise is not None else null,
+            cupy.int64(1 if noise is None else noise.shape[-2] * noise.shape[-1])))
+    return out
+
+
+def cuda_ssim(x, y):
+    """Per-frame SSIM of ``n x C x H x W`` CUDA arrays through CuPy."""
+    import cupy
+
+    from .kernels.reference import gaussian_window
+
+    x = cupy.ascontiguousarray(_as_cupy(x), dtype=cupy.float32)
+    y = cupy.ascontiguousarray(_as_cupy(y), dtype=cupy.float32)
+    if x.shape != y.shape or x.ndim != 4 or min(x.shape[-2:]) < 11:
+        raise NativeError(f"ssim takes two n x C x H x W arrays with H, W >= 11; got {x.shape} and {y.shape}")
+    n, c, h, w = x.shape
+    taps = cupy.asarray(gaussian_window().numpy())
+    sums = cupy.zeros(n, dtype=cupy.float64)
+    out = cupy.empty(n, dtype=cupy.float32)
+    work = n * c * (h - 10) * (w - 10)
+    module = cuda_module()
+    module.get_function("sava_ssim_kernel")(((work + THREADS - 1) // THREADS,), (THREADS,),
+                                            (x, y, cupy.int64(n), cupy.int64(c), cupy.int64(h), cupy.int64(w), taps,
+                                             sums))
+    module.get_function("sava_ssim_finish_kernel")(((n + THREADS - 1) // THREADS,), (THREADS,),
+                                                   (sums, out, cupy.int64(n), cupy.float64(c * (h - 10) * (w - 10))))
+    return out

@@ -84,3 +84,28 @@ def test_a_missing_library_names_the_build_command(monkeypatch, tmp_path):
             native.library()
     finally:
         native.library.cache_clear()
+
+
+def cuda_ready() -> bool:
+    try:
+        import cupy
+
+        return torch.cuda.is_available() and cupy.cuda.runtime.getDeviceCount() > 0
+    except Exception:  # noqa: BLE001 -- no CuPy, or no driver
+        return False
+
+
+@pytest.mark.skipif(not cuda_ready(), reason="needs CuPy and an NVIDIA GPU")
+def test_cupy_compiled_kernels_match_the_reference_and_the_library():
+    generator = torch.Generator().manual_seed(2)
+    video = torch.rand(6, 3, 20, 22, generator=generator)
+    frames = torch.tensor([4, 1])
+    flow = (torch.rand(2, 2, 20, 22, generator=generator) - 0.5) * 4
+    noise = torch.randn(2, 3, 20, 22, generator=generator) * 0.05
+    expected = reference.apply_perturbation(video[None], frames[None], flow[None], noise[None])[0]
+    got = torch.from_dlpack(native.cuda_apply(video.cuda(), frames, flow.cuda(), noise.cuda())).cpu()
+    assert torch.allclose(got, expected, atol=1e-6)
+    ssim = torch.from_dlpack(native.cuda_ssim(video.cuda(), got.cuda())).cpu()
+    assert torch.allclose(ssim, reference.ssim(video, got), atol=1e-5)
+    if built():
+        assert torch.allclose(ssim, native.ssim(video, got), atol=1e-5)
