@@ -55,3 +55,16 @@ def test_pipeline_benchmark_compares_against_one_video_at_a_time(tmp_path):
     wanted = {"device", "commit", "torch", "fooling_rate", "videos_per_second", "speedup_vs_one_at_a_time"}
     for row in rows:
         assert wanted <= set(row)
+
+
+def test_native_benchmark_compares_the_c_library_with_the_reference(tmp_path):
+    from sava import native
+
+    try:
+        native.library()
+    except native.NativeError as exc:
+        pytest.skip(str(exc))
+    rows = run_benchmark("native", tmp_path)
+    assert {(row["op"], row["impl"]) for row in rows} >= {("apply", "native_cpu"), ("ssim_forward", "native_cpu"),
+                                                           ("apply", "reference"), ("ssim_forward", "reference")}
+    assert all("speedup_vs_reference" in row for row in rows if row["impl"] == "native_cpu")
