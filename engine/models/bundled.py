@@ -59,8 +59,15 @@ def build(arch: str, num_classes: int, channels: int):
 
 
 def load_bundled(name: str, device=None) -> VideoModel:
-    path = weights_path(name)
+    return load_weights_file(weights_path(name), device)
+
+
+def load_weights_file(path: str | Path, device=None) -> VideoModel:
+    """A model saved with its sava metadata (the bundled weights, or a ``sava train`` result)."""
     meta = read_metadata(path)
+    if "arch" not in meta:
+        raise ModelError(f"{path} has no sava metadata (arch, classes, ...); load it as package.module:factory "
+                         "with --weights instead")
     module = build(meta["arch"], len(meta["classes"]), meta["clip_shape"][1])
     module.load_state_dict(load_file(str(path)))
     module.eval()

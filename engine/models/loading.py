@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
-from .bundled import bundled_names, load_bundled
+from .bundled import bundled_names, load_bundled, load_weights_file
 
 TORCHSCRIPT_SUFFIXES = {".ts", ".torchscript", ".jit"}
 
@@ -30,6 +30,8 @@ def load_model(spec: str, weights: str | Path | None = None, *, layout: str = "B
         return load_bundled(spec, device=device)
     info = ModelInfo(name=spec, layout=layout, mean=mean, std=std, classes=classes)
     path = Path(spec)
+    if path.suffix == ".safetensors" and path.is_file() and weights is None:
+        return load_weights_file(path, device)
     if path.suffix in TORCHSCRIPT_SUFFIXES | {".pt"} and path.is_file():
         try:
             module = torch.jit.load(str(path), map_location="cpu")

@@ -14,6 +14,7 @@ Every row is measured in the run that writes the table, on the same clips
 ``tt``         TT paper: FGSM, BIM, MI, DI, TI without and with TT, transfer ASR
 ``importance`` TT paper Fig. 2: Spearman correlation of frame importance
 ``compression`` DeepSAVA 4.2.3: noise only vs combined, FR after H.264 at four CRFs
+``table11``    DeepSAVA Table 11: defences (none, PGD, combined, injected) by clean accuracy and FR
 =============  ==================================================================
 """
 
@@ -31,7 +32,7 @@ from ..errors import ConfigError
 from ..models import load_bundled
 from ..models.bundled import bundled_names
 from ..provenance import environment
-from . import compression_table, deepsava_tables, keyframe_table, render, transfer_tables
+from . import compression_table, deepsava_tables, keyframe_table, render, training_table, transfer_tables
 
 
 @dataclass
@@ -41,6 +42,7 @@ class Context:
     labels: torch.Tensor
     iters: int
     log: Callable[[str], None] = print
+    out: Path = Path("runs/reproduce")  # where a table may keep what it trains
     targets: torch.Tensor | None = None
     cache: dict = field(default_factory=dict)  # runs shared between tables of one model
 
@@ -56,6 +58,7 @@ TABLES = {
     "tt": (transfer_tables.tt, transfer_tables, 2, False),
     "importance": (transfer_tables.importance, transfer_tables, 3, True),
     "compression": (compression_table.compression, compression_table, 1, False),
+    "table11": (training_table.table11, training_table, 1, False),
 }
 
 
@@ -74,6 +77,7 @@ def reproduce(table: str, model_name: str, out: Path, count: int = 32, iters: in
     run, module, panels, _ = TABLES[table]
     torch.manual_seed(0)
     ctx = ctx or context(model_name, count, iters, log)
+    ctx.out = out
     rows = run(ctx)
     for row in rows:
         row.pop("_run", None)
