@@ -26,7 +26,7 @@ from sava.models.bundled import bundled_names, load_bundled
 ANCHOR = "torch_eager"
 
 
-def runtimes(model, onnx_path: Path, device: str, use_compile: bool) -> dict:
+def runtimes(model, onnx_path: Path, device: str, use_compile: bool, threads: int) -> dict:
     """name -> a callable taking a batch of videos, or a string saying why it is skipped."""
     out = {}
     module = model  # the white-box adapter: normalisation and layout inside, as in the export
@@ -36,7 +36,7 @@ def runtimes(model, onnx_path: Path, device: str, use_compile: bool) -> dict:
         out["torch_compile"] = lambda videos: compiled(_normalised(model, videos))
     for provider in ("cpu", "cuda", "tensorrt"):
         try:
-            session = OnnxModel(onnx_path, provider)
+            session = OnnxModel(onnx_path, provider, threads=threads)
             out[f"onnxruntime_{provider}"] = session.logits
         except Exception as exc:  # noqa: BLE001 -- reported as skipped with its reason
             out[f"onnxruntime_{provider}"] = f"skipped: {exc}"
@@ -62,8 +62,13 @@ def main() -> None:
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--repeats", type=int, default=10)
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=True)
+    parser.add_argument("--threads", type=int, default=None,
+                        help="CPU threads for torch and ONNX Runtime alike (default: torch's current count)")
     parser.add_argument("--out", type=Path, default=None, help="append JSON rows to this file")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    threads = torch.get_num_threads()
     names = ["tsn-digits"] if args.tiny else (args.models.split(",") if args.models else bundled_names())
     batches = [1] if args.tiny else [int(b) for b in args.batches.split(",")]
     rows = []
@@ -72,10 +77,10 @@ def main() -> None:
             model = load_bundled(name, device=args.device)
             onnx_path = Path(folder) / f"{name}.onnx"
             export_onnx(load_bundled(name), onnx_path)
-            available = runtimes(model, onnx_path, args.device, args.compile and not args.tiny)
+            available = runtimes(model, onnx_path, args.device, args.compile and not args.tiny, threads)
             for batch in batches:
                 videos = torch.rand(batch, *model.info.clip_shape)
-                case = Case("runtime", {"model": name, "B": batch}, {})
+                case = Case("runtime", {"model": name, "B": batch, "threads": threads}, {})
                 for impl, fn in available.items():
                     if callable(fn):
                         on_device = videos.to(args.device) if impl.startswith("torch") else videos
