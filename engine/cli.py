@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--model", default="c3d-camera", help="a bundled model (its architecture, data, weights)")
     training.add_argument("--defence", default="combined", choices=["none", "pgd", "combined", "injected"])
     training.add_argument("--epochs", type=int, default=3)
-    training.add_argument("--lr", type=float, default=1e-3)
+    training.add_argument("--lr", type=float, default=1e-4)
     training.add_argument("--batch-size", type=int, default=32)
     training.add_argument("--steps", type=int, default=5, help="inner attack steps per batch (pgd, combined)")
     training.add_argument("--epsilon", type=float, default=8 / 255, help="noise budget (L-infinity)")

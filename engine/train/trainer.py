@@ -36,7 +36,7 @@ class TrainConfig:
     model: str = "c3d-camera"  # a bundled model: its architecture, data and (unless from_scratch) its weights
     defence: str = "combined"
     epochs: int = 3
-    lr: float = 1e-3
+    lr: float = 1e-4  # fine-tuning: at 1e-3 the undefended control itself lost 12 points of accuracy in 3 epochs
     batch_size: int = 32
     steps: int = 5  # inner attack steps
     epsilon: float = 8 / 255
