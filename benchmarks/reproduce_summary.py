@@ -111,19 +111,19 @@ def keyframes(tables) -> list[str]:
 def translation(tables) -> list[str]:
     lines = ["## TT raises the transfer success rate of each base attack", "",
              "| white box | black box | " + " | ".join(f"{m} / tt-{m}" for m in ("fgsm", "bim", "mi", "di", "ti"))
-             + " | TT helps (of 5) |", "| --- | --- |" + " --- |" * 6]
+             + " | TT higher / equal / lower |", "| --- | --- |" + " --- |" * 6]
     for model, by_table in tables.items():
         if "tt" not in by_table:
             continue
         rows = by_table["tt"]["rows"]
         for key in [k for k in rows[0] if k.startswith("asr:")]:
-            cells, better = [], 0
+            cells, tally = [], [0, 0, 0]
             for method in ("fgsm", "bim", "mi", "di", "ti"):
                 plain = next(r[key] for r in rows if r["method"] == method and not r["tt"])
                 tt = next(r[key] for r in rows if r["method"] == method and r["tt"])
-                better += tt >= plain
+                tally[0 if tt > plain else 1 if tt == plain else 2] += 1
                 cells.append(f"{pct(plain)} / {pct(tt)}")
-            lines.append(f"| {model} | {key[4:]} | " + " | ".join(cells) + f" | {better} |")
+            lines.append(f"| {model} | {key[4:]} | " + " | ".join(cells) + f" | {' / '.join(map(str, tally))} |")
     return lines
 
 
