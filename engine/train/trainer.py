@@ -145,7 +145,10 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
         epoch, position = int(tensors["epoch"]), int(tensors["position"])
         order = tensors["order"] if tensors["order"].numel() else None  # empty: the epoch had finished
         defence.generator.set_state(tensors["defence_rng"])
-        log(f"resuming {folder}: epoch {epoch + 1}, batch {position // config.batch_size + 1}")
+        if epoch >= config.epochs:
+            log(f"{folder}: already trained ({config.epochs} epochs)")
+        else:
+            log(f"resuming {folder}: epoch {epoch + 1}, batch {position // config.batch_size + 1}")
     order_generator = torch.Generator().manual_seed(config.seed + 7919 * epoch)
 
     def save(epoch_, position_, order_):
