@@ -15,6 +15,7 @@ Every row is measured in the run that writes the table, on the same clips
 ``importance`` TT paper Fig. 2: Spearman correlation of frame importance
 ``compression`` DeepSAVA 4.2.3: noise only vs combined, FR after H.264 at four CRFs
 ``table11``    DeepSAVA Table 11: defences (none, PGD, combined, injected) by clean accuracy and FR
+``table-b13``  DeepSAVA Table B.13: the inner step size (0.01, 0.001) of PGD and combined training
 =============  ==================================================================
 """
 
@@ -59,6 +60,7 @@ TABLES = {
     "importance": (transfer_tables.importance, transfer_tables, 3, True),
     "compression": (compression_table.compression, compression_table, 1, False),
     "table11": (training_table.table11, training_table, 1, False),
+    "table-b13": (training_table.table_b13, training_table, 1, False),
 }
 
 

@@ -1,4 +1,4 @@
-"""DeepSAVA Table 11 on one bundled model: fine-tune it under each defence
+"""DeepSAVA Table 11 (and Table B.13, the inner step size) on one bundled model: fine-tune it under each defence
 (none, PGD, combined perturbation, injected DeepSAVA examples) for the same
 epochs from the same weights, then report clean test accuracy and the fooling
 rate of DeepSAVA and of Sparse (one frame each, default settings) on held-out
@@ -18,32 +18,47 @@ from . import render
 
 EPOCHS = 3
 SSIM_BUDGET = 0.95
+STEP_SIZES = (0.01, 0.001)
+
+
+def _trained_row(ctx, config: TrainConfig, folder: Path, name: str) -> dict:
+    """Train (or reuse) one defended model and measure it: clean accuracy, FR at the cap and under the budget."""
+    train(config, folder, log=ctx.log, progress=False)
+    model = load_weights_file(folder / "model.safetensors")
+    row = {"approach": name, "clean_accuracy": clean_accuracy(model, bundled(ctx.model.info.extra["dataset"], "test"))}
+    # At the iteration cap alone an attack may spend any distortion; under the SSIM budget only what a
+    # person would not notice (0.95, the budget image studies use): robustness at equal perceptibility.
+    for budget, suffix in ((None, ""), (SSIM_BUDGET, "_budget")):
+        for attack_name, attack in (("deepsava", DeepSAVA(model, frames=1, max_iters=ctx.iters, min_ssim=budget)),
+                                    ("sparse", Sparse(model, frames=1, max_iters=ctx.iters, min_ssim=budget))):
+            summary = attack.run(ctx.videos, ctx.labels).summary
+            row[f"fr_{attack_name}{suffix}"] = summary.fooling_rate
+            row[f"ssim_{attack_name}{suffix}"] = summary.mean_ssim
+    ctx.log(f"{ctx.model.name} {row['approach']}: clean {row['clean_accuracy']:.1%}, FR DeepSAVA "
+            f"{row['fr_deepsava']:.1%}, at SSIM >= {SSIM_BUDGET} {row['fr_deepsava_budget']:.1%}")
+    return row
 
 
 def table11(ctx) -> list[dict]:
-    rows = []
     folder = Path(ctx.out) / "training"
-    test_set = bundled(ctx.model.info.extra["dataset"], "test")
-    for defence in DEFENCES:
-        train(TrainConfig(model=ctx.model.name, defence=defence, epochs=EPOCHS), folder / defence,
-              log=ctx.log, progress=False)
-        model = load_weights_file(folder / defence / "model.safetensors")
-        row = {"approach": defence, "clean_accuracy": clean_accuracy(model, test_set)}
-        # At the iteration cap alone an attack may spend any distortion; under the SSIM budget only what a
-        # person would not notice (0.95, the budget image studies use): robustness at equal perceptibility.
-        for budget, suffix in ((None, ""), (SSIM_BUDGET, "_budget")):
-            for name, attack in (("deepsava", DeepSAVA(model, frames=1, max_iters=ctx.iters, min_ssim=budget)),
-                                 ("sparse", Sparse(model, frames=1, max_iters=ctx.iters, min_ssim=budget))):
-                summary = attack.run(ctx.videos, ctx.labels).summary
-                row[f"fr_{name}{suffix}"], row[f"ssim_{name}{suffix}"] = summary.fooling_rate, summary.mean_ssim
-        ctx.log(f"{ctx.model.name} {defence}: clean {row['clean_accuracy']:.1%}, FR DeepSAVA {row['fr_deepsava']:.1%}, "
-                f"Sparse {row['fr_sparse']:.1%}")
-        rows.append(row)
+    return [_trained_row(ctx, TrainConfig(model=ctx.model.name, defence=defence, epochs=EPOCHS), folder / defence,
+                         defence) for defence in DEFENCES]
+
+
+def table_b13(ctx) -> list[dict]:
+    """Table B.13: the inner attack's step size (0.01 and 0.001, the paper's values) for PGD and combined training."""
+    folder = Path(ctx.out) / "training"
+    rows = []
+    for alpha in STEP_SIZES:
+        for defence in ("pgd", "combined"):
+            config = TrainConfig(model=ctx.model.name, defence=defence, epochs=EPOCHS, alpha=alpha)
+            rows.append(_trained_row(ctx, config, folder / f"{defence}-alpha{alpha:g}", defence) | {"alpha": alpha})
     return rows
 
 
 def markdown(table: str, rows: list[dict]) -> str:
-    return render.markdown(rows, [("defence", "approach", ""), ("clean test accuracy", "clean_accuracy", "%"),
+    first = [("step size", "alpha", "g")] if table == "table-b13" else []
+    return render.markdown(rows, first + [("defence", "approach", ""), ("clean test accuracy", "clean_accuracy", "%"),
                                   ("FR DeepSAVA", "fr_deepsava", "%"), ("FR Sparse", "fr_sparse", "%"),
                                   ("SSIM DeepSAVA", "ssim_deepsava", ".3f"), ("SSIM Sparse", "ssim_sparse", ".3f"),
                                   ("FR DeepSAVA, SSIM >= 0.95", "fr_deepsava_budget", "%"),
@@ -51,7 +66,8 @@ def markdown(table: str, rows: list[dict]) -> str:
 
 
 def plot(table: str, rows: list[dict], axes) -> None:
-    render.grouped_bars(axes[0], [r["approach"] for r in rows],
+    labels = [r["approach"] + (f", alpha {r['alpha']:g}" if "alpha" in r else "") for r in rows]
+    render.grouped_bars(axes[0], labels,
                         {"clean accuracy": [r["clean_accuracy"] for r in rows],
                          "FR DeepSAVA": [r["fr_deepsava"] for r in rows],
                          "FR Sparse": [r["fr_sparse"] for r in rows],
