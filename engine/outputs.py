@@ -27,9 +27,10 @@ PREVIEW_ROWS = 6
 DIFF_GAIN = 10.0
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def write_atomic(path: Path, data: str | bytes) -> None:
+    """Write a whole file so that readers see the old one or the new one, never a part."""
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
+    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
     os.replace(tmp, path)
 
 
@@ -105,7 +106,7 @@ class RunWriter:
         self.lines.close()
         if summary is not None:
             payload = dict(self.meta) | {"summary": summary} | (extra or {})
-            _atomic_write(self.folder / "metrics.json", json.dumps(payload, indent=2).encode())
+            write_atomic(self.folder / "metrics.json", json.dumps(payload, indent=2))
         if self.previews:
             from PIL import Image
 

@@ -61,6 +61,7 @@ def from_run_folder(folder: str | Path) -> SourceRun:
     from safetensors import safe_open
 
     from .data import load_dataset
+    from .runner.manifest import as_result
 
     folder = Path(folder)
     try:
@@ -76,7 +77,7 @@ def from_run_folder(folder: str | Path) -> SourceRun:
         if record["video_id"] not in index:
             raise DataError(f"{folder}: video {record['video_id']!r} is not in dataset {meta['data']!r}")
         _, clip, _ = dataset[index[record["video_id"]]]
-        result = VideoResult(**{k: v for k, v in record.items() if k in VideoResult.__dataclass_fields__})
+        result = as_result(record)
         if record.get("perturbation"):
             with safe_open(str(folder / record["perturbation"]), framework="pt") as handle:
                 names = set(handle.keys())

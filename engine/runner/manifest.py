@@ -13,10 +13,10 @@ merging gathers them into ``videos.jsonl``.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ..metrics import VideoResult
+from ..outputs import write_atomic
 
 MANIFEST = "videos.jsonl"
 SETTINGS = "run.json"
@@ -59,16 +59,10 @@ def as_result(record: dict) -> VideoResult:
     return VideoResult(**{k: v for k, v in record.items() if k in VideoResult.__dataclass_fields__})
 
 
-def write_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-
-
-def check_settings(folder: Path, meta: dict, keys: tuple[str, ...]) -> bool:
-    """Record the run's settings, or check them against those of the run being resumed.
-    Returns True when the folder already held a run (a resume)."""
-    path = folder / SETTINGS
+def check_settings(folder: Path, meta: dict, keys: tuple[str, ...], name: str = SETTINGS) -> bool:
+    """Record the run's settings in ``folder/name``, or check them against those of the run being
+    resumed. Returns True when the folder already held a run (a resume)."""
+    path = folder / name
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
         write_atomic(path, json.dumps(meta, indent=2))

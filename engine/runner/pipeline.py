@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..metrics import RunSummary, summarise
-from ..outputs import RunWriter
+from ..outputs import RunWriter, write_atomic
 from .decode import decoded
 from .manifest import (
     MANIFEST,
@@ -32,7 +32,6 @@ from .manifest import (
     manifest_name,
     manifests,
     read_records,
-    write_atomic,
 )
 from .shard import Shard
 

@@ -26,8 +26,8 @@ from safetensors.torch import save_file
 
 from .. import __version__
 from ..data import bundled
-from ..errors import ConfigError
 from ..models.bundled import build, load_bundled, read_metadata, weights_path
+from ..runner.manifest import check_settings
 from .defences import make_defence
 
 
@@ -112,16 +112,8 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
     from tqdm import tqdm
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    config_path = folder / "config.json"
-    if config_path.is_file():
-        before = json.loads(config_path.read_text())
-        changed = {k: (before.get(k), v) for k, v in asdict(config).items() if before.get(k) != v}
-        if changed:
-            raise ConfigError(f"{folder} holds a training run with other settings: "
-                              + "; ".join(f"{k}: {a!r} then, {b!r} now" for k, (a, b) in changed.items()))
-    else:
-        config_path.write_text(json.dumps(asdict(config), indent=2))
+    settings = asdict(config)
+    check_settings(folder, settings, tuple(settings), name="config.json")
     defence = _defence(config)
     torch.manual_seed(config.seed)
     meta = read_metadata(weights_path(config.model))
