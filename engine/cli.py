@@ -443,9 +443,9 @@ def _transfer_settings(method: str, args) -> dict:
 
 
 def _print_transfer(rows, meta, out) -> None:
-    sources = list(dict.fromkeys(f"{r['attack']} on {r['source']}" for r in rows))
-    targets = list(dict.fromkeys(r["target"] for r in rows))
-    cell = {(f"{r['attack']} on {r['source']}", r["target"]): r["fooling_rate"] for r in rows}
+    from .transfer import matrix
+
+    sources, targets, cell = matrix(rows)
     width = max(len(s) for s in sources) + 2
     print(" " * width + " ".join(f"{t:>24}" for t in targets))
     for source in sources:

@@ -126,13 +126,19 @@ def disagreements(rows: list[dict], first: str, second: str) -> int:
     return count
 
 
+def matrix(rows: list[dict]) -> tuple[list[str], list[str], dict[tuple[str, str], float | None]]:
+    """The rows as a matrix: source labels (in order), target labels, and each cell's fooling rate."""
+    label = lambda r: f"{r['attack']} on {r['source']}"  # noqa: E731
+    sources = list(dict.fromkeys(label(r) for r in rows))
+    targets = list(dict.fromkeys(r["target"] for r in rows))
+    return sources, targets, {(label(r), r["target"]): r["fooling_rate"] for r in rows}
+
+
 def write(out: Path, rows: list[dict], meta: dict) -> None:
     """``transfer.json`` (every row and decision), ``transfer.csv`` (the matrix) and ``transfer.png``."""
     out.mkdir(parents=True, exist_ok=True)
     (out / "transfer.json").write_text(json.dumps(meta | {"rows": rows}, indent=2))
-    sources = list(dict.fromkeys(f"{r['attack']} on {r['source']}" for r in rows))
-    targets = list(dict.fromkeys(r["target"] for r in rows))
-    cell = {(f"{r['attack']} on {r['source']}", r["target"]): r["fooling_rate"] for r in rows}
+    sources, targets, cell = matrix(rows)
     with open(out / "transfer.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["source \\ target", *targets])

@@ -21,6 +21,7 @@ from ..attacks import LINF_METHODS, LinfAttack
 from ..importance import MEASURES, correlation_matrix
 from ..models import load_bundled
 from ..models.bundled import bundled_names
+from ..transfer import replay
 from . import render
 
 
@@ -40,7 +41,7 @@ def tt(ctx) -> list[dict]:
         for translated in (False, True):
             started = time.perf_counter()
             run = LinfAttack(ctx.model, method=method, translation=translated, seed=0).run(videos, labels)
-            adversarial = (videos + torch.stack([r.noise for r in run.results])).clamp(0, 1)
+            adversarial = torch.stack([replay(v, r) for v, r in zip(videos, run.results)])
             row = {"approach": run.settings["method"], "method": method, "tt": translated, "clips": len(videos),
                    "white_box_fr": run.summary.fooling_rate, "mean_ssim": run.summary.mean_ssim,
                    "seconds_per_video": (time.perf_counter() - started) / max(len(videos), 1)}
