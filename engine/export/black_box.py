@@ -15,7 +15,7 @@ from contextlib import contextmanager
 import torch
 
 from ..errors import InputError
-from ..models.adapter import ModelInfo, check_videos
+from ..models.adapter import DescribedModel, ModelInfo, check_videos
 
 METADATA_PREFIX = "sava."
 
@@ -34,7 +34,7 @@ def info_from_metadata(metadata: dict[str, str], fallback_name: str) -> tuple[Mo
     return info, bool(field("dynamic_time", False))
 
 
-class BlackBoxModel:
+class BlackBoxModel(DescribedModel):
     """Subclasses implement ``_logits(chunk) -> torch.Tensor`` (CPU float32)."""
 
     white_box = False
@@ -44,14 +44,6 @@ class BlackBoxModel:
         self.info = info
         self.dynamic_time = dynamic_time
         self.max_batch = max_batch
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    @property
-    def classes(self) -> list[str] | None:
-        return self.info.classes
 
     def check_videos(self, videos: torch.Tensor) -> None:
         check_videos(videos)

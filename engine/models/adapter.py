@@ -32,7 +32,21 @@ class ModelInfo:
     extra: dict = field(default_factory=dict)
 
 
-class VideoModel:
+class DescribedModel:
+    """What every model sava takes (white-box or a runtime's) reads from its ``ModelInfo``."""
+
+    info: ModelInfo
+
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def classes(self) -> list[str] | None:
+        return self.info.classes
+
+
+class VideoModel(DescribedModel):
     """A white-box (differentiable) video classifier."""
 
     white_box = True
@@ -53,14 +67,6 @@ class VideoModel:
                 raise ModelError(f"std must be positive, got {info.std}")
             self._mean = mean.view(1, 1, -1, 1, 1).to(self.device)
             self._std = std.view(1, 1, -1, 1, 1).to(self.device)
-
-    @property
-    def name(self) -> str:
-        return self.info.name
-
-    @property
-    def classes(self) -> list[str] | None:
-        return self.info.classes
 
     def logits(self, videos: torch.Tensor) -> torch.Tensor:
         """``B x T x C x H x W`` in [0, 1] -> ``B x classes`` logits; differentiable."""
