@@ -239,10 +239,13 @@ class SparseAttackLoop:
         step = Step(adv, clean, ssim, l21, logits, goal, self.iters[rows], params, self.frame_idx[rows],
                     self.frame_valid[rows], self.num_frames)
         loss = self.objective(step)
-        measures = self._measures(rows, adv.detach(), clean, ssim.detach(), l21.detach(), logits.detach(),
-                                  loss.detach())
+        # Only the videos that finish now, and in refine mode those at their goal, need their figures.
+        picked = ((finished | done) if self.refine else finished).nonzero().flatten()
+        measures = self._measures(rows[picked], adv.detach()[picked], clean[picked], ssim.detach()[picked],
+                                  l21.detach()[picked], logits.detach()[picked], loss.detach()[picked])
         if self.refine:
-            self._keep_best(rows, done, measures, params)
+            picked_params = {name: value[picked] for name, value in params.items()}
+            self._keep_best(rows[picked], done[picked], measures, picked_params)
 
         still = ~finished
         self.active[rows[finished]] = False
@@ -263,8 +266,9 @@ class SparseAttackLoop:
         share = (time.perf_counter() - started) / len(rows)
         for slot in rows.tolist():
             self.seconds[slot] += share
-        for i in finished.nonzero().flatten().tolist():
-            yield self._finish(int(rows[i]), bool(done[i]), {name: value[i] for name, value in measures.items()})
+        for j in finished[picked].nonzero().flatten().tolist():
+            i = int(picked[j])
+            yield self._finish(int(rows[i]), bool(done[i]), {name: value[j] for name, value in measures.items()})
 
     def _measures(self, rows, adv, clean, ssim, l21, logits, loss) -> dict[str, torch.Tensor]:
         """Per-video figures of the current iterate (rows leading)."""
@@ -277,7 +281,8 @@ class SparseAttackLoop:
 
     @torch.no_grad()
     def _keep_best(self, rows, done, measures, params) -> None:
-        """Refine mode: remember each video's first success and its smallest successful perturbation."""
+        """Refine mode: remember each video's first success and its smallest successful perturbation
+        (``rows`` are the picked videos; the others have nothing to remember)."""
         if not self.best:
             self.best = {name: value.new_zeros(self.capacity, *value.shape[1:]) for name, value in measures.items()}
             self.best["l21"].fill_(float("inf"))
