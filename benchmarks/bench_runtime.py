@@ -32,8 +32,7 @@ def runtimes(model, onnx_path: Path, device: str, use_compile: bool, threads: in
     module = model  # the white-box adapter: normalisation and layout inside, as in the export
     out[ANCHOR] = lambda videos: module.logits(videos)
     if use_compile:
-        compiled = torch.compile(model.module)
-        out["torch_compile"] = lambda videos: compiled(_normalised(model, videos))
+        out["torch_compile"] = torch.compile(model.logits)  # the same adapter forward, normalisation included
     for provider in ("cpu", "cuda", "tensorrt"):
         try:
             session = OnnxModel(onnx_path, provider, threads=threads)
@@ -47,11 +46,6 @@ def runtimes(model, onnx_path: Path, device: str, use_compile: bool, threads: in
         except Exception as exc:  # noqa: BLE001
             out[f"tensorrt_{precision}"] = f"skipped: {exc}"
     return out
-
-
-def _normalised(model, videos):
-    x = (videos - model._mean) / model._std
-    return x.transpose(1, 2) if model.info.layout == "BCTHW" else x
 
 
 def main() -> None:
