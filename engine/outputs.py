@@ -34,6 +34,13 @@ def write_atomic(path: Path, data: str | bytes) -> None:
     os.replace(tmp, path)
 
 
+def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
+    """A safetensors file written whole or not at all (as ``write_atomic``)."""
+    tmp = path.with_name(path.name + ".tmp")
+    save_file({name: value.contiguous() for name, value in tensors.items()}, str(tmp), metadata=metadata)
+    os.replace(tmp, path)
+
+
 def safe_name(video_id: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in video_id)
 
@@ -97,9 +104,7 @@ class RunWriter:
             "success": json.dumps(result.success),
             "settings": json.dumps(self.meta.get("settings", {})),
         }
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=metadata)
-        os.replace(tmp, path)
+        save_tensors_atomic(tensors, path, metadata)
 
     def close(self, summary: dict | None = None, extra: dict | None = None) -> None:
         """Close the manifest, write the previews and, when given, the run's summary (``metrics.json``)."""

@@ -14,7 +14,6 @@ repeating a finished batch.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -22,11 +21,11 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from safetensors import safe_open
-from safetensors.torch import save_file
 
 from .. import __version__
 from ..data import bundled
 from ..models.bundled import build, load_bundled, read_metadata, weights_path
+from ..outputs import save_tensors_atomic
 from ..runner.manifest import check_settings
 from .defences import make_defence
 
@@ -54,12 +53,6 @@ def _defence(config: TrainConfig):
     options = {"steps": config.steps, "epsilon": config.epsilon, "alpha": config.alpha, "frames": config.frames,
                "max_flow": config.max_flow, "seed": config.seed}
     return make_defence(config.defence, **options)
-
-
-def _atomic_save(tensors: dict, path: Path, metadata: dict | None = None) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.contiguous() for k, v in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
 
 
 def _optimiser_tensors(optimiser: torch.optim.Optimizer) -> dict[str, torch.Tensor]:
@@ -103,7 +96,7 @@ def _injected_set(config: TrainConfig, model, train_set, folder: Path):
     run = DeepSAVA(model, frames=1).run(videos, labels)
     adversarial = torch.stack([replay(v, r) for v, r in zip(videos, run.results) if r.success])
     kept = torch.tensor([r.success for r in run.results])
-    _atomic_save({"videos": adversarial, "labels": labels[kept]}, path)
+    save_tensors_atomic({"videos": adversarial, "labels": labels[kept]}, path)
     return adversarial, labels[kept]
 
 
@@ -148,7 +141,7 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
         tensors |= _optimiser_tensors(optimiser) | {
             "epoch": torch.tensor(epoch_), "position": torch.tensor(position_), "order": order_,
             "defence_rng": defence.generator.get_state()}
-        _atomic_save(tensors, checkpoint)
+        save_tensors_atomic(tensors, checkpoint)
 
     entry = {}
     while epoch < config.epochs:
@@ -185,6 +178,6 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
     final = meta | {"name": f"{config.model}+{config.defence}", "defence": defence.settings(),
                     "test_accuracy": clean_accuracy(model, test_set), "sava_version": __version__,
                     "trained_from": "scratch" if config.from_scratch else config.model}
-    _atomic_save({k: v.detach().cpu() for k, v in model.module.state_dict().items()}, folder / "model.safetensors",
-                 {k: json.dumps(v) for k, v in final.items()})
+    weights = {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
+    save_tensors_atomic(weights, folder / "model.safetensors", {k: json.dumps(v) for k, v in final.items()})
     return entry | {"test_accuracy": final["test_accuracy"]}
