@@ -46,6 +46,23 @@ def test_values_and_gradient_match(shape):
     assert_close(g_ours, g_theirs, "d ssim / d x")
 
 
+def test_frames_spanning_several_tiles(monkeypatch):
+    """Tiles smaller than the frame, ragged at the bottom and right edges: the
+    per-tile partial sums and the halo rows and columns between tiles."""
+    monkeypatch.setattr(fused, "ROWS", 2)
+    monkeypatch.setattr(fused, "COLS", 8)
+    x, y = pair((1, 2, 13, 20), seed=3)  # forward 2 x 2 tiles, backward 7 x 3
+    ours_in = x.clone().requires_grad_()
+    ours = fused.ssim(ours_in, y)
+    theirs = msssim_ssim(x, y, data_range=1.0, size_average=False, win_size=11, win_sigma=1.5)
+    assert_close(ours, theirs, "tiled ssim vs pytorch_msssim")
+    reference_in = x.clone().requires_grad_()
+    upstream = torch.tensor([-2.0], device=DEVICE)
+    g_ours = torch.autograd.grad(ours, ours_in, upstream)[0]
+    g_ref = torch.autograd.grad(ref.ssim(reference_in, y), reference_in, upstream)[0]
+    assert_close(g_ours, g_ref, "tiled d ssim / d x")
+
+
 def test_non_contiguous_frames_and_leading_dims():
     base = torch.rand(2, 3, 4, 12, 12, device=DEVICE)  # B x C x T x H x W
     x = base.transpose(1, 2)[:, 1:3]  # B x 2 x C x H x W, not contiguous
