@@ -31,6 +31,7 @@ from sava import DeepSAVA
 from sava.data import bundled
 from sava.models import load_bundled
 from sava.provenance import environment
+from sava.transfer import replay
 
 
 def clips_for(model, count: int):
@@ -72,9 +73,26 @@ def run_reference(model, videos, labels, iters):
 
 
 def run_sava(model, videos, labels, iters, batch):
-    summary = DeepSAVA(model, max_iters=iters, batch_size=batch).run(videos, labels).summary
+    run = DeepSAVA(model, max_iters=iters, batch_size=batch).run(videos, labels)
+    summary = run.summary
     return {"attacked": summary.attacked, "successes": summary.successes, "ani": summary.ani,
-            "fooling_rate": summary.fooling_rate}
+            "fooling_rate": summary.fooling_rate, "mean_ssim": summary.mean_ssim}, run.results
+
+
+def fooling_rate_in_fp32(model, videos, results) -> float | None:
+    """The share of attacked videos whose replayed adversarial clip the float32 model misclassifies: how a
+    run made under bf16 autocast fares once its decisions are checked at full precision."""
+    attacked = [(video, r) for video, r in zip(videos, results) if r.attacked]
+    if not attacked:
+        return None
+    precision, model.precision = model.precision, "fp32"
+    try:
+        adversarial = torch.stack([replay(video, r) for video, r in attacked])
+        predicted = model.predict(adversarial)[0].cpu()
+    finally:
+        model.precision = precision
+    labels = torch.tensor([r.label for _, r in attacked])
+    return float((predicted != labels).float().mean())
 
 
 def run_torchrun(model_name, count, iters, processes):
@@ -101,11 +119,14 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--processes", default="2", help="torchrun process counts to time (CPU, bundled models)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    parser.add_argument("--precisions", default=None,
+                        help="model precisions for sava's runs (default: fp32 on CPU, fp32,bf16 on CUDA)")
     parser.add_argument("--out", type=Path, default=None, help="append JSON rows to this file")
     args = parser.parse_args()
     if args.tiny:
         args.videos, args.iters, args.batches, args.processes = 4, 5, "4", ""
     default = "c3d-camera,r3d18" if args.device == "cuda" else "c3d-camera"
+    args.precisions = args.precisions or ("fp32,bf16" if args.device == "cuda" else "fp32")
     env = environment(args.device)
     rows = []
     for name in (args.models or default).split(","):
@@ -114,9 +135,17 @@ def main() -> None:
         measured = []
         outcome, seconds = timed(args.device, run_reference, model, videos, labels, args.iters)
         measured.append(("one_at_a_time", outcome, seconds, peak_memory(args.device)))
-        for batch in [int(b) for b in args.batches.split(",") if b]:
-            outcome, seconds = timed(args.device, run_sava, model, videos, labels, args.iters, batch)
-            measured.append((f"sava_batch{batch}", outcome, seconds, peak_memory(args.device)))
+        batches = [int(b) for b in args.batches.split(",") if b]
+        for precision in args.precisions.split(","):
+            model.precision = precision
+            # bf16 is a lever for the largest batch; fp32 is timed at every batch size.
+            for batch in batches if precision == "fp32" else batches[-1:]:
+                (outcome, results), seconds = timed(args.device, run_sava, model, videos, labels, args.iters,
+                                                    batch)
+                outcome["fooling_rate_fp32"] = fooling_rate_in_fp32(model, videos, results)
+                suffix = "" if precision == "fp32" else f"_{precision}"
+                measured.append((f"sava_batch{batch}{suffix}", outcome, seconds, peak_memory(args.device)))
+        model.precision = "fp32"
         if args.device == "cpu" and name != "r3d18":
             for processes in [int(p) for p in args.processes.split(",") if p]:
                 outcome, seconds = run_torchrun(name, args.videos, args.iters, processes)

@@ -109,6 +109,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=None, help="videos attacked at once (default 32; "
                                                                     "L-infinity family 8)")
     run.add_argument("--device", default="cpu")
+    run.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                     help="bf16: the model's forward and backward under bfloat16 autocast (a GPU speed lever; "
+                          "success is then the bf16 model's decision)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=None,
                      help="run folder (default: runs/<time>-<model>); an existing run folder is resumed")
@@ -211,6 +214,8 @@ def cmd_attack(args) -> int:
     try:
         model = load_model(args.model, args.weights, layout=args.layout, mean=args.mean, std=args.std,
                            device=shard.device(args.device))
+        if args.precision != "fp32":
+            model.precision = args.precision
         data_spec = args.data or model.info.extra.get("dataset")
         if data_spec is None:
             raise SavaError("--data is needed for a model that is not bundled")
@@ -229,6 +234,8 @@ def cmd_attack(args) -> int:
             meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
                     "clip_frames": args.clip_frames, "size": list(args.size), "videos": count,
                     "settings": attack.settings, "device": str(model.device)}
+            if args.precision != "fp32":  # recorded only when set, so runs from before the option still resume
+                meta["precision"] = args.precision
             label = attack.settings["method"] + (f" {kind}" if args.method == "deepsava" else "")
             run = DatasetRun(folder, meta, count, relabel, len(model.classes or relabel), args.targeted,
                              args.target_class, args.workers, args.save_videos, not args.no_progress, label, shard,

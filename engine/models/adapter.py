@@ -17,6 +17,7 @@ from torch import nn
 from ..errors import InputError, ModelError
 
 LAYOUTS = ("BTCHW", "BCTHW")
+PRECISIONS = ("fp32", "bf16")
 
 
 @dataclass
@@ -59,6 +60,7 @@ class VideoModel(DescribedModel):
         self.info = info
         self.device = torch.device(device) if device is not None else _module_device(module)
         self.module.to(self.device)
+        self.precision = "fp32"
         self._mean = self._std = None
         if info.mean is not None or info.std is not None:
             mean = torch.tensor(info.mean if info.mean is not None else (0.0,), dtype=torch.float32)
@@ -68,6 +70,18 @@ class VideoModel(DescribedModel):
             self._mean = mean.view(1, 1, -1, 1, 1).to(self.device)
             self._std = std.view(1, 1, -1, 1, 1).to(self.device)
 
+    @property
+    def precision(self) -> str:
+        """``fp32``, or ``bf16``: the module's forward and backward under bfloat16 autocast (float32 logits
+        out). A lever for speed on GPUs; decisions are then the bf16 model's, so check the outcome in fp32."""
+        return self._precision
+
+    @precision.setter
+    def precision(self, value: str) -> None:
+        if value not in PRECISIONS:
+            raise ModelError(f"precision must be one of {', '.join(PRECISIONS)}, got {value!r}")
+        self._precision = value
+
     def logits(self, videos: torch.Tensor) -> torch.Tensor:
         """``B x T x C x H x W`` in [0, 1] -> ``B x classes`` logits; differentiable."""
         x = videos.to(self.device)
@@ -75,6 +89,9 @@ class VideoModel(DescribedModel):
             x = (x - self._mean) / self._std
         if self.info.layout == "BCTHW":
             x = x.transpose(1, 2)
+        if self._precision == "bf16":
+            with torch.autocast(self.device.type, dtype=torch.bfloat16):
+                return self.module(x).float()
         return self.module(x)
 
     __call__ = logits

@@ -32,10 +32,11 @@ def test_benchmark_runs_and_writes_rows(op, tmp_path):
     assert any("speedup_vs_reference" in row for row in rows if row["impl"] == "triton")
 
 
-def run_benchmark(name: str, tmp_path: Path) -> list[dict]:
+def run_benchmark(name: str, tmp_path: Path, *options: str) -> list[dict]:
     out = tmp_path / f"{name}.jsonl"
     env = dict(os.environ, OMP_NUM_THREADS="1")
-    done = subprocess.run([sys.executable, str(BENCHMARKS / f"bench_{name}.py"), "--tiny", "--out", str(out)],
+    done = subprocess.run([sys.executable, str(BENCHMARKS / f"bench_{name}.py"), "--tiny", "--out", str(out),
+                           *options],
                           capture_output=True, text=True, env=env, cwd=BENCHMARKS, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return [json.loads(line) for line in out.read_text().splitlines()]
@@ -50,11 +51,15 @@ def test_runtime_benchmark_compares_runtimes_against_torch_eager(tmp_path):
 
 
 def test_pipeline_benchmark_compares_against_one_video_at_a_time(tmp_path):
-    rows = run_benchmark("pipeline", tmp_path)
-    assert [row["impl"] for row in rows] == ["one_at_a_time", "sava_batch4"]
+    rows = run_benchmark("pipeline", tmp_path, "--precisions", "fp32,bf16")
+    assert [row["impl"] for row in rows] == ["one_at_a_time", "sava_batch4", "sava_batch4_bf16"]
     wanted = {"device", "commit", "torch", "fooling_rate", "videos_per_second", "speedup_vs_one_at_a_time"}
     for row in rows:
         assert wanted <= set(row)
+    for row in rows[1:]:  # sava's runs: SSIM and the outcome re-checked by the float32 model
+        assert 0 < row["mean_ssim"] <= 1 and 0 <= row["fooling_rate_fp32"] <= 1
+    # In float32 the re-check replays exactly what the attack measured.
+    assert rows[1]["fooling_rate_fp32"] == pytest.approx(rows[1]["fooling_rate"])
 
 
 def test_native_benchmark_compares_the_c_library_with_the_reference(tmp_path):

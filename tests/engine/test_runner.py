@@ -96,6 +96,17 @@ def test_changed_settings_refuse_to_resume(uninterrupted, capsys):
     assert "settings.max_iters: 30 then, 31 now" in capsys.readouterr().err
 
 
+def test_a_bf16_run_is_recorded_and_an_fp32_run_does_not_resume_it(tmp_path, capsys):
+    folder = tmp_path / "bf16"
+    argv = ["attack", "--model", "tsn-digits", "--num-videos", "2", "--iters", "3", "--no-progress",
+            "--out", str(folder)]
+    assert main([*argv, "--precision", "bf16"]) == 0
+    assert json.loads((folder / "run.json").read_text())["precision"] == "bf16"
+    assert len(read_records(folder / "videos.jsonl")) == 2
+    assert main(argv) == 2
+    assert "precision: 'bf16' then, None now" in capsys.readouterr().err
+
+
 def test_adversarial_clips_are_written_losslessly(tmp_path):
     folder = tmp_path / "videos"
     assert main(["attack", "--model", "tsn-digits", "--num-videos", "2", "--iters", "5", "--no-progress",
