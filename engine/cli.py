@@ -88,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--flow-lr", type=float, default=DEFAULT_FLOW_LR, help="Adam learning rate of the flow (pixels)")
     how.add_argument("--noise-lr", type=float, default=None, help="Adam learning rate of the noise (or flicker)")
     how.add_argument("--min-ssim", type=float, default=None, help="SSIM budget for every perturbed frame")
+    how.add_argument("--margin", type=float, default=None,
+                     help="deepsava, sparse, flicker: keep going after a success until it holds by this many "
+                          "logits (or the cap); for perturbations that should transfer or survive compression")
     how.add_argument("--max-l21", type=float, default=None, help="l2,1 budget (per-pixel) for each video")
     how.add_argument("--boundary", type=float, default=None,
                      help="keyframe: share of the total frame weight the keyframes reach (default 0.3; targeted "
@@ -158,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="TensorRT precision")
     transfer.add_argument("--num-videos", type=int, default=32)
     transfer.add_argument("--iters", type=int, default=100)
+    transfer.add_argument("--margin", type=float, default=0.0,
+                          help="sparse methods: stop a video only once its success holds by this many logits")
     transfer.add_argument("--onnx-dir", type=Path, default=Path("exports"),
                           help="where bundled models are exported for ONNX runtimes (reused when present)")
     transfer.add_argument("--out", type=Path, default=None, help="default: runs/transfer-<time>")
@@ -271,6 +276,8 @@ def build_attack(args, model, kind: str = "combined"):
     if args.method in LINF_METHODS or args.method == "msanet":
         if args.selector is not None or args.frames is not None:
             raise SavaError(f"{args.method} perturbs every frame; drop --selector and --frames")
+        if args.margin is not None:
+            raise SavaError(f"--margin belongs to the sparse methods (deepsava, sparse, flicker), not {args.method}")
         if args.method == "msanet":
             settings = common | given(epsilon=args.epsilon)
         else:
@@ -284,6 +291,9 @@ def build_attack(args, model, kind: str = "combined"):
                                                                      args.score_steps)
         settings = common | given(frames=args.frames, selector=selector, max_iters=args.iters,
                                   min_ssim=args.min_ssim, max_l21=args.max_l21)
+        if args.margin is not None and args.method == "keyframe":
+            raise SavaError("--margin does not apply to keyframe, which runs every video to the cap anyway")
+        settings |= given(margin=args.margin)
         if args.method == "deepsava":
             settings |= given(perturbation=kind, lam=args.lam, lam_end=args.lam_end, flow_lr=args.flow_lr,
                               noise_lr=args.noise_lr, adv_loss=args.adv_loss)
@@ -430,8 +440,9 @@ def cmd_transfer(args) -> int:
     rows = evaluate(sources, targets, log=log)
     out = args.out or Path("runs") / f"transfer-{datetime.now().strftime('%Y%m%d-%H%M%S')}"
     meta = {"command": "sava " + shlex.join(args.argv), "environment": environment(), "runtimes": runtimes,
-            "frames": args.frames, "iters": args.iters,
-            "title": f"transfer fooling rate, {args.dataset}, {args.frames} frames"}
+            "frames": args.frames, "iters": args.iters, "margin": args.margin,
+            "title": f"transfer fooling rate, {args.dataset}, {args.frames} frames"
+                     + (f", margin {args.margin:g}" if args.margin else "")}
     if len(runtimes) > 1:
         meta["disagreements"] = {f"{a} vs {b}": disagreements(rows, a, b)
                                  for i, a in enumerate(runtimes) for b in runtimes[i + 1:]}
@@ -446,7 +457,9 @@ def _transfer_settings(method: str, args) -> dict:
     if method in LINF_METHODS or method == "msanet":
         return {"seed": args.seed}
     settings = {"max_iters": args.iters, "seed": args.seed}
-    return settings | ({"frames": args.frames} if method != "keyframe" else {})
+    if method == "keyframe":
+        return settings
+    return settings | {"frames": args.frames} | ({"margin": args.margin} if args.margin else {})
 
 
 def _print_transfer(rows, meta, out) -> None:

@@ -137,14 +137,19 @@ class Attack:
 
 
 class SparseAttack(Attack):
-    """Subclasses set ``method``, pass a perturbation and implement ``objective``."""
+    """Subclasses set ``method``, pass a perturbation and implement ``objective``.
+
+    ``margin`` (logits, default 0): a video stops only once its success holds by that much, instead of
+    just past the decision boundary; perturbations that must survive a change of model (transfer) or of
+    pixels (compression) want one. A video that crosses the boundary but not the margin by the cap still
+    counts as fooled."""
 
     method = "sparse-attack"
     refine = False  # run every video to the cap and keep its smallest success (see SparseAttackLoop)
 
     def __init__(self, model, perturbation, *, frames: int | None, selector: str | Selector, max_iters: int,
                  min_ssim: float | None, max_l21: float | None, targeted: bool, adv_loss: str, batch_size: int,
-                 seed: int, settings: dict):
+                 seed: int, settings: dict, margin: float = 0.0):
         selector = make_selector(selector, seed)
         if frames is None and not selector.adaptive:
             raise ConfigError(f"frames=None (a number of frames per video of the selector's choosing) needs an "
@@ -157,17 +162,23 @@ class SparseAttack(Attack):
             raise ConfigError(f"min_ssim must lie in (0, 1], got {min_ssim}")
         if max_l21 is not None and not max_l21 > 0:
             raise ConfigError(f"max_l21 must be positive, got {max_l21}")
+        if not isinstance(margin, (int, float)) or margin < 0:
+            raise ConfigError(f"margin (logits by which a success must hold before a video stops) must be >= 0, "
+                              f"got {margin!r}")
         if adv_loss not in ADV_LOSSES:
             raise ConfigError(f"unknown adversarial loss {adv_loss!r}; choose from {', '.join(ADV_LOSSES)}")
         super().__init__(model, targeted=targeted, batch_size=batch_size, seed=seed, settings={
             "frames": frames, "selector": repr(selector), "max_iters": max_iters, "min_ssim": min_ssim,
-            "max_l21": max_l21, "adv_loss": adv_loss} | settings)
+            "max_l21": max_l21, "adv_loss": adv_loss} | settings
+            # Recorded only when set, so that run folders from before the option still resume.
+            | ({"margin": float(margin)} if margin else {}))
         self.frames = frames
         self.selector = selector
         self.perturbation = perturbation
         self.max_iters = max_iters
         self.budget = Budget(min_ssim, max_l21)
         self.adv_loss = adv_loss
+        self.margin = float(margin)
 
     def objective(self, step: Step) -> torch.Tensor:
         """Per-video loss to minimise; see :class:`sava.attacks.loop.Step`."""
@@ -176,7 +187,7 @@ class SparseAttack(Attack):
     def stream(self, items: Iterable[tuple]) -> Iterator[VideoResult]:
         loop = SparseAttackLoop(self.model, self.perturbation, self.objective, targeted=self.targeted,
                                 max_iters=self.max_iters, budget=self.budget, capacity=self.batch_size,
-                                refine=self.refine)
+                                refine=self.refine, margin=self.margin)
         skipped: list[VideoResult] = []
         yield from loop.run(self._jobs(items, skipped))
         yield from skipped

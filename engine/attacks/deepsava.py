@@ -38,7 +38,7 @@ class DeepSAVA(SparseAttack):
                  perturbation: str = "combined", lam: float = DEFAULT_LAM, lam_end: float | None = DEFAULT_LAM_END,
                  max_iters: int = 100, flow_lr: float = DEFAULT_FLOW_LR, noise_lr: float = DEFAULT_NOISE_LR,
                  min_ssim: float | None = None, max_l21: float | None = None, targeted: bool = False,
-                 adv_loss: str = DEFAULT_ADV_LOSS, batch_size: int = 32, seed: int = 0):
+                 adv_loss: str = DEFAULT_ADV_LOSS, batch_size: int = 32, seed: int = 0, margin: float = 0.0):
         if not lam >= 0:
             raise ConfigError(f"lam (the SSIM weight) must be >= 0, got {lam}")
         if lam_end is not None and not (lam_end > 0 and lam > 0):
@@ -48,7 +48,7 @@ class DeepSAVA(SparseAttack):
         super().__init__(
             model, FlowNoise(perturbation, flow_lr, noise_lr), frames=frames, selector=selector,
             max_iters=max_iters, min_ssim=min_ssim, max_l21=max_l21, targeted=targeted, adv_loss=adv_loss,
-            batch_size=batch_size, seed=seed,
+            batch_size=batch_size, seed=seed, margin=margin,
             settings={"perturbation": perturbation, "lam": self.lam, "lam_end": self.lam_end, "flow_lr": flow_lr,
                       "noise_lr": noise_lr},
         )

@@ -56,14 +56,14 @@ class SparseFlickering(SparseAttack):
                  beta_thickness: float = DEFAULT_BETAS[0], beta_roughness: float = DEFAULT_BETAS[1],
                  lr: float = DEFAULT_LR, max_iters: int = 100, min_ssim: float | None = None,
                  max_l21: float | None = None, targeted: bool = False, adv_loss: str = "log1mp",
-                 batch_size: int = 32, seed: int = 0):
+                 batch_size: int = 32, seed: int = 0, margin: float = 0.0):
         for name, value in (("lam", lam), ("beta_thickness", beta_thickness), ("beta_roughness", beta_roughness)):
             if not value >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
         self.lam, self.betas = float(lam), (float(beta_thickness), float(beta_roughness))
         super().__init__(
             model, FrameOffset(lr), frames=frames, selector=selector, max_iters=max_iters, min_ssim=min_ssim,
-            max_l21=max_l21, targeted=targeted, adv_loss=adv_loss, batch_size=batch_size, seed=seed,
+            max_l21=max_l21, targeted=targeted, adv_loss=adv_loss, batch_size=batch_size, seed=seed, margin=margin,
             settings={"perturbation": "flicker", "lam": self.lam, "beta_thickness": self.betas[0],
                       "beta_roughness": self.betas[1], "lr": lr},
         )

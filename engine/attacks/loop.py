@@ -114,7 +114,8 @@ def pad_frames(frame_idx: torch.Tensor, width: int, num_frames: int) -> tuple[to
 
 class SparseAttackLoop:
     def __init__(self, model, perturbation, objective: Objective, *, targeted: bool, max_iters: int,
-                 budget: Budget, capacity: int, stop_on_success: bool = True, refine: bool = False):
+                 budget: Budget, capacity: int, stop_on_success: bool = True, refine: bool = False,
+                 margin: float = 0.0):
         self.model = model
         self.perturbation = perturbation
         self.objective = objective
@@ -125,6 +126,7 @@ class SparseAttackLoop:
         # Off when a selector scores candidate frames: every video then runs exactly max_iters updates.
         self.stop_on_success = stop_on_success and not refine
         self.refine = refine
+        self.margin = margin  # a success stops a video once it holds by this many logits (or at the cap)
 
     # ------------------------------------------------------------------ slots
     def _allocate(self, job: Job) -> None:
@@ -234,8 +236,10 @@ class SparseAttackLoop:
         logits = self.model.logits(kernels.scatter_frames(self.videos[rows], self.frame_idx[rows], adv))
         goal = self.goal[rows]
         done = reached_goal(logits, goal, self.targeted) & self.budget.satisfied(ssim, l21)
+        # With a margin, a video keeps going past the boundary; it still counts as fooled at the cap.
+        settled = done & reached_goal(logits, goal, self.targeted, self.margin) if self.margin > 0 else done
         out_of_iters = self.iters[rows] >= self.max_iters
-        finished = (done & self.stop_on_success) | out_of_iters
+        finished = (settled & self.stop_on_success) | out_of_iters
         step = Step(adv, clean, ssim, l21, logits, goal, self.iters[rows], params, self.frame_idx[rows],
                     self.frame_valid[rows], self.num_frames)
         loss = self.objective(step)

@@ -27,6 +27,12 @@ def adversarial_term(logits: torch.Tensor, goal: torch.Tensor, targeted: bool, k
     raise ConfigError(f"unknown adversarial loss {kind!r}; choose from {', '.join(ADV_LOSSES)}")
 
 
-def reached_goal(logits: torch.Tensor, goal: torch.Tensor, targeted: bool) -> torch.Tensor:
-    pred = logits.argmax(-1)
-    return pred == goal if targeted else pred != goal
+def reached_goal(logits: torch.Tensor, goal: torch.Tensor, targeted: bool, margin: float = 0.0) -> torch.Tensor:
+    """Whether each video is classified as the attack wants. With ``margin`` > 0, by at least that many
+    logits: the goal class above every other (targeted), or some other class above the true one."""
+    if margin <= 0:
+        pred = logits.argmax(-1)
+        return pred == goal if targeted else pred != goal
+    goal_logit = logits.gather(1, goal.unsqueeze(1)).squeeze(1)
+    best_other = logits.scatter(1, goal.unsqueeze(1), float("-inf")).max(1).values
+    return goal_logit - best_other >= margin if targeted else best_other - goal_logit >= margin

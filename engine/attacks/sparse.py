@@ -28,14 +28,14 @@ class Sparse(SparseAttack):
     def __init__(self, model, *, frames: int = 1, selector: str | Selector = "first", lam: float = DEFAULT_LAM,
                  lr: float = DEFAULT_LR, max_iters: int = 100, min_ssim: float | None = None,
                  max_l21: float | None = None, targeted: bool = False, adv_loss: str = "log1mp",
-                 batch_size: int = 32, seed: int = 0):
+                 batch_size: int = 32, seed: int = 0, margin: float = 0.0):
         if not lam >= 0:
             raise ConfigError(f"lam (the l2,1 weight) must be >= 0, got {lam}")
         self.lam = float(lam)
         super().__init__(
             model, FlowNoise("noise", noise_lr=lr), frames=frames, selector=selector, max_iters=max_iters,
             min_ssim=min_ssim, max_l21=max_l21, targeted=targeted, adv_loss=adv_loss, batch_size=batch_size,
-            seed=seed, settings={"perturbation": "noise", "lam": self.lam, "lr": lr},
+            seed=seed, margin=margin, settings={"perturbation": "noise", "lam": self.lam, "lr": lr},
         )
 
     def objective(self, step: Step) -> torch.Tensor:

@@ -98,6 +98,18 @@ def test_sparse_method_from_the_command_line(tmp_path, capsys):
     assert "--perturbation is a deepsava setting" in capsys.readouterr().err
 
 
+def test_margin_is_recorded_and_refused_where_it_means_nothing(tmp_path, capsys):
+    out = tmp_path / "margin"
+    assert run_cli("--model", "tsn-digits", "--num-videos", "2", "--iters", "5", "--margin", "1.5",
+                   "--out", str(out)) == 0
+    assert json.loads((out / "metrics.json").read_text())["settings"]["margin"] == 1.5
+    for method, message in (("keyframe", "does not apply to keyframe"), ("bim", "belongs to the sparse methods")):
+        assert run_cli("--method", method, "--margin", "1", "--out", str(tmp_path / method)) == 2
+        assert message in capsys.readouterr().err
+    assert run_cli("--margin", "-1", "--out", str(tmp_path / "negative")) == 2
+    assert "margin" in capsys.readouterr().err
+
+
 def test_reproduce_writes_markdown_json_and_plot(tmp_path, capsys):
     out = tmp_path / "repro"
     assert main(["reproduce", "table8", "--model", "tsn-digits", "--num-videos", "2", "--iters", "3",

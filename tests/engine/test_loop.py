@@ -3,12 +3,14 @@ as wider videos arrive, and padding frames are never perturbed."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from sava.attacks.loop import Budget, Job, SparseAttackLoop, pad_frames
 from sava.attacks.losses import adversarial_term
 from sava.attacks.perturbations import FlowNoise
 from sava.data import bundled
+from sava.errors import ConfigError
 from sava.metrics import VideoResult
 from sava.models import load_bundled
 
@@ -41,3 +43,44 @@ def test_ragged_jobs_widen_the_slots_and_touch_only_their_frames():
             logits = model.logits(adversarial.unsqueeze(0))
         assert int(logits.argmax()) == result.final_pred
         assert abs(float(logits.softmax(-1).max()) - result.final_prob) < 1e-5
+
+
+def test_reached_goal_with_a_margin():
+    from sava.attacks.losses import reached_goal
+
+    logits = torch.tensor([[3.0, 1.0, 0.5], [1.0, 1.4, 0.0], [0.0, 0.1, 2.5]])
+    goal = torch.tensor([1, 0, 2])
+    # Untargeted: the best other class beats the goal (true) class by 2.0, 0.4 and -2.4 logits.
+    assert reached_goal(logits, goal, False).tolist() == [True, True, False]
+    assert reached_goal(logits, goal, False, 1.0).tolist() == [True, False, False]
+    # Targeted: the goal class leads by -2.0, -0.4 and 2.4.
+    assert reached_goal(logits, goal, True, 2.0).tolist() == [False, False, True]
+    assert reached_goal(logits, goal, True, 3.0).tolist() == [False, False, False]
+
+
+def test_a_margin_keeps_each_video_going_until_its_success_holds_by_that_much():
+    from sava import DeepSAVA
+    from sava.transfer import replay
+
+    model, clips = load_bundled("tsn-digits"), bundled("digits", "test")
+    videos, labels = clips.float_videos(slice(0, 6)), clips.labels[:6]
+    plain = DeepSAVA(model, frames=2, max_iters=60).run(videos, labels).results
+    margin = 3.0
+    kept = DeepSAVA(model, frames=2, max_iters=60, margin=margin).run(videos, labels).results
+    stopped_early = 0
+    for video, before, after in zip(videos, plain, kept):
+        if not after.attacked:
+            continue
+        with torch.no_grad(), model.attack_mode():
+            logits = model.logits(replay(video, after).unsqueeze(0))[0]
+        gap = float(logits.max() if logits.argmax() != after.label else logits.topk(2).values[1]) \
+            - float(logits[after.label])
+        if after.iterations < 60:  # stopped before the cap: only by holding the margin
+            stopped_early += 1
+            assert after.success and gap >= margin - 1e-4, (after.video_id, gap)
+        assert after.success == (gap > 0)  # fooled or not, as the float32 model sees the replayed clip
+        if before.success and after.success:
+            assert after.iterations >= before.iterations
+    assert stopped_early >= 3
+    with pytest.raises(ConfigError, match="margin"):
+        DeepSAVA(model, margin=-1.0)
