@@ -99,7 +99,7 @@ def _scenarios() -> Iterator[tuple[str, Callable[[], None]]]:
 
 
 def record_launches() -> list[Launch]:
-    """Every distinct kernel launch the launchers make, recorded without running a kernel."""
+    """The kernel launches the launchers make for every scenario, recorded without running a kernel."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise RuntimeError("sava.kernels.aot needs TRITON_INTERPRET unset: under the interpreter the kernels "
                            "are not compiled. Run `python -m sava.kernels.aot` in a fresh process.")

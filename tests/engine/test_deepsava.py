@@ -9,20 +9,8 @@ import torch.nn.functional as F
 from pytorch_msssim import ssim as msssim_ssim
 
 from sava import ConfigError, DeepSAVA, InputError
-from sava.data import bundled
-from sava.models import load_bundled
 
 torch.set_num_threads(2)
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_bundled("c3d-digits")
-
-
-@pytest.fixture(scope="module")
-def clips():
-    return bundled("digits", "test")
 
 
 def replay(video: torch.Tensor, result) -> torch.Tensor:

@@ -7,7 +7,6 @@ import pytest
 import torch
 
 from sava import ConfigError, GradientKeyframe
-from sava.data import bundled
 from sava.models import load_bundled
 from sava.selection import make_selector
 from sava.selection.saliency import Keyframes
@@ -44,16 +43,6 @@ def test_boundary_outside_the_unit_interval_is_refused(boundary):
         GradientKeyframe(load_bundled("tsn-digits"), boundary=boundary)
     with pytest.raises(ConfigError, match="keyframes"):
         make_selector(f"keyframes:{boundary}" if boundary else "keyframes:x")
-
-
-@pytest.fixture(scope="module")
-def model():
-    return load_bundled("c3d-digits")
-
-
-@pytest.fixture(scope="module")
-def clips():
-    return bundled("digits", "test")
 
 
 def test_two_stage_attack_shrinks_its_perturbation_after_the_first_success(model, clips):
