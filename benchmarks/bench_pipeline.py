@@ -7,7 +7,9 @@ the same model, clips, iteration cap and settings, in one run.
     python benchmarks/bench_pipeline.py --tiny                                             # CI: proves it runs
 
 Rows: the environment, the model, the implementation (``one_at_a_time``,
-``sava_batch<B>``, ``sava_torchrun<P>`` for P CPU processes), videos, FR,
+``sava_batch<B>``, ``sava_batch<B>_<lever>`` for ``--levers`` bf16 / compile,
+``sava_torchrun<P>`` for P CPU processes), videos, FR (and FR re-checked by the
+float32 eager model), mean SSIM,
 ANI, seconds, videos per second, the speed-up over ``one_at_a_time`` and peak
 memory (CUDA: allocated bytes; CPU: the process's peak resident set).
 """
@@ -79,18 +81,28 @@ def run_sava(model, videos, labels, iters, batch):
             "fooling_rate": summary.fooling_rate, "mean_ssim": summary.mean_ssim}, run.results
 
 
+def with_lever(model, name: str, lever: str, device: str):
+    """The model as a lever wants it: ``bf16`` autocast, or ``compile`` (CUDA graphs on CUDA) on a fresh copy,
+    so that the other runs keep the eager float32 model."""
+    if not lever:
+        return model
+    fresh = r3d18_model(device) if name == "r3d18" else load_bundled(name, device=device)
+    if lever == "bf16":
+        fresh.precision = "bf16"
+        return fresh
+    if lever == "compile":
+        return fresh.compile()
+    raise SystemExit(f"unknown lever {lever!r} (bf16, compile)")
+
+
 def fooling_rate_in_fp32(model, videos, results) -> float | None:
     """The share of attacked videos whose replayed adversarial clip the float32 model misclassifies: how a
     run made under bf16 autocast fares once its decisions are checked at full precision."""
     attacked = [(video, r) for video, r in zip(videos, results) if r.attacked]
     if not attacked:
         return None
-    precision, model.precision = model.precision, "fp32"
-    try:
-        adversarial = torch.stack([replay(video, r) for video, r in attacked])
-        predicted = model.predict(adversarial)[0].cpu()
-    finally:
-        model.precision = precision
+    adversarial = torch.stack([replay(video, r) for video, r in attacked])
+    predicted = model.predict(adversarial)[0].cpu()
     labels = torch.tensor([r.label for _, r in attacked])
     return float((predicted != labels).float().mean())
 
@@ -119,14 +131,16 @@ def main() -> None:
     parser.add_argument("--batches", default="1,8,32")
     parser.add_argument("--processes", default="2", help="torchrun process counts to time (CPU, bundled models)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--precisions", default=None,
-                        help="model precisions for sava's runs (default: fp32 on CPU, fp32,bf16 on CUDA)")
+    parser.add_argument("--levers", default=None,
+                        help="levers tried one at a time on the largest batch: bf16, compile (CUDA graphs on "
+                             "CUDA); default: none on CPU, bf16,compile on CUDA")
     parser.add_argument("--out", type=Path, default=None, help="append JSON rows to this file")
     args = parser.parse_args()
     if args.tiny:
         args.videos, args.iters, args.batches, args.processes = 4, 5, "4", ""
     default = "c3d-camera,r3d18" if args.device == "cuda" else "c3d-camera"
-    args.precisions = args.precisions or ("fp32,bf16" if args.device == "cuda" else "fp32")
+    if args.levers is None:
+        args.levers = "bf16,compile" if args.device == "cuda" else ""
     env = environment(args.device)
     rows = []
     for name in (args.models or default).split(","):
@@ -136,16 +150,14 @@ def main() -> None:
         outcome, seconds = timed(args.device, run_reference, model, videos, labels, args.iters)
         measured.append(("one_at_a_time", outcome, seconds, peak_memory(args.device)))
         batches = [int(b) for b in args.batches.split(",") if b]
-        for precision in args.precisions.split(","):
-            model.precision = precision
-            # bf16 is a lever for the largest batch; fp32 is timed at every batch size.
-            for batch in batches if precision == "fp32" else batches[-1:]:
-                (outcome, results), seconds = timed(args.device, run_sava, model, videos, labels, args.iters,
-                                                    batch)
-                outcome["fooling_rate_fp32"] = fooling_rate_in_fp32(model, videos, results)
-                suffix = "" if precision == "fp32" else f"_{precision}"
-                measured.append((f"sava_batch{batch}{suffix}", outcome, seconds, peak_memory(args.device)))
-        model.precision = "fp32"
+        # Every batch size as it comes; then each lever on the largest batch, alone.
+        runs = [(batch, "") for batch in batches] + [(batches[-1], lever) for lever in args.levers.split(",") if lever]
+        for batch, lever in runs:
+            target = with_lever(model, name, lever, args.device)
+            (outcome, results), seconds = timed(args.device, run_sava, target, videos, labels, args.iters, batch)
+            outcome["fooling_rate_fp32"] = fooling_rate_in_fp32(model, videos, results)
+            measured.append((f"sava_batch{batch}" + (f"_{lever}" if lever else ""), outcome, seconds,
+                             peak_memory(args.device)))
         if args.device == "cpu" and name != "r3d18":
             for processes in [int(p) for p in args.processes.split(",") if p]:
                 outcome, seconds = run_torchrun(name, args.videos, args.iters, processes)

@@ -115,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                      help="bf16: the model's forward and backward under bfloat16 autocast (a GPU speed lever; "
                           "success is then the bf16 model's decision)")
+    run.add_argument("--compile", action="store_true",
+                     help="torch.compile the model (CUDA graphs on CUDA); every step then runs the full batch")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=None,
                      help="run folder (default: runs/<time>-<model>); an existing run folder is resumed")
@@ -221,6 +223,10 @@ def cmd_attack(args) -> int:
                            device=shard.device(args.device))
         if args.precision != "fp32":
             model.precision = args.precision
+        if args.compile:
+            if not hasattr(model, "compile"):
+                raise SavaError(f"--compile needs a white-box torch model; {model.name} is not one")
+            model.compile()
         data_spec = args.data or model.info.extra.get("dataset")
         if data_spec is None:
             raise SavaError("--data is needed for a model that is not bundled")

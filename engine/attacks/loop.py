@@ -233,7 +233,13 @@ class SparseAttackLoop:
         leaves = {name: value[rows].requires_grad_() for name, value in self.params.items()}
         params = self._masked(rows, leaves)
         adv, clean, ssim, l21 = self._frames(rows, params)
-        logits = self.model.logits(kernels.scatter_frames(self.videos[rows], self.frame_idx[rows], adv))
+        inputs = kernels.scatter_frames(self.videos[rows], self.frame_idx[rows], adv)
+        if getattr(self.model, "static_batch", False):
+            # One batch shape for every step (a compiled model's CUDA graph is replayed, not recaptured):
+            # the idle slots ride along with their clean clips and their logits are dropped.
+            logits = self.model.logits(self.videos.index_put((rows,), inputs))[rows]
+        else:
+            logits = self.model.logits(inputs)
         goal = self.goal[rows]
         done = reached_goal(logits, goal, self.targeted) & self.budget.satisfied(ssim, l21)
         # With a margin, a video keeps going past the boundary; it still counts as fooled at the cap.

@@ -70,6 +70,16 @@ class VideoModel(DescribedModel):
             self._mean = mean.view(1, 1, -1, 1, 1).to(self.device)
             self._std = std.view(1, 1, -1, 1, 1).to(self.device)
 
+    static_batch = False  # True once compiled: attacks then always run the model on their full batch
+
+    def compile(self, mode: str | None = None) -> VideoModel:
+        """``torch.compile`` the module; ``reduce-overhead`` (the default on CUDA) records CUDA graphs. Attacks
+        then run it on their whole batch every step, idle slots included, so one graph shape serves the run."""
+        mode = mode or ("reduce-overhead" if self.device.type == "cuda" else "default")
+        self.module = torch.compile(self.module, mode=mode, dynamic=False)
+        self.static_batch = True
+        return self
+
     @property
     def precision(self) -> str:
         """``fp32``, or ``bf16``: the module's forward and backward under bfloat16 autocast (float32 logits

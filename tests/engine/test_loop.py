@@ -84,3 +84,21 @@ def test_a_margin_keeps_each_video_going_until_its_success_holds_by_that_much():
     assert stopped_early >= 3
     with pytest.raises(ConfigError, match="margin"):
         DeepSAVA(model, margin=-1.0)
+
+
+def test_a_static_batch_gives_the_same_attack_and_a_compiled_model_runs_it():
+    """Compiled models get fixed-shape batches (idle slots ride along); the videos' outcomes must not move."""
+    from sava import DeepSAVA
+
+    clips = bundled("digits", "test")
+    videos, labels = clips.float_videos(slice(0, 5)), clips.labels[:5]
+    settings = dict(frames=2, selector="first", max_iters=8, batch_size=3)  # 5 videos in 3 slots: idle slots
+    eager = DeepSAVA(load_bundled("tsn-digits"), **settings).run(videos, labels).results
+    model = load_bundled("tsn-digits")
+    model.static_batch = True
+    static = DeepSAVA(model, **settings).run(videos, labels).results
+    compiled = DeepSAVA(load_bundled("tsn-digits").compile(), **settings).run(videos, labels).results
+    for a, b, c in zip(eager, static, compiled):
+        assert (a.success, a.iterations) == (b.success, b.iterations) == (c.success, c.iterations)
+        torch.testing.assert_close(b.noise, a.noise, atol=1e-5, rtol=0)
+        torch.testing.assert_close(c.noise, a.noise, atol=1e-3, rtol=0)  # compiled kernels round differently
