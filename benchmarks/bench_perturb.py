@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
-from harness import Case, arguments, autograd_passes, triton_usable, write_and_print
+from harness import Case, arguments, autograd_passes, configured, triton_usable, write_and_print
 
 from sava.kernels import dispatch
 from sava.kernels import reference as ref
@@ -33,8 +35,16 @@ def cases(args) -> list[Case]:
         case = Case("perturb", {"B": b, "T": t, "C": c, "H": h, "W": w, "k": k, "dtype": "float32"}, floor)
         inputs = (video, frame_idx, flow, noise)
         if triton_usable(args.device):
-            fused = lambda *a: dispatch.perturb_selected(*a, backend="triton")
-            case.impls["triton"] = autograd_passes(fused, inputs, (2, 3))
+            from sava.kernels.fused import perturb as module
+
+            run = lambda *a: dispatch.perturb_selected(*a, backend="triton")  # noqa: E731
+            defaults = {"BLOCK": module.BLOCK, "NUM_WARPS": module.NUM_WARPS}
+            case.impls["triton"] = configured(autograd_passes(run, inputs, (2, 3)), module, defaults)
+            if args.sweep and k == shapes[-1][-1]:
+                grid = [(256, 4)] if args.tiny else itertools.product((256, 512, 1024, 2048), (4, 8, 16))
+                for block, warps in grid:
+                    case.impls[f"triton_b{block}w{warps}"] = configured(
+                        autograd_passes(run, inputs, (2, 3)), module, {"BLOCK": block, "NUM_WARPS": warps})
         case.impls["reference"] = autograd_passes(reference_selected, inputs, (2, 3))
         if args.compile:
             case.impls["reference_compiled"] = autograd_passes(torch.compile(reference_selected), inputs, (2, 3))

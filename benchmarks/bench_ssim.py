@@ -6,8 +6,10 @@
 
 from __future__ import annotations
 
+import itertools
+
 import torch
-from harness import Case, arguments, autograd_passes, triton_usable, write_and_print
+from harness import Case, arguments, autograd_passes, configured, triton_usable, write_and_print
 
 from sava.kernels import dispatch
 from sava.kernels import reference as ref
@@ -24,7 +26,17 @@ def cases(args) -> list[Case]:
         case = Case("ssim", {"B": b, "T": t, "C": c, "H": h, "W": w, "k": k, "dtype": "float32"},
                     {"forward": 8 * values, "backward": 12 * values, "forward+backward": 12 * values})
         if triton_usable(args.device):
-            case.impls["triton"] = autograd_passes(lambda a, r: dispatch.ssim(a, r, backend="triton"), (x, y), (0,))
+            from sava.kernels.fused import ssim as fused
+
+            run = lambda a, r: dispatch.ssim(a, r, backend="triton")  # noqa: E731
+            defaults = {"ROWS": fused.ROWS, "COLS": fused.COLS, "NUM_WARPS": fused.NUM_WARPS}
+            case.impls["triton"] = configured(autograd_passes(run, (x, y), (0,)), fused, defaults)
+            if args.sweep and k == shapes[-1][-1]:
+                grid = [(16, 32, 8)] if args.tiny else itertools.product((8, 16, 32), (32, 64, 128), (4, 8))
+                for rows, cols, warps in grid:
+                    constants = {"ROWS": rows, "COLS": cols, "NUM_WARPS": warps}
+                    case.impls[f"triton_{rows}x{cols}w{warps}"] = configured(
+                        autograd_passes(run, (x, y), (0,)), fused, constants)
         case.impls["reference"] = autograd_passes(ref.ssim, (x, y), (0,))
         if args.compile:
             case.impls["reference_compiled"] = autograd_passes(torch.compile(ref.ssim), (x, y), (0,))

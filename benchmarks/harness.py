@@ -104,6 +104,8 @@ def arguments(description: str) -> argparse.Namespace:
     parser.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                         help="include the torch.compile anchor (default: on CUDA only)")
     parser.add_argument("--out", type=Path, default=None, help="append JSON rows to this file")
+    parser.add_argument("--sweep", action="store_true",
+                        help="also time other launch configurations of the Triton kernel (largest k only)")
     args = parser.parse_args()
     if args.compile is None:
         args.compile = args.device == "cuda"
@@ -135,6 +137,20 @@ def autograd_passes(fn: Callable, args: tuple, wrt: tuple[int, ...]) -> dict:
         return torch.autograd.grad(fn(*fresh), [fresh[i] for i in wrt if fresh[i] is not None], upstream)
 
     return {"forward": forward, "backward": backward, "forward+backward": forward_backward}
+
+
+def configured(passes: dict, module, constants: dict) -> dict:
+    """Pass closures that first set ``module``'s launch constants (tile sizes, warps): one harness times a
+    sweep of launch configurations, each pass -- the backward too -- under its own."""
+
+    def wrap(fn: Callable) -> Callable:
+        def run():
+            for name, value in constants.items():
+                setattr(module, name, value)
+            return fn()
+        return run
+
+    return {name: wrap(fn) for name, fn in passes.items()}
 
 
 def triton_usable(device: str) -> bool:

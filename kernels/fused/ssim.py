@@ -30,6 +30,7 @@ import triton.language as tl
 from ..reference import SSIM_K1, SSIM_K2, SSIM_WINDOW, gaussian_window
 
 ROWS, COLS = 16, 64  # output tile of one program (forward: window positions; backward: pixels)
+NUM_WARPS = 4  # launch constants are read at each launch: `bench_ssim.py --sweep` tries others
 
 
 # --------------------------------------------------------------------------- kernels
@@ -177,6 +178,7 @@ def _launch_forward(x: torch.Tensor, y: torch.Tensor, keep_maps: bool):
             x, y, _taps(x.device), partial, maps if keep_maps else partial,
             channels, height, width, ho, wo, *x.stride(), *y.stride(),
             C1=(SSIM_K1) ** 2, C2=(SSIM_K2) ** 2, WIN=SSIM_WINDOW, KEEP_MAPS=keep_maps, ROWS=ROWS, COLS=COLS,
+            num_warps=NUM_WARPS,
         )
     # Per-tile partial sums, added in a fixed order: deterministic, unlike atomics.
     return partial.sum(dim=1) / (channels * ho * wo), maps
@@ -189,7 +191,7 @@ def _launch_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor, maps:
         _ssim_backward_kernel[(frames, triton.cdiv(height, ROWS), triton.cdiv(width, COLS))](
             x, y, _taps(x.device), maps, grad.contiguous(), out,
             channels, height, width, height - SSIM_WINDOW + 1, width - SSIM_WINDOW + 1,
-            *x.stride(), *y.stride(), WIN=SSIM_WINDOW, ROWS=ROWS, COLS=COLS,
+            *x.stride(), *y.stride(), WIN=SSIM_WINDOW, ROWS=ROWS, COLS=COLS, num_warps=NUM_WARPS,
         )
     return out
 

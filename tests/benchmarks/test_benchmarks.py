@@ -16,16 +16,19 @@ REQUIRED = {"device", "commit", "torch", "op", "impl", "pass", "B", "T", "C", "H
             "ms_p80", "floor_bytes", "achieved_GBps"}
 
 
-@pytest.mark.parametrize("op", ["ssim", "perturb", "update"])
-def test_benchmark_runs_and_writes_rows(op, tmp_path):
+@pytest.mark.parametrize("op, sweep", [("ssim", []), ("perturb", ["--sweep"]), ("update", [])])
+def test_benchmark_runs_and_writes_rows(op, sweep, tmp_path):
     out = tmp_path / f"{op}.jsonl"
     env = dict(os.environ, TRITON_INTERPRET="1")
     done = subprocess.run([sys.executable, str(BENCHMARKS / f"bench_{op}.py"), "--tiny", "--repeats", "2",
-                           "--out", str(out)], capture_output=True, text=True, env=env, cwd=BENCHMARKS, timeout=600)
+                           "--out", str(out), *sweep], capture_output=True, text=True, env=env, cwd=BENCHMARKS,
+                          timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     impls = {row["impl"] for row in rows}
     assert {"reference", "triton"} <= impls
+    if sweep:  # another launch configuration, timed and compared like any implementation
+        assert any(impl.startswith("triton_b") for impl in impls)
     for row in rows:
         assert REQUIRED <= set(row), REQUIRED - set(row)
         assert row["ms"] > 0 and row["op"] == op
