@@ -33,7 +33,8 @@ for stage in "${stages[@]}"; do
         tests/engine/test_deepsava.py 2>&1 | tee "$out/pytest-$stamp.log" | tail -8 ;;
     kernels)
       for op in perturb ssim update; do
-        python3 benchmarks/bench_$op.py --out "$out/$op-$stamp.jsonl" || echo "bench_$op failed"
+        sweep=$([ "$op" = update ] || echo --sweep)   # launch configurations beside the defaults
+        python3 benchmarks/bench_$op.py $sweep --out "$out/$op-$stamp.jsonl" || echo "bench_$op failed"
       done
       python3 -m sava.kernels.aot --out "$out/aot-$stamp.jsonl" >/dev/null || echo "aot report failed" ;;
     native) python3 benchmarks/bench_native.py --out "$out/native-$stamp.jsonl" || echo "bench_native failed" ;;
