@@ -10,6 +10,9 @@ video of the batch evaluates its own candidate in the same batched run.
   masks (botorch's ``SingleTaskGP``, one independent GP per video, fitted as one
   batched model) and expected improvement pick each video's next candidate;
   after ``evaluations`` candidates the best one is returned for the full attack.
+  ``start="saliency"`` makes each video's first candidate its gradient-saliency pick (one batched forward
+  and backward) instead of a random one: measured, it helps where the frame that matters is easy to
+  see from the gradient (README, "Frame selection").
   The authors' code scored with a single Adam step, too noisy to rank frames,
   and then never used the chosen frame; here the score uses ``steps`` steps and
   the choice is what the attack perturbs.
@@ -78,9 +81,12 @@ class BayesOpt(Selector):
 
     name = "bo"
 
-    def __init__(self, evaluations: int = 6, initial: int = 2, steps: int = 10, seed: int = 0):
+    def __init__(self, evaluations: int = 6, initial: int = 2, steps: int = 10, seed: int = 0, start: str = "random"):
         if not 1 <= initial <= evaluations:
             raise ConfigError(f"BO needs 1 <= initial ({initial}) <= evaluations ({evaluations})")
+        if start not in ("random", "saliency"):
+            raise ConfigError(f"BO starts from a random or the saliency candidate, not {start!r}")
+        self.start = start
         if steps < 1:
             raise ConfigError(f"scoring steps must be >= 1, got {steps}")
         self.budget, self.initial, self.steps = evaluations, initial, steps
@@ -97,16 +103,23 @@ class BayesOpt(Selector):
         losses = torch.empty(batch, 0, dtype=torch.float64)
         for step in range(budget):
             pool = self._pool(num_frames, k, total)
-            if step < self.initial:
+            if step == 0 and self.start == "saliency":
+                from .saliency import frame_weights
+
+                pick = frame_weights(model, videos, labels).topk(k, dim=1).indices.sort(dim=1).values
+            elif step < self.initial:
                 pick = self._random_untried(pool, tried)
             else:
                 pick = self._most_promising(pool, tried, losses, num_frames)
             tried = torch.cat([tried, pick.unsqueeze(1)], dim=1)
             losses = torch.cat([losses, score(pick, self.steps).double().unsqueeze(1)], dim=1)
         self.evaluations = budget
-        self.queries = self.evaluations * (self.steps + 1)
+        self.queries = self.evaluations * (self.steps + 1) + (self.start == "saliency")
         self.losses, self.tried = losses, tried
         return tried[torch.arange(batch), losses.argmin(dim=1)]
+
+    def __repr__(self) -> str:
+        return "bo:saliency" if self.start == "saliency" else "bo"
 
     # -------------------------------------------------------------- candidates
     def _pool(self, num_frames: int, k: int, total: int) -> torch.Tensor:

@@ -75,6 +75,23 @@ def test_bayes_opt_reaches_brute_forces_outcome_on_a_real_model():
     assert sum(same) >= 0.85 * len(same), f"same outcome on {sum(same)} of {len(same)} videos"
 
 
+def test_bayes_opt_can_start_from_the_saliency_pick():
+    model, clips = load_bundled("tsn-digits"), bundled("digits", "test")
+    videos, labels = clips.float_videos(slice(0, 4)), clips.labels[:4]
+    selector = make_selector("bo:saliency", evaluations=3, score_steps=1)
+    assert repr(selector) == "bo:saliency" and repr(make_selector("bo")) == "bo"
+    calls = []
+    score = lambda idx, s: calls.append(idx) or idx[:, 0].double()  # noqa: E731 -- earlier frames score better
+    pick = selector.select(model, videos, labels, 2, score=score)
+    assert torch.equal(calls[0], Saliency().select(model, videos, labels, 2))
+    assert len(calls) == 3 and selector.queries == 3 * 2 + 1
+    candidates = torch.stack(calls, dim=1)  # videos x evaluations x k
+    best = candidates[:, :, 0].argmin(dim=1)
+    assert torch.equal(pick, candidates[torch.arange(4), best])
+    with pytest.raises(ConfigError, match="random or the saliency"):
+        BayesOpt(start="ifd")
+
+
 def test_selectors_return_distinct_frames_in_range():
     model, clips = load_bundled("tsn-digits"), bundled("digits", "test")
     videos, labels = clips.float_videos(slice(0, 3)), clips.labels[:3]
