@@ -30,6 +30,13 @@ def verdict(ok: bool) -> str:
     return "yes" if ok else "**no**"
 
 
+def measured(tables, table: str):
+    """(model, rows) for every model that has ``table``, in the models' order."""
+    for model, by_table in tables.items():
+        if table in by_table:
+            yield model, by_table[table]["rows"]
+
+
 def fr(rows: list[dict], approach: str, **match) -> float:
     return next(r["fooling_rate"] for r in rows if r["approach"] == approach and
                 all(r.get(k) == v for k, v in match.items()))
@@ -58,10 +65,7 @@ def ordering(tables) -> list[str]:
 def frames_rise(tables) -> list[str]:
     lines = ["## FR rises with the number of perturbed frames (Table 7, Fig. 6)", "",
              "| model | approach | 1 | 2 | 4 | non-decreasing |", "| --- | --- | --- | --- | --- | --- |"]
-    for model, by_table in tables.items():
-        if "table7" not in by_table:
-            continue
-        rows = by_table["table7"]["rows"]
+    for model, rows in measured(tables, "table7"):
         for approach in dict.fromkeys(r["approach"] for r in rows):
             rates = [r["fooling_rate"] for r in sorted((r for r in rows if r["approach"] == approach),
                                                         key=lambda r: r["frames"])]
@@ -75,10 +79,7 @@ def bo_vs_brute(tables) -> list[str]:
              "(Table 8)", "",
              "| model | BO FR | brute FR | BO does as well | same frame | runs BO / brute | holds |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for model, by_table in tables.items():
-        if "table8" not in by_table:
-            continue
-        bo, brute = by_table["table8"]["rows"]
+    for model, (bo, brute) in measured(tables, "table8"):
         reach = bo.get("reaches_brute_force")
         holds = reach is not None and reach >= 0.9 and bo["generator_runs_per_video"] < brute[
             "generator_runs_per_video"]
@@ -92,10 +93,7 @@ def keyframes(tables) -> list[str]:
     lines = ["## Xu et al.: adaptive keyframes need fewer queries (MQ) and less perturbation (MAP) than first-k "
              "and IFD", "", "| model | goal | MQ ours / SA / IFD | MAP ours / SA / IFD | fewest queries | "
              "smallest MAP |", "| --- | --- | --- | --- | --- | --- |"]
-    for model, by_table in tables.items():
-        if "xu-table2" not in by_table:
-            continue
-        rows = by_table["xu-table2"]["rows"]
+    for model, rows in measured(tables, "xu-table2"):
         for goal in dict.fromkeys(r["goal"] for r in rows):
             ours, *others = [r for r in rows if r["goal"] == goal]
             mq = [r["mq"] for r in [ours, *others]]
@@ -112,10 +110,7 @@ def translation(tables) -> list[str]:
     lines = ["## TT raises the transfer success rate of each base attack", "",
              "| white box | black box | " + " | ".join(f"{m} / tt-{m}" for m in ("fgsm", "bim", "mi", "di", "ti"))
              + " | TT higher / equal / lower |", "| --- | --- |" + " --- |" * 6]
-    for model, by_table in tables.items():
-        if "tt" not in by_table:
-            continue
-        rows = by_table["tt"]["rows"]
+    for model, rows in measured(tables, "tt"):
         for key in [k for k in rows[0] if k.startswith("asr:")]:
             cells, tally = [], [0, 0, 0]
             for method in ("fgsm", "bim", "mi", "di", "ti"):
@@ -131,8 +126,8 @@ def compression(tables) -> list[str]:
     lines = ["## Compression: the flow part survives H.264 better than noise alone (DeepSAVA 4.2.3)", "",
              "| model | perturbation | FR before | still fooled at CRF 18 / 23 / 28 / 35 |",
              "| --- | --- | --- | --- |"]
-    for model, by_table in tables.items():
-        for row in by_table.get("compression", {}).get("rows", []):
+    for model, rows in measured(tables, "compression"):
+        for row in rows:
             after = " / ".join(pct(row.get(f"after_crf{crf}")) for crf in (18, 23, 28, 35))
             lines.append(f"| {model} | {row['approach']} | {pct(row['fooling_rate'])} | {after} |")
     return lines
@@ -144,8 +139,8 @@ def defences(tables) -> list[str]:
              "| model | defence | clean accuracy | FR DeepSAVA | FR Sparse | FR DeepSAVA, SSIM >= 0.95 "
              "| holds (cap / SSIM) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
-    for model, by_table in tables.items():
-        rows = {r["approach"]: r for r in by_table.get("table11", {}).get("rows", [])}
+    for model, table in measured(tables, "table11"):
+        rows = {r["approach"]: r for r in table}
         if "none" not in rows:
             continue
         base = rows["none"]

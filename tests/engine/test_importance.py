@@ -17,15 +17,19 @@ from sava.models import ModelInfo, VideoModel, load_bundled
 torch.set_num_threads(2)
 
 
+def _copy_channel_zero(conv: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        conv.weight.zero_()
+        conv.weight[0, 0] = 1.0
+    return conv
+
+
 class Identity3D(nn.Module):
     """A 1 x 1 x 1 convolution that copies channel 0, then a score rising with brightness."""
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv3d(3, 1, 1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.zero_()
-            self.conv.weight[0, 0] = 1.0
+        self.conv = _copy_channel_zero(nn.Conv3d(3, 1, 1, bias=False))
 
     def forward(self, x):  # B x C x T x H x W
         score = self.conv(x).mean(dim=(1, 2, 3, 4))
@@ -37,10 +41,7 @@ class Identity2D(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.conv = nn.Conv2d(3, 1, 1, bias=False)
-        with torch.no_grad():
-            self.conv.weight.zero_()
-            self.conv.weight[0, 0] = 1.0
+        self.conv = _copy_channel_zero(nn.Conv2d(3, 1, 1, bias=False))
 
     def forward(self, x):  # B x T x C x H x W
         b, t = x.shape[:2]
