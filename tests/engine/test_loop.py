@@ -73,8 +73,8 @@ def test_a_margin_keeps_each_video_going_until_its_success_holds_by_that_much():
             continue
         with torch.no_grad(), model.attack_mode():
             logits = model.logits(replay(video, after).unsqueeze(0))[0]
-        gap = float(logits.max() if logits.argmax() != after.label else logits.topk(2).values[1]) \
-            - float(logits[after.label])
+        best_other = logits.clone().index_fill_(0, torch.tensor([after.label]), float("-inf")).max()
+        gap = float(best_other - logits[after.label])
         if after.iterations < 60:  # stopped before the cap: only by holding the margin
             stopped_early += 1
             assert after.success and gap >= margin - 1e-4, (after.video_id, gap)
