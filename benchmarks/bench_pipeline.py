@@ -12,6 +12,11 @@ Rows: the environment, the model, the implementation (``one_at_a_time``,
 float32 eager model), mean SSIM,
 ANI, seconds, videos per second, the speed-up over ``one_at_a_time`` and peak
 memory (CUDA: allocated bytes; CPU: the process's peak resident set).
+
+With ``--fixed-steps N`` (always for the R3D-18-sized model) no video stops
+early: each row adds video-steps per second, the time of one step, the model's
+own forward+backward time at that batch size (measured in the same run) and
+their ratio, the engine efficiency (1.0: the step costs what the model costs).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from __future__ import annotations
 import argparse
 import json
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -62,23 +68,39 @@ def timed(device: str, fn, *args):
     return out, time.perf_counter() - started
 
 
-def run_reference(model, videos, labels, iters):
+def run_reference(model, videos, labels, iters, fixed=False):
     """Like sava, it attacks only the clips the model gets right (each classified on its own)."""
     outcomes = []
     with model.attack_mode():
         for video, label in zip(videos, labels):
             if int(model.predict(video.unsqueeze(0))[0]) == int(label):
-                outcomes.append(attack_one(model, video.to(model.device), int(label), iters))
+                outcomes.append(attack_one(model, video.to(model.device), int(label), iters,
+                                           stop_on_success=not fixed))
     wins = [i for ok, i in outcomes if ok]
     return {"attacked": len(outcomes), "successes": len(wins), "ani": sum(wins) / len(wins) if wins else None,
             "fooling_rate": len(wins) / max(len(outcomes), 1)}
 
 
-def run_sava(model, videos, labels, iters, batch):
-    run = DeepSAVA(model, max_iters=iters, batch_size=batch).run(videos, labels)
+def run_sava(model, videos, labels, iters, batch, fixed=False):
+    attack = DeepSAVA(model, max_iters=iters, batch_size=batch)
+    attack.stop_on_success = not fixed  # fixed: every video runs exactly ``iters`` steps
+    run = attack.run(videos, labels)
     summary = run.summary
     return {"attacked": summary.attacked, "successes": summary.successes, "ani": summary.ani,
             "fooling_rate": summary.fooling_rate, "mean_ssim": summary.mean_ssim}, run.results
+
+
+def model_forward_backward_ms(model, videos, batch: int, device: str, repeats: int = 10) -> float:
+    """The model's own cost per attack step at this batch size: forward, then backward to the input with the
+    weights frozen (median milliseconds). An attack step cannot cost less."""
+    x = videos.repeat(-(-batch // len(videos)), 1, 1, 1, 1)[:batch].to(model.device).requires_grad_()
+
+    def once():
+        torch.autograd.grad(model.logits(x).sum(), x)
+
+    with model.attack_mode():
+        once()  # warm-up (cuDNN algorithm choice, lazy initialisation)
+        return statistics.median(timed(device, once)[1] for _ in range(repeats)) * 1e3
 
 
 def load(name: str, device: str):
@@ -138,6 +160,11 @@ def main() -> None:
     parser.add_argument("--levers", default=None,
                         help="levers tried one at a time on the largest batch: bf16, compile (CUDA graphs on "
                              "CUDA); default: none on CPU, bf16,compile on CUDA")
+    parser.add_argument("--fixed-steps", type=int, default=None, metavar="N",
+                        help="no early stop: every video runs exactly N steps; rows then report video-steps per "
+                             "second and the engine efficiency (the model's forward+backward time / step time). "
+                             "The R3D-18-sized model always runs this way (default N 20): with random weights it "
+                             "flips after one step, so early-stopped rows would time set-up, not attacking")
     parser.add_argument("--out", type=Path, default=None, help="append JSON rows to this file")
     args = parser.parse_args()
     if args.tiny:
@@ -150,9 +177,11 @@ def main() -> None:
     for name in (args.models or default).split(","):
         model = load(name, args.device)
         videos, labels = clips_for(model, args.videos)
+        fixed = args.fixed_steps or (20 if name == "r3d18" else None)
+        iters = fixed or args.iters
         measured = []
-        outcome, seconds = timed(args.device, run_reference, model, videos, labels, args.iters)
-        measured.append(("one_at_a_time", outcome, seconds, peak_memory(args.device)))
+        outcome, seconds = timed(args.device, run_reference, model, videos, labels, iters, bool(fixed))
+        measured.append(("one_at_a_time", 1, outcome, seconds, peak_memory(args.device)))
         batches = [int(b) for b in args.batches.split(",") if b]
         # Every batch size as it comes; then each lever on the largest batch, alone.
         runs = [(batch, "") for batch in batches] + [(batches[-1], lever) for lever in args.levers.split(",") if lever]
@@ -161,29 +190,45 @@ def main() -> None:
             compiling = None
             if lever == "compile":  # compilation (and graph capture) timed apart from the run it serves
                 _, compiling = timed(args.device, run_sava, target, videos[:batch], labels[:batch], 2, batch)
-            (outcome, results), seconds = timed(args.device, run_sava, target, videos, labels, args.iters, batch)
+            (outcome, results), seconds = timed(args.device, run_sava, target, videos, labels, iters, batch,
+                                                bool(fixed))
             outcome["compile_seconds"] = compiling
             outcome["fooling_rate_fp32"] = fooling_rate_in_fp32(model, videos, results)
-            measured.append((f"sava_batch{batch}" + (f"_{lever}" if lever else ""), outcome, seconds,
+            measured.append((f"sava_batch{batch}" + (f"_{lever}" if lever else ""), batch, outcome, seconds,
                              peak_memory(args.device)))
-        if args.device == "cpu" and name != "r3d18":
+        if args.device == "cpu" and name != "r3d18" and not fixed:
             for processes in [int(p) for p in args.processes.split(",") if p]:
                 outcome, seconds = run_torchrun(name, args.videos, args.iters, processes)
-                measured.append((f"sava_torchrun{processes}", outcome, seconds, None))
-        base = measured[0][2]
-        for impl, outcome, seconds, memory in measured:
-            rows.append(env | {"op": "pipeline", "model": model.name, "impl": impl, "videos": len(videos),
-                               "iters": args.iters, "seconds": seconds, "videos_per_second": len(videos) / seconds,
-                               "speedup_vs_one_at_a_time": base / seconds, "peak_memory_bytes": memory} | outcome)
+                measured.append((f"sava_torchrun{processes}", None, outcome, seconds, None))
+        base = measured[0][3]
+        model_ms = {}
+        for impl, batch, outcome, seconds, memory in measured:
+            row = env | {"op": "pipeline", "model": model.name, "impl": impl, "videos": len(videos),
+                         "iters": iters, "fixed_steps": fixed, "batch": batch, "seconds": seconds,
+                         "videos_per_second": len(videos) / seconds, "speedup_vs_one_at_a_time": base / seconds,
+                         "peak_memory_bytes": memory} | outcome
+            if fixed and batch is not None and outcome["attacked"]:
+                # Every attacked video runs ``fixed`` steps, in lockstep groups of ``batch`` slots.
+                steps = -(-outcome["attacked"] // batch) * fixed
+                if batch not in model_ms:
+                    model_ms[batch] = model_forward_backward_ms(model, videos, batch, args.device)
+                row |= {"video_steps_per_second": outcome["attacked"] * fixed / seconds,
+                        "step_ms": seconds * 1e3 / steps, "model_forward_backward_ms": model_ms[batch],
+                        "engine_efficiency": model_ms[batch] / (seconds * 1e3 / steps)}
+            rows.append(row)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
         with open(args.out, "a") as handle:
             handle.writelines(json.dumps(row) + "\n" for row in rows)
-    print(f"{'model':<14} {'impl':<18} {'FR':>7} {'ANI':>6} {'seconds':>8} {'videos/s':>9} {'speed-up':>9}")
+    print(f"{'model':<14} {'impl':<18} {'FR':>7} {'ANI':>6} {'seconds':>8} {'videos/s':>9} {'speed-up':>9} "
+          f"{'step ms':>8} {'model ms':>9} {'efficiency':>10}")
     for row in rows:
         ani = "-" if row["ani"] is None else f"{row['ani']:.1f}"
+        fixed = [f"{row[k]:.3f}" if k in row else "-" for k in ("step_ms", "model_forward_backward_ms",
+                                                                  "engine_efficiency")]
         print(f"{row['model']:<14} {row['impl']:<18} {row['fooling_rate']:>7.1%} {ani:>6} {row['seconds']:>8.2f} "
-              f"{row['videos_per_second']:>9.2f} {row['speedup_vs_one_at_a_time']:>9.2f}")
+              f"{row['videos_per_second']:>9.2f} {row['speedup_vs_one_at_a_time']:>9.2f} {fixed[0]:>8} "
+              f"{fixed[1]:>9} {fixed[2]:>10}")
 
 
 if __name__ == "__main__":

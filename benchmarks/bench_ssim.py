@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 
 import torch
@@ -15,7 +16,19 @@ from sava.kernels import dispatch
 from sava.kernels import reference as ref
 
 
+def fussim_function():
+    """fussim's ``fused_ssim`` (the package installs as ``fussim``; older builds as ``fused_ssim``), or None.
+    Any failure to import it (missing, or an extension built for another torch) leaves the anchor out."""
+    for module in ("fussim", "fused_ssim"):
+        try:
+            return importlib.import_module(module).fused_ssim
+        except Exception:  # noqa: BLE001, S112 -- an ImportError, or an extension that fails to load
+            continue
+    return None
+
+
 def cases(args) -> list[Case]:
+    fused_ssim = fussim_function()
     shapes = [(1, 2, 3, 16, 16, 1)] if args.tiny else [(8, 16, 3, 224, 224, k) for k in (1, 4, 16)]
     out = []
     for b, t, c, h, w, k in shapes:
@@ -47,13 +60,9 @@ def cases(args) -> list[Case]:
             case.impls["pytorch_msssim"] = autograd_passes(per_frame, (x, y), (0,))
         except ImportError:
             pass
-        try:
-            from fused_ssim import fused_ssim  # the fussim package, when it could be built
-
+        if fused_ssim is not None:  # its mean SSIM over all frames, "valid" windows as ours
             fussim = lambda a, r: fused_ssim(a.flatten(0, 1), r.flatten(0, 1), padding="valid")
             case.impls["fussim"] = autograd_passes(fussim, (x, y), (0,))
-        except ImportError:
-            pass
         out.append(case)
     return out
 

@@ -111,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     run = attack.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=None, help="videos attacked at once (default 32; "
                                                                     "L-infinity family 8)")
-    run.add_argument("--device", default="cpu")
+    run.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
     run.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                      help="bf16: the model's forward and backward under bfloat16 autocast (a GPU speed lever; "
                           "success is then the bf16 model's decision)")
@@ -205,6 +205,7 @@ def build_parser() -> argparse.ArgumentParser:
 def cmd_attack(args) -> int:
     from .data import load_dataset
     from .models.loading import load_model
+    from .provenance import environment
     from .runner import DatasetRun, current_shard, run_dataset
     from .selection import check_k
 
@@ -244,7 +245,8 @@ def cmd_attack(args) -> int:
             folder = base / kind if len(kinds) > 1 else base
             meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
                     "clip_frames": args.clip_frames, "size": list(args.size), "videos": count,
-                    "settings": attack.settings, "device": str(model.device)}
+                    "settings": attack.settings, "device": str(model.device),
+                    "environment": environment(str(model.device))}  # commit and versions: where a figure came from
             if args.precision != "fp32":  # recorded only when set, so runs from before the option still resume
                 meta["precision"] = args.precision
             label = attack.settings["method"] + (f" {kind}" if args.method == "deepsava" else "")
@@ -398,6 +400,8 @@ def cmd_export(args) -> int:
         report = export_onnx(load_bundled(name), args.out / f"{name}.onnx", tolerance=args.tolerance,
                              dynamic_time=not args.fixed_time)
         time_axis = "dynamic" if report.dynamic_time else "fixed"
+        if report.fixed_time_reason:
+            time_axis += f": a dynamic time axis failed ({report.fixed_time_reason})"
         print(f"{name}: {report.path} (batch dynamic, time {time_axis}); ONNX checker passed; "
               f"largest |ORT - torch| = {report.max_abs_difference:.2e} over shapes {report.checked_shapes}")
     return 0

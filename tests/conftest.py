@@ -4,7 +4,16 @@ import os
 
 import torch
 
-# Without a GPU the Triton kernels run through Triton's CPU interpreter. The
+from tests.device import DEVICE
+
+# On the CPU the Triton kernels run through Triton's interpreter. The
 # variable must be set before any module with @triton.jit kernels is imported.
-if not torch.cuda.is_available():
+if DEVICE == "cpu":
     os.environ.setdefault("TRITON_INTERPRET", "1")
+else:
+    # Tests compare attacks run in other batch shapes and against float32 references: TF32 convolutions and
+    # matmuls (on by default for cuDNN) and shape-dependent algorithm choice would blur those comparisons.
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = False
+    torch.backends.cudnn.deterministic = True

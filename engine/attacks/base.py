@@ -146,6 +146,9 @@ class SparseAttack(Attack):
 
     method = "sparse-attack"
     refine = False  # run every video to the cap and keep its smallest success (see SparseAttackLoop)
+    # False: a success does not stop a video, every video runs exactly ``max_iters`` steps (throughput
+    # measured at a fixed number of steps; the result still records the first success).
+    stop_on_success = True
 
     def __init__(self, model, perturbation, *, frames: int | None, selector: str | Selector, max_iters: int,
                  min_ssim: float | None, max_l21: float | None, targeted: bool, adv_loss: str, batch_size: int,
@@ -187,7 +190,7 @@ class SparseAttack(Attack):
     def stream(self, items: Iterable[tuple]) -> Iterator[VideoResult]:
         loop = SparseAttackLoop(self.model, self.perturbation, self.objective, targeted=self.targeted,
                                 max_iters=self.max_iters, budget=self.budget, capacity=self.batch_size,
-                                refine=self.refine, margin=self.margin)
+                                stop_on_success=self.stop_on_success, refine=self.refine, margin=self.margin)
         skipped: list[VideoResult] = []
         yield from loop.run(self._jobs(items, skipped))
         yield from skipped

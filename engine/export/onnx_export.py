@@ -56,6 +56,7 @@ class ExportReport:
     tolerance: float
     checked_shapes: list[list[int]]
     opset: int
+    fixed_time_reason: str | None = None  # why a dynamic time axis was not kept, when it was tried
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -83,6 +84,12 @@ def _export(wrapper: nn.Module, example: torch.Tensor, path: Path, dynamic_time:
                               dynamo=True, verbose=False)
     finally:
         exporter_log.setLevel(level)
+
+
+def _first_line(exc: BaseException) -> str:
+    """An exception as one short line: its type and the first line of its message."""
+    lines = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
 
 
 def _stamp(path: Path, metadata: dict[str, str]) -> None:
@@ -129,14 +136,16 @@ def export_onnx(model, path: str | Path, *, tolerance: float = DEFAULT_TOLERANCE
     example = torch.rand(EXPORT_BATCH, *shape).to(model.device)
     t = shape[0]
     checks = [(b, *shape) for b in CHECK_BATCHES]
+    fixed_time_reason = None
     if dynamic_time:
         longer = (CHECK_BATCHES[-1], t + 4, *shape[1:])
         try:  # export with a free time axis and verify it really moves: some graphs pin T
             _export(wrapper, example, path, dynamic_time=True)
             _largest_difference(model, path, [longer])
             checks.append(longer)
-        except Exception:  # noqa: BLE001 -- any failure here means "T is fixed in this graph"
+        except Exception as exc:  # noqa: BLE001 -- then try a fixed T; its own failure is raised, not hidden
             dynamic_time = False
+            fixed_time_reason = _first_line(exc)
     if not dynamic_time:
         _export(wrapper, example, path, dynamic_time=False)
     _stamp(path, _metadata(model, dynamic_time))
@@ -145,4 +154,5 @@ def export_onnx(model, path: str | Path, *, tolerance: float = DEFAULT_TOLERANCE
         path.unlink(missing_ok=True)
         raise ModelError(f"{model.name}: ONNX Runtime differs from torch by {difference:.3g} (tolerance "
                          f"{tolerance:g}); the export was removed")
-    return ExportReport(str(path), model.name, dynamic_time, difference, tolerance, [list(s) for s in checks], OPSET)
+    return ExportReport(str(path), model.name, dynamic_time, difference, tolerance, [list(s) for s in checks], OPSET,
+                        fixed_time_reason)

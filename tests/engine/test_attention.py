@@ -10,6 +10,7 @@ from sava import AttentionGuided, ConfigError
 from sava.attacks.attention import spatial_attention, temporal_attention
 from sava.data import bundled
 from sava.models import load_bundled
+from tests.device import DEVICE
 
 torch.set_num_threads(2)
 
@@ -37,7 +38,7 @@ def test_spatial_attention_peaks_on_the_region_with_the_gradient():
 
 
 def test_masked_perturbation_stays_in_budget_and_fools_the_white_box_model():
-    model, clips = load_bundled("c3d-digits"), bundled("digits", "test")
+    model, clips = load_bundled("c3d-digits", device=DEVICE), bundled("digits", "test")
     videos, labels = clips.float_videos(slice(0, 4)), clips.labels[:4]
     eps = 8 / 255
     run = AttentionGuided(model, epsilon=eps, rounds=3, pgd_steps=3).run(videos, labels)
@@ -54,4 +55,4 @@ def test_masked_perturbation_stays_in_budget_and_fools_the_white_box_model():
 
 def test_bad_settings_are_refused():
     with pytest.raises(ConfigError, match="rounds"):
-        AttentionGuided(load_bundled("tsn-digits"), rounds=0)
+        AttentionGuided(load_bundled("tsn-digits", device=DEVICE), rounds=0)

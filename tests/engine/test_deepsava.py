@@ -3,12 +3,15 @@ through independent code (grid_sample, pytorch_msssim)."""
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 import torch.nn.functional as F
 from pytorch_msssim import ssim as msssim_ssim
 
 from sava import ConfigError, DeepSAVA, InputError
+from tests.device import DEVICE
 
 torch.set_num_threads(2)
 
@@ -183,7 +186,7 @@ def test_the_callers_videos_are_left_alone(model, clips):
     assert not videos.requires_grad and torch.equal(videos, before)
 
 
-@pytest.mark.skipif(not torch.cuda.is_available() and __import__("os").environ.get("TRITON_INTERPRET") != "1",
+@pytest.mark.skipif(DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1",
                     reason="needs a GPU or Triton's interpreter")
 def test_the_attack_runs_on_the_triton_kernels(model, clips, monkeypatch):
     """The engine has no kernel code of its own: forcing the backend changes
@@ -193,6 +196,7 @@ def test_the_attack_runs_on_the_triton_kernels(model, clips, monkeypatch):
 
     videos, labels = clips.float_videos(slice(0, 1)), clips.labels[:1]
     settings = dict(max_iters=3, selector="0")
+    monkeypatch.setenv("SAVA_BACKEND", "reference")  # on CUDA, auto would already pick Triton
     reference_run = DeepSAVA(model, **settings).run(videos, labels).results[0]
     calls = []
     original = dispatch._triton

@@ -42,6 +42,16 @@ def test_every_bundled_model_exports_and_matches_torch_at_other_batch_sizes(expo
         assert torch.allclose(session.logits(videos), expected, atol=1e-4), shape
 
 
+def test_a_fixed_time_axis_says_why(exports):
+    """A model whose graph pins T is exported with a fixed time axis, and the report carries the cause."""
+    fixed = {name: report for name, (report, _) in exports.items() if not report.dynamic_time}
+    assert "cnn_lstm-digits" in fixed  # torch.export specialises its T (the LSTM is unrolled)
+    for name, report in fixed.items():
+        assert report.fixed_time_reason and report.fixed_time_reason.split(":")[0].endswith(("Error", "Exception")), \
+            (name, report.fixed_time_reason)
+    assert all(report.fixed_time_reason is None for report, _ in exports.values() if report.dynamic_time)
+
+
 def test_runtime_gives_torchs_decisions_on_adversarial_videos(exports):
     model, clips = load_bundled("c3d-digits"), bundled("digits", "test")
     videos, labels = clips.float_videos(slice(0, 8)), clips.labels[:8]

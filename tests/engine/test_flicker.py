@@ -12,6 +12,7 @@ from sava.attacks.flicker import offset_sequence, roughness, thickness
 from sava.attacks.loop import Step
 from sava.data import bundled
 from sava.models import load_bundled
+from tests.device import DEVICE
 
 torch.set_num_threads(2)
 
@@ -33,7 +34,7 @@ def test_regulariser_matches_a_direct_computation_on_the_sparse_sequence():
 
 
 def test_flicker_is_uniform_over_each_selected_frame():
-    model, clips = load_bundled("c3d-digits"), bundled("digits", "test")
+    model, clips = load_bundled("c3d-digits", device=DEVICE), bundled("digits", "test")
     videos, labels = clips.float_videos(slice(0, 4)), clips.labels[:4]
     run = SparseFlickering(model, frames=2, selector="saliency", max_iters=30, lam=1.0).run(videos, labels)
     assert any(r.success for r in run.results)
@@ -53,4 +54,4 @@ def test_flicker_is_uniform_over_each_selected_frame():
 
 def test_bad_weights_are_refused():
     with pytest.raises(ConfigError, match="beta_roughness"):
-        SparseFlickering(load_bundled("tsn-digits"), beta_roughness=-1)
+        SparseFlickering(load_bundled("tsn-digits", device=DEVICE), beta_roughness=-1)

@@ -13,6 +13,7 @@ from sava import ConfigError, ModelError
 from sava.data import bundled
 from sava.importance import correlation_matrix, frame_importance, spearman
 from sava.models import ModelInfo, VideoModel, load_bundled
+from tests.device import DEVICE
 
 torch.set_num_threads(2)
 
@@ -61,7 +62,7 @@ def test_gradcam_of_a_brightness_score_is_each_frames_brightness(module, layout)
 
 
 def test_padding_importance_is_the_rise_of_the_loss():
-    model, clips = load_bundled("tsn-digits"), bundled("digits", "test")
+    model, clips = load_bundled("tsn-digits", device=DEVICE), bundled("digits", "test")
     videos, labels = clips.float_videos(slice(0, 3)), clips.labels[:3]
     mean = torch.tensor(model.info.mean).view(1, 1, -1, 1, 1)
     std = torch.tensor(model.info.std).view(1, 1, -1, 1, 1)
@@ -91,13 +92,13 @@ def test_spearman_matches_scipy_with_ties():
 
 def test_correlation_matrix_is_symmetric_with_a_unit_diagonal():
     clips = bundled("digits", "test")
-    models = [load_bundled(n) for n in ("c3d-digits", "tsn-digits")]
+    models = [load_bundled(n, device=DEVICE) for n in ("c3d-digits", "tsn-digits")]
     matrix = correlation_matrix(models, clips.float_videos(slice(0, 4)), clips.labels[:4], "mean")
     assert torch.allclose(matrix, matrix.T) and torch.allclose(matrix.diag(), torch.ones(2, dtype=matrix.dtype))
 
 
 def test_bad_requests_are_named():
-    model = load_bundled("tsn-digits")
+    model = load_bundled("tsn-digits", device=DEVICE)
     with pytest.raises(ConfigError, match="unknown importance measure"):
         frame_importance(model, torch.rand(1, 16, 3, 32, 32), torch.tensor([0]), "occlusion")
     linear = VideoModel(nn.Sequential(nn.Flatten(), nn.Linear(16 * 3 * 4 * 4, 2)), ModelInfo())

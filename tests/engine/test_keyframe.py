@@ -10,6 +10,7 @@ from sava import ConfigError, GradientKeyframe
 from sava.models import load_bundled
 from sava.selection import make_selector
 from sava.selection.saliency import Keyframes
+from tests.device import DEVICE
 
 from .test_deepsava import replay
 from .toy_models import frame_weighted
@@ -40,7 +41,7 @@ def test_boundary_outside_the_unit_interval_is_refused(boundary):
     with pytest.raises(ConfigError, match="boundary"):
         Keyframes(boundary)
     with pytest.raises(ConfigError, match="boundary"):
-        GradientKeyframe(load_bundled("tsn-digits"), boundary=boundary)
+        GradientKeyframe(load_bundled("tsn-digits", device=DEVICE), boundary=boundary)
     with pytest.raises(ConfigError, match="keyframes"):
         make_selector(f"keyframes:{boundary}" if boundary else "keyframes:x")
 

@@ -14,6 +14,7 @@ from sava import ConfigError, LinfAttack, make_attack
 from sava.attacks.linf import diverse_input, gaussian_kernel, smooth_frames
 from sava.data import bundled
 from sava.models import load_bundled
+from tests.device import DEVICE
 
 torch.set_num_threads(2)
 EPS = 8 / 255
@@ -21,7 +22,7 @@ EPS = 8 / 255
 
 @pytest.fixture(scope="module")
 def model():
-    return load_bundled("tsn-digits")  # B x T x C x H x W layout, so the direct gradient needs no transpose
+    return load_bundled("tsn-digits", device=DEVICE)  # B x T x C x H x W: the direct gradient needs no transpose
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from sava.models import load_bundled
 from sava.selection import Explicit, FirstK, RandomK, make_selector
 from sava.selection.saliency import Saliency
 from sava.selection.search import BayesOpt, BruteForce
+from tests.device import DEVICE
 
 T = 16
 
@@ -65,7 +66,7 @@ def test_bayes_opt_samples_candidates_when_there_are_too_many():
 
 
 def test_bayes_opt_reaches_brute_forces_outcome_on_a_real_model():
-    model, clips = load_bundled("c3d-digits"), bundled("digits", "test")
+    model, clips = load_bundled("c3d-digits", device=DEVICE), bundled("digits", "test")
     videos, labels = clips.float_videos(slice(0, 8)), clips.labels[:8]
     brute, bo = BruteForce(steps=5), BayesOpt(evaluations=6, steps=5)
     by_brute = DeepSAVA(model, selector=brute, max_iters=40).run(videos, labels)
@@ -76,7 +77,7 @@ def test_bayes_opt_reaches_brute_forces_outcome_on_a_real_model():
 
 
 def test_bayes_opt_can_start_from_the_saliency_pick():
-    model, clips = load_bundled("tsn-digits"), bundled("digits", "test")
+    model, clips = load_bundled("tsn-digits", device=DEVICE), bundled("digits", "test")
     videos, labels = clips.float_videos(slice(0, 4)), clips.labels[:4]
     selector = make_selector("bo:saliency", evaluations=3, score_steps=1)
     assert repr(selector) == "bo:saliency" and repr(make_selector("bo")) == "bo"
@@ -93,7 +94,7 @@ def test_bayes_opt_can_start_from_the_saliency_pick():
 
 
 def test_selectors_return_distinct_frames_in_range():
-    model, clips = load_bundled("tsn-digits"), bundled("digits", "test")
+    model, clips = load_bundled("tsn-digits", device=DEVICE), bundled("digits", "test")
     videos, labels = clips.float_videos(slice(0, 3)), clips.labels[:3]
     for selector in (FirstK(), RandomK(3), Explicit([2, 9, 4]), Saliency()):
         pick = selector.select(model, videos, labels, 3)

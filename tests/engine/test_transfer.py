@@ -11,6 +11,7 @@ import torch
 
 from sava.cli import main
 from sava.transfer import from_run_folder
+from tests.device import DEVICE
 
 torch.set_num_threads(2)
 
@@ -23,7 +24,7 @@ def test_a_run_folder_replays_to_the_videos_its_attack_made(tmp_path):
                  "--out", str(out)]) == 0
     source = from_run_folder(out)
     assert source.source == "tsn-digits" and source.attack == "deepsava" and len(source.results) == 4
-    model = load_bundled("tsn-digits")
+    model = load_bundled("tsn-digits", device=DEVICE)
     from sava.transfer import replay
 
     for video, result in zip(source.videos, source.results):

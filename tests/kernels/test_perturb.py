@@ -13,11 +13,11 @@ import torch
 
 from sava.kernels import dispatch
 from sava.kernels import reference as ref
+from tests.device import DEVICE, ON_CUDA
 
 from .tolerances import assert_close
 
 pytest.importorskip("triton")
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("no GPU and the Triton interpreter is off", allow_module_level=True)
 
@@ -122,14 +122,21 @@ def test_bad_inputs_are_named(change, message):
 
 
 def test_dispatch_choice(monkeypatch):
-    cpu = torch.rand(1, 1, 3, 11, 11)
+    x = torch.rand(1, 1, 3, 11, 11, device=DEVICE)
     monkeypatch.delenv(dispatch.ENVIRONMENT_VARIABLE, raising=False)
-    assert dispatch.resolve(None, cpu) == "reference"  # auto on CPU
+    assert dispatch.resolve(None, x) == ("triton" if ON_CUDA else "reference")  # auto: Triton for CUDA float32
+    assert dispatch.resolve(None, x.double()) == "reference"
     monkeypatch.setenv(dispatch.ENVIRONMENT_VARIABLE, "triton")
-    assert dispatch.resolve(None, cpu) == "triton"
-    assert dispatch.resolve("reference", cpu) == "reference"  # the argument beats the variable
+    assert dispatch.resolve(None, x) == "triton"
+    assert dispatch.resolve("reference", x) == "reference"  # the argument beats the variable
     monkeypatch.setenv(dispatch.ENVIRONMENT_VARIABLE, "fast")
     with pytest.raises(ValueError, match="unknown backend 'fast'"):
-        dispatch.resolve(None, cpu)
+        dispatch.resolve(None, x)
     with pytest.raises(ValueError, match="float32"):
-        dispatch.resolve("triton", cpu.double())
+        dispatch.resolve("triton", x.double())
+
+
+def test_triton_on_cpu_tensors_needs_the_interpreter(monkeypatch):
+    monkeypatch.delenv("TRITON_INTERPRET", raising=False)
+    with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
+        dispatch.resolve("triton", torch.rand(1, 1, 3, 11, 11))

@@ -12,11 +12,11 @@ from pytorch_msssim import ssim as msssim_ssim
 
 from sava.kernels import dispatch
 from sava.kernels import reference as ref
+from tests.device import DEVICE
 
 from .tolerances import assert_close
 
 pytest.importorskip("triton")
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("no GPU and the Triton interpreter is off", allow_module_level=True)
 
@@ -96,6 +96,12 @@ def test_clear_errors():
 
 
 def test_dispatch_routes_a_differentiable_second_argument_to_the_reference():
-    x, y = pair((1, 1, 11, 11))
-    y.requires_grad_()
-    torch.autograd.grad(dispatch.ssim(x, y).sum(), y)  # auto: no error, reference handles it
+    """The fused kernel differentiates its first argument only; under ``auto`` a second argument that wants a
+    gradient goes to the reference, whose gradient must be pytorch_msssim's."""
+    x, y = pair((1, 2, 12, 13))
+    ours_y, theirs_y = y.clone().requires_grad_(), y.clone().requires_grad_()
+    (ours,) = torch.autograd.grad(dispatch.ssim(x, ours_y).sum(), ours_y)
+    theirs = msssim_ssim(x, theirs_y, data_range=1.0, size_average=False, win_size=11, win_sigma=1.5)
+    (expected,) = torch.autograd.grad(theirs.sum(), theirs_y)
+    assert float(expected.abs().max()) > 0
+    assert_close(ours, expected, "d ssim / d y")

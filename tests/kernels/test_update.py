@@ -10,11 +10,11 @@ import torch
 
 from sava.kernels import dispatch
 from sava.kernels import reference as ref
+from tests.device import DEVICE
 
 from .tolerances import assert_close
 
 pytest.importorskip("triton")
-DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("no GPU and the Triton interpreter is off", allow_module_level=True)
 
