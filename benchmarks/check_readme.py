@@ -69,7 +69,7 @@ def check(path: Path) -> list[str]:
             missing = f" (named but missing: {', '.join(named)})" if named else ""
             problems.append(f"{where}: a table of figures names no committed results file above it{missing}")
         else:
-            print(f"{where}: figures from {', '.join(existing)}")
+            print(f"{where}: figures from {', '.join(dict.fromkeys(existing))}")
     return problems
 
 

@@ -11,7 +11,7 @@ trap 'rm -rf "$scratch"' EXIT
 mkdir -p "$out"
 run() {  # name, then sava attack options
   local name=$1; shift
-  sava attack --no-progress --device cpu --out "$scratch/$name" "$@" | tee "$out/$name.txt"
+  sava attack --no-progress --device cpu --out "$scratch/$name" "$@" | grep -v '^run folder (' | tee "$out/$name.txt"
   if [ -f "$scratch/$name/metrics.json" ]; then
     cp "$scratch/$name/metrics.json" "$out/$name.json"
   else

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import shlex
 import sys
 from datetime import datetime
@@ -30,8 +31,24 @@ from .errors import SavaError
 from .reproduce import TABLES as REPRODUCIBLE_TABLES
 
 
+def _finite(text: str) -> float:
+    """A number option: NaN or infinity is never a meaningful setting (``--margin nan`` would silently
+    disable every comparison it enters)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
 def _floats(text: str) -> tuple[float, ...]:
-    return tuple(float(v) for v in text.split(","))
+    """Comma-separated per-channel values: one (all channels) or three (R, G, B)."""
+    values = tuple(_finite(v) for v in text.split(","))
+    if len(values) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"give one value or three (R,G,B), got {len(values)}: {text!r}")
+    return values
 
 
 REPRODUCIBLE = list(REPRODUCIBLE_TABLES)
@@ -40,6 +57,7 @@ REPRODUCIBLE = list(REPRODUCIBLE_TABLES)
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sava", description="Sparse adversarial attacks on video classifiers.")
     parser.add_argument("--version", action="version", version=f"sava {__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an unexpected error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     attack = sub.add_parser("attack", help="run DeepSAVA on a model and a dataset, write a run folder",
@@ -48,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     what.add_argument("--model", default="c3d-camera",
                       help="bundled model name, package.module:factory, or a TorchScript file")
     what.add_argument("--weights", help="weights for a package.module:factory model (.safetensors or .pt)")
-    what.add_argument("--layout", default="BTCHW", choices=["BTCHW", "BCTHW"], help="input layout of a user model")
+    what.add_argument("--layout", default=None, choices=["BTCHW", "BCTHW"],
+                      help="input layout of a user model (default BTCHW)")
     what.add_argument("--mean", type=_floats, help="per-channel mean of a user model, e.g. 0.45,0.45,0.45")
     what.add_argument("--std", type=_floats, help="per-channel std of a user model")
     what.add_argument("--data", help="bundled set name, a folder of class sub-folders, or a CSV of path,label "
@@ -77,25 +96,25 @@ def build_parser() -> argparse.ArgumentParser:
                      help="generator steps that score one candidate (bo, brute)")
     how.add_argument("--perturbation", default="combined", choices=["combined", "noise", "flow", "all"],
                      help="deepsava: 'all' runs combined, noise-only and flow-only side by side (paper Table 7)")
-    how.add_argument("--lam", type=float, default=None,
+    how.add_argument("--lam", type=_finite, default=None,
                      help=f"deepsava: SSIM weight at a video's first iteration (default {DEFAULT_LAM:g}; the paper: "
                           f"1, 1.5 for CNN+LSTM); sparse: the l2,1 weight; flicker: the smoothness weight")
-    how.add_argument("--lam-end", type=float, default=DEFAULT_LAM_END,
+    how.add_argument("--lam-end", type=_finite, default=DEFAULT_LAM_END,
                      help="deepsava: SSIM weight at the iteration cap, reached geometrically (set equal to --lam for "
                           "a fixed weight, as in the paper)")
     how.add_argument("--iters", type=int, default=None,
                      help="iteration cap per video (default 100); fgsm, bim, ...: the number of steps")
-    how.add_argument("--flow-lr", type=float, default=DEFAULT_FLOW_LR, help="Adam learning rate of the flow (pixels)")
-    how.add_argument("--noise-lr", type=float, default=None, help="Adam learning rate of the noise (or flicker)")
-    how.add_argument("--min-ssim", type=float, default=None, help="SSIM budget for every perturbed frame")
-    how.add_argument("--margin", type=float, default=None,
+    how.add_argument("--flow-lr", type=_finite, default=DEFAULT_FLOW_LR, help="Adam learning rate of the flow (pixels)")
+    how.add_argument("--noise-lr", type=_finite, default=None, help="Adam learning rate of the noise (or flicker)")
+    how.add_argument("--min-ssim", type=_finite, default=None, help="SSIM budget for every perturbed frame")
+    how.add_argument("--margin", type=_finite, default=None,
                      help="deepsava, sparse, flicker: keep going after a success until it holds by this many "
                           "logits (or the cap); for perturbations that should transfer or survive compression")
-    how.add_argument("--max-l21", type=float, default=None, help="l2,1 budget (per-pixel) for each video")
-    how.add_argument("--boundary", type=float, default=None,
+    how.add_argument("--max-l21", type=_finite, default=None, help="l2,1 budget (per-pixel) for each video")
+    how.add_argument("--boundary", type=_finite, default=None,
                      help="keyframe: share of the total frame weight the keyframes reach (default 0.3; targeted "
                           "0.4)")
-    how.add_argument("--epsilon", type=float, default=None,
+    how.add_argument("--epsilon", type=_finite, default=None,
                      help="L-infinity budget of fgsm ... msanet (default 16/255)")
     how.add_argument("--tt", action="store_true", help="fgsm, bim, mi, di, ti: temporal-translation gradients")
     how.add_argument("--tt-shift", type=int, default=7, help="TT shift length L")
@@ -139,7 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     export.add_argument("--model", default="c3d-camera", help="a bundled model, or all")
     export.add_argument("--out", type=Path, default=Path("exports"), help="folder for MODEL.onnx")
-    export.add_argument("--tolerance", type=float, default=1e-4,
+    export.add_argument("--tolerance", type=_finite, default=1e-4,
                         help="largest |ONNX Runtime - torch| logit difference accepted")
     export.add_argument("--fixed-time", action="store_true", help="do not try a dynamic time axis")
 
@@ -163,7 +182,7 @@ def build_parser() -> argparse.ArgumentParser:
     transfer.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="TensorRT precision")
     transfer.add_argument("--num-videos", type=int, default=32)
     transfer.add_argument("--iters", type=int, default=100)
-    transfer.add_argument("--margin", type=float, default=0.0,
+    transfer.add_argument("--margin", type=_finite, default=0.0,
                           help="sparse methods: stop a video only once its success holds by this many logits")
     transfer.add_argument("--onnx-dir", type=Path, default=Path("exports"),
                           help="where bundled models are exported for ONNX runtimes (reused when present)")
@@ -175,14 +194,14 @@ def build_parser() -> argparse.ArgumentParser:
     training.add_argument("--model", default="c3d-camera", help="a bundled model (its architecture, data, weights)")
     training.add_argument("--defence", default="combined", choices=["none", "pgd", "combined", "injected"])
     training.add_argument("--epochs", type=int, default=3)
-    training.add_argument("--lr", type=float, default=1e-4)
+    training.add_argument("--lr", type=_finite, default=1e-4)
     training.add_argument("--batch-size", type=int, default=32)
     training.add_argument("--steps", type=int, default=5, help="inner attack steps per batch (pgd, combined)")
-    training.add_argument("--epsilon", type=float, default=8 / 255, help="noise budget (L-infinity)")
-    training.add_argument("--alpha", type=float, default=None, help="inner step size (default 2.5 epsilon / steps)")
+    training.add_argument("--epsilon", type=_finite, default=8 / 255, help="noise budget (L-infinity)")
+    training.add_argument("--alpha", type=_finite, default=None, help="inner step size (default 2.5 epsilon / steps)")
     training.add_argument("--frames", type=int, default=None,
                           help="perturbed frames per clip (pgd: default all; combined: default 1)")
-    training.add_argument("--max-flow", type=float, default=1.0, help="combined: flow budget in pixels")
+    training.add_argument("--max-flow", type=_finite, default=1.0, help="combined: flow budget in pixels")
     training.add_argument("--inject", type=int, default=300, help="injected: DeepSAVA clips added to the data")
     training.add_argument("--from-scratch", action="store_true", help="start from random weights")
     training.add_argument("--limit", type=int, default=None, help="train on the first N clips only")
@@ -210,8 +229,7 @@ def cmd_attack(args) -> int:
     from .selection import check_k
 
     torch.manual_seed(args.seed)
-    if args.num_videos < 0:
-        raise SavaError(f"--num-videos must be >= 0, got {args.num_videos}")
+    _check_run_settings(args)
     if args.perturbation != "combined" and args.method != "deepsava":
         raise SavaError(f"--perturbation is a deepsava setting; {args.method} has its own perturbation")
     kinds = ["combined", "noise", "flow"] if args.perturbation == "all" else [args.perturbation]
@@ -220,7 +238,7 @@ def cmd_attack(args) -> int:
     if shard.distributed and args.out is None:
         raise SavaError("a torchrun run needs --out: every process must write into the same run folder")
     try:
-        model = load_model(args.model, args.weights, layout=args.layout, mean=args.mean, std=args.std,
+        model = load_model(args.model, args.weights, layout=args.layout or "BTCHW", mean=args.mean, std=args.std,
                            device=shard.device(args.device))
         if args.precision != "fp32":
             model.precision = args.precision
@@ -245,7 +263,7 @@ def cmd_attack(args) -> int:
             folder = base / kind if len(kinds) > 1 else base
             meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
                     "clip_frames": args.clip_frames, "size": list(args.size), "videos": count,
-                    "settings": attack.settings, "device": str(model.device),
+                    "settings": attack.settings, "device": str(model.device), "classes": model.classes,
                     "environment": environment(str(model.device))}  # commit and versions: where a figure came from
             if args.precision != "fp32":  # recorded only when set, so runs from before the option still resume
                 meta["precision"] = args.precision
@@ -263,6 +281,37 @@ def cmd_attack(args) -> int:
                 print(f"skipped video {item['video_id']}: {item['reason']}", file=sys.stderr)
         _print_table(model.name, data_spec, args, rows)
     return 0
+
+
+def _check_run_settings(args) -> None:
+    """Settings that no dataset or model can make valid, refused before anything loads or decodes."""
+    from .models.bundled import bundled_names
+    from .runner.shard import resolve_device
+
+    if args.num_videos < 0:
+        raise SavaError(f"--num-videos must be >= 0, got {args.num_videos}")
+    if args.clip_frames < 1:
+        raise SavaError(f"--clip-frames must be at least 1, got {args.clip_frames}")
+    height, width = args.size
+    if not (11 <= height <= MAX_SIDE and 11 <= width <= MAX_SIDE):
+        raise SavaError(f"--size must lie between 11 (the SSIM window) and {MAX_SIDE} pixels per side, "
+                        f"got {height} {width}")
+    if args.batch_size is not None and args.batch_size < 1:
+        raise SavaError(f"--batch-size must be at least 1, got {args.batch_size}")
+    if args.workers < 0:
+        raise SavaError(f"--workers must be >= 0, got {args.workers}")
+    if args.model in bundled_names():
+        given = [name for name in ("layout", "mean", "std", "weights") if getattr(args, name) is not None]
+        if given:
+            raise SavaError(f"{', '.join('--' + n for n in given)} {'describes' if len(given) == 1 else 'describe'} "
+                            f"a user model; the bundled model "
+                            f"{args.model!r} carries its own (drop them)")
+    if args.out is not None and args.out.exists() and not args.out.is_dir():
+        raise SavaError(f"--out {args.out} is a file, not a folder")
+    resolve_device(args.device)
+
+
+MAX_SIDE = 4096  # pixels per side of a resized frame; beyond this a clip no longer fits a sensible batch
 
 
 class _SettingsOnly:
@@ -509,10 +558,18 @@ def cmd_train(args) -> int:
 
 def cmd_merge(args) -> int:
     from .runner import merge
+    from .runner.folder import is_run_folder, locked
+    from .runner.manifest import finished
 
-    if not (args.folder / "run.json").is_file():
-        raise SavaError(f"{args.folder} is not a sava run folder (no run.json)")
-    summary = merge(args.folder)
+    if not is_run_folder(args.folder) or not (args.folder / "run.json").is_file():
+        raise SavaError(f"{args.folder} is not a sava run folder (sava writes .sava-run and run.json into its run "
+                        "folders)")
+    problems: list[str] = []
+    finished(args.folder, problems)
+    for problem in problems:
+        print(f"sava merge: warning: {problem}", file=sys.stderr)
+    with locked(args.folder):  # never while a run is writing into the folder
+        summary = merge(args.folder)
     print(f"{args.folder}: {summary.videos} videos, {summary.attacked} attacked, FR {summary.fooling_rate:.1%}; "
           f"written: metrics.json, videos.jsonl")
     return 0
@@ -534,6 +591,12 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print(f"sava {args.command}: interrupted; finished videos are in the run folder", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 -- one line, not a traceback; --debug shows it
+        if args.debug:
+            raise
+        print(f"sava {args.command}: error: unexpected {type(exc).__name__}: {exc} (sava --debug {args.command} "
+              "... shows the traceback; what finished is in the run folder)", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -49,8 +49,8 @@ def _declare(lib: ctypes.CDLL) -> ctypes.CDLL:
     f32, i64 = ctypes.POINTER(ctypes.c_float), ctypes.c_int64
     lib.sava_status_string.restype = ctypes.c_char_p
     lib.sava_version.restype = ctypes.c_char_p
-    lib.sava_apply_cpu.argtypes = [f32, f32, i64, i64, i64, i64, ctypes.POINTER(ctypes.c_int64), i64, f32, f32, i64,
-                                   i64]
+    lib.sava_apply_cpu.argtypes = [f32, f32, i64, i64, i64, i64, ctypes.POINTER(ctypes.c_int64), i64, f32, i64, f32,
+                                   i64, i64, i64]
     lib.sava_ssim_cpu.argtypes = [f32, f32, i64, i64, i64, i64, f32]
     return lib
 
@@ -79,16 +79,27 @@ def _cpu_float(tensor: torch.Tensor, name: str) -> torch.Tensor:
 def apply_perturbation(video: torch.Tensor, frame_idx: torch.Tensor, flow: torch.Tensor | None = None,
                        noise: torch.Tensor | None = None) -> torch.Tensor:
     """One ``T x C x H x W`` clip with its ``k`` frames perturbed (``flow`` ``k x 2 x H x W``,
-    ``noise`` ``k x C x H x W`` or ``k x C x 1 x 1``)."""
+    ``noise`` ``k x C x H x W`` or ``k x C x 1 x 1``). Every size is checked here and again in C."""
+    if video.dim() != 4:
+        raise NativeError(f"video must be T x C x H x W, got shape {tuple(video.shape)}")
     video = _cpu_float(video, "video")
     t, c, h, w = video.shape
     frames = frame_idx.to("cpu", torch.int64).contiguous()
+    if frames.dim() != 1:
+        raise NativeError(f"frame indices must be 1-D, got shape {tuple(frames.shape)}")
+    k = len(frames)
     flow = None if flow is None else _cpu_float(flow, "flow")
     noise = None if noise is None else _cpu_float(noise, "noise")
+    if flow is not None and tuple(flow.shape) != (k, 2, h, w):
+        raise NativeError(f"flow must be {k} x 2 x {h} x {w} for {k} frames of {c} x {h} x {w}, got "
+                          f"{tuple(flow.shape)}")
+    if noise is not None and tuple(noise.shape) not in ((k, c, h, w), (k, c, 1, 1)):
+        raise NativeError(f"noise must be {k} x {c} x {h} x {w} or {k} x {c} x 1 x 1, got {tuple(noise.shape)}")
     out = torch.empty_like(video)
     noise_h, noise_w = (0, 0) if noise is None else noise.shape[-2:]
-    _check(library().sava_apply_cpu(_pointer(video), _pointer(out), t, c, h, w, _pointer(frames, ctypes.c_int64),
-                                    len(frames), _pointer(flow), _pointer(noise), noise_h, noise_w))
+    _check(library().sava_apply_cpu(_pointer(video), _pointer(out), t, c, h, w, _pointer(frames, ctypes.c_int64), k,
+                                    _pointer(flow), 0 if flow is None else flow.numel(), _pointer(noise),
+                                    0 if noise is None else noise.numel(), noise_h, noise_w))
     return out
 
 

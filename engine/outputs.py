@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from pathlib import Path
@@ -42,7 +43,10 @@ def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: 
 
 
 def safe_name(video_id: str) -> str:
-    return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in video_id)
+    """A file name for a video's outputs: a readable part plus a hash of the whole id, so that two ids never
+    share a name (``a b.mp4`` and ``a_b.mp4`` read alike but hash apart)."""
+    readable = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in video_id)[-80:].lstrip(".")
+    return f"{readable}-{hashlib.sha256(video_id.encode()).hexdigest()[:10]}"
 
 
 class RunWriter:

@@ -20,7 +20,7 @@ from pathlib import Path
 import torch
 
 from . import kernels
-from .errors import DataError
+from .errors import DataError, InputError
 from .metrics import VideoResult
 
 
@@ -43,6 +43,9 @@ def replay(video: torch.Tensor, result: VideoResult) -> torch.Tensor:
     """The adversarial clip a result describes (the clean clip where nothing was perturbed)."""
     if not result.frames or (result.flow is None and result.noise is None):
         return video
+    for name, value in (("flow", result.flow), ("noise", result.noise)):
+        if value is not None and not bool(torch.isfinite(value).all()):
+            raise InputError(f"the perturbation of video {result.video_id!r} holds NaN or infinite {name} values")
     out = video.clone()
     frames = torch.tensor(result.frames)
     noise = None if result.noise is None else result.noise.expand(len(frames), *video.shape[1:])
@@ -53,42 +56,52 @@ def replay(video: torch.Tensor, result: VideoResult) -> torch.Tensor:
 def generate(model, attack, videos: torch.Tensor, labels: torch.Tensor, name: str | None = None) -> SourceRun:
     run = attack.run(videos, labels)
     return SourceRun(model.name, name or run.settings["method"], videos, labels, run.results,
-                     model.info.extra.get("dataset"))
+                     model.info.extra.get("dataset"), {"classes": model.classes})
 
 
-def from_run_folder(folder: str | Path) -> SourceRun:
-    """A ``sava attack`` run folder as a transfer source (clips are reloaded from its dataset)."""
-    from safetensors import safe_open
-
+def from_run_folder(folder: str | Path, log=print) -> SourceRun:
+    """A ``sava attack`` run folder as a transfer source (clips are reloaded from its dataset; files the attack
+    skipped are left out and listed; every perturbation file is checked before it is replayed)."""
     from .data import load_dataset
-    from .runner.manifest import as_result
+    from .perturbation_file import read_perturbation
+    from .runner.manifest import as_result, read_records
 
     folder = Path(folder)
+    problems: list[str] = []
     try:
         meta = json.loads((folder / "metrics.json").read_text())
-        records = [json.loads(line) for line in (folder / "videos.jsonl").read_text().splitlines() if line]
+        records = read_records(folder / "videos.jsonl", problems)
     except (OSError, json.JSONDecodeError) as exc:
         raise DataError(f"{folder} is not a readable sava run folder: {exc}") from exc
+    for problem in problems:
+        log(f"warning: {folder}: {problem}")
     dataset = load_dataset(meta["data"], meta.get("split", "test"), meta.get("clip_frames", 16),
                            tuple(meta.get("size", (112, 112))))
     index = {dataset.video_id(i): i for i in range(len(dataset))}
-    videos, labels, results = [], [], []
+    videos, labels, results, skipped = [], [], [], []
     for record in records:
+        if "skipped" in record:  # the attack could not use this file: nothing to replay
+            skipped.append(record["video_id"])
+            continue
         if record["video_id"] not in index:
             raise DataError(f"{folder}: video {record['video_id']!r} is not in dataset {meta['data']!r}")
         _, clip, _ = dataset[index[record["video_id"]]]
         result = as_result(record)
         if record.get("perturbation"):
-            with safe_open(str(folder / record["perturbation"]), framework="pt") as handle:
-                names = set(handle.keys())
-                result.flow = handle.get_tensor("flow") if "flow" in names else None
-                result.noise = handle.get_tensor("noise") if "noise" in names else None
+            result.flow, result.noise = read_perturbation(folder / record["perturbation"], result.frames,
+                                                          tuple(clip.shape))
         videos.append(clip)
         labels.append(record["label"])
         results.append(result)
+    if skipped:
+        log(f"{folder}: {len(skipped)} video(s) the attack skipped are left out: {', '.join(skipped[:5])}"
+            + (" ..." if len(skipped) > 5 else ""))
+    if not results:
+        raise DataError(f"{folder}: the run holds no attacked or classified video to replay")
     settings = meta.get("settings", {})
     return SourceRun(meta["model"], settings.get("method", "attack"), torch.stack(videos), torch.tensor(labels),
-                     results, meta["data"], {"run_folder": str(folder)})
+                     results, meta["data"], {"run_folder": str(folder), "skipped": skipped,
+                                             "classes": meta.get("classes")})
 
 
 def evaluate(sources: list[SourceRun], targets: dict[str, object], log=print) -> list[dict]:
@@ -99,6 +112,7 @@ def evaluate(sources: list[SourceRun], targets: dict[str, object], log=print) ->
         attacked = torch.tensor([r.attacked for r in run.results])
         adversarial = torch.stack([replay(v, r) for v, r in zip(run.videos, run.results)])
         for label, target in targets.items():
+            _check_same_classes(run, label, target)
             clean_pred = target.predict(run.videos)[0].cpu()
             adv_pred = target.predict(adversarial)[0].cpu()
             counted = attacked & (clean_pred == run.labels)
@@ -110,6 +124,21 @@ def evaluate(sources: list[SourceRun], targets: dict[str, object], log=print) ->
                          "adversarial_predictions": adv_pred.tolist(), "clean_predictions": clean_pred.tolist()})
             log(f"{run.name} -> {label}: FR {rate:.1%} over {int(counted.sum())} videos")
     return rows
+
+
+def _check_same_classes(run: SourceRun, label: str, target) -> None:
+    """A target that tells other classes apart than the source cannot be scored against the videos' labels
+    (every clean clip would count as misclassified, and the cell as a rate over no video)."""
+    classes = getattr(target, "classes", None)
+    labels = run.labels.tolist()
+    if classes and labels and max(labels) >= len(classes):
+        raise InputError(f"target {label} knows {len(classes)} classes, but the videos of {run.name} carry labels "
+                         f"up to {max(labels)}: it was trained for another label set")
+    known = run.extra.get("classes")
+    if classes and known and list(classes) != list(known):
+        raise InputError(f"target {label} has {len(classes)} classes ({', '.join(map(str, classes[:4]))}, ...), "
+                         f"the source {run.source} {len(known)} ({', '.join(map(str, known[:4]))}, ...): they "
+                         "classify different things")
 
 
 def disagreements(rows: list[dict], first: str, second: str) -> int:

@@ -17,9 +17,10 @@ static void perturb_frame(const float *src, float *dst, int64_t C, int64_t H, in
             int64_t y0 = 0, x0 = 0;
             float wy = 0.f, wx = 0.f;
             if (flow) {
-                float y = (float)h + flow[p], x = (float)w + flow[plane + p];
-                y = y < 0.f ? 0.f : (y > (float)(H - 1) ? (float)(H - 1) : y);
-                x = x < 0.f ? 0.f : (x > (float)(W - 1) ? (float)(W - 1) : x);
+                /* fmaxf/fminf return the number when the other operand is NaN: never an undefined conversion
+                 * below (sava_apply_cpu refuses non-finite flows before it gets here anyway). */
+                const float y = fminf(fmaxf((float)h + flow[p], 0.f), (float)(H - 1));
+                const float x = fminf(fmaxf((float)w + flow[plane + p], 0.f), (float)(W - 1));
                 /* The cell that contains the point, its corner kept inside the frame. */
                 y0 = (int64_t)floorf(y);
                 x0 = (int64_t)floorf(x);
@@ -45,11 +46,20 @@ static void perturb_frame(const float *src, float *dst, int64_t C, int64_t H, in
     }
 }
 
+static int all_finite(const float *values, int64_t count) {
+    for (int64_t i = 0; i < count; ++i)
+        if (!isfinite(values[i])) return 0;
+    return 1;
+}
+
 sava_status sava_apply_cpu(const float *video, float *out, int64_t T, int64_t C, int64_t H, int64_t W,
-                           const int64_t *frames, int64_t k, const float *flow, const float *noise, int64_t noise_h,
-                           int64_t noise_w) {
-    sava_status status = sava_check_apply(video, out, T, C, H, W, frames, k, flow, noise, noise_h, noise_w);
+                           const int64_t *frames, int64_t k, const float *flow, int64_t flow_count, const float *noise,
+                           int64_t noise_count, int64_t noise_h, int64_t noise_w) {
+    sava_status status = sava_check_apply(video, out, T, C, H, W, frames, k, flow, flow_count, noise, noise_count,
+                                          noise_h, noise_w);
     if (status != SAVA_OK) return status;
+    if ((flow && !all_finite(flow, flow_count)) || (noise && !all_finite(noise, noise_count)))
+        return SAVA_ERROR_NON_FINITE;
     const int64_t frame_size = C * H * W;
     if (out != video) memmove(out, video, (size_t)(T * frame_size) * sizeof(float));
     /* In place, a frame's warp must read its clean pixels: keep a copy of the frame being rewritten. */

@@ -4,10 +4,10 @@
 int sava_has_cuda(void) { return 0; }
 
 sava_status sava_apply_cuda(const float *video, float *out, int64_t T, int64_t C, int64_t H, int64_t W,
-                            const int64_t *frames, int64_t k, const float *flow, const float *noise, int64_t noise_h,
-                            int64_t noise_w, void *stream) {
+                            const int64_t *frames, int64_t k, const float *flow, int64_t flow_count,
+                            const float *noise, int64_t noise_count, int64_t noise_h, int64_t noise_w, void *stream) {
     (void)video; (void)out; (void)T; (void)C; (void)H; (void)W; (void)frames; (void)k; (void)flow; (void)noise;
-    (void)noise_h; (void)noise_w; (void)stream;
+    (void)flow_count; (void)noise_count; (void)noise_h; (void)noise_w; (void)stream;
     return SAVA_ERROR_NOT_BUILT;
 }
 

@@ -19,10 +19,12 @@ extern "C" int sava_has_cuda(void) {
 }
 
 extern "C" sava_status sava_apply_cuda(const float *video, float *out, int64_t T, int64_t C, int64_t H, int64_t W,
-                                       const int64_t *frames, int64_t k, const float *flow, const float *noise,
-                                       int64_t noise_h, int64_t noise_w, void *stream_handle) {
+                                       const int64_t *frames, int64_t k, const float *flow, int64_t flow_count,
+                                       const float *noise, int64_t noise_count, int64_t noise_h, int64_t noise_w,
+                                       void *stream_handle) {
     /* `frames` is a host array (k small integers), so it is checked here without a device round trip. */
-    sava_status status = sava_check_apply(video, out, T, C, H, W, frames, k, flow, noise, noise_h, noise_w);
+    sava_status status = sava_check_apply(video, out, T, C, H, W, frames, k, flow, flow_count, noise, noise_count,
+                                          noise_h, noise_w);
     if (status != SAVA_OK) return status;
     cudaStream_t stream = (cudaStream_t)stream_handle;
     const size_t frame_bytes = (size_t)(C * H * W) * sizeof(float);

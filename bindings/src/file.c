@@ -377,7 +377,9 @@ sava_status sava_apply_file_cpu(const sava_file *f, const float *video, float *o
         return SAVA_ERROR_SHAPE_MISMATCH;
     if (has_noise && (noise.dtype != SAVA_F32 || noise.ndim != 4 || noise.shape[0] != k || noise.shape[1] != C))
         return SAVA_ERROR_SHAPE_MISMATCH;
+    const int64_t noise_h = has_noise ? noise.shape[2] : 0, noise_w = has_noise ? noise.shape[3] : 0;
     return sava_apply_cpu(video, out, T, C, H, W, (const int64_t *)frames.data, k,
-                          has_flow ? (const float *)flow.data : NULL, has_noise ? (const float *)noise.data : NULL,
-                          has_noise ? noise.shape[2] : 0, has_noise ? noise.shape[3] : 0);
+                          has_flow ? (const float *)flow.data : NULL, has_flow ? k * 2 * H * W : 0,
+                          has_noise ? (const float *)noise.data : NULL, has_noise ? k * C * noise_h * noise_w : 0,
+                          noise_h, noise_w);
 }

@@ -17,6 +17,7 @@ const char *sava_status_string(sava_status status) {
         case SAVA_ERROR_NOT_FOUND: return "no entry of that name";
         case SAVA_ERROR_CUDA: return "a CUDA call or kernel launch failed";
         case SAVA_ERROR_NOT_BUILT: return "the library was built without this backend";
+        case SAVA_ERROR_NON_FINITE: return "a flow or noise value is NaN or infinite";
     }
     return "unknown status";
 }

@@ -30,11 +30,11 @@ static void test_apply_identity_shift_noise(void) {
     for (int i = 0; i < T * C * H * W; ++i) video[i] = uniform();
     const int64_t frames[1] = {1};
     memset(flow, 0, sizeof(flow));
-    CHECK(sava_apply_cpu(video, out, T, C, H, W, frames, 1, flow, NULL, 0, 0) == SAVA_OK, "zero flow");
+    CHECK(sava_apply_cpu(video, out, T, C, H, W, frames, 1, flow, 2 * H * W, NULL, 0, 0, 0) == SAVA_OK, "zero flow");
     CHECK(memcmp(out, video, sizeof(video)) == 0, "a zero flow changes nothing");
     /* flow dh = 1 everywhere: row h takes row h + 1, the last row its own (border). */
     for (int i = 0; i < H * W; ++i) flow[i] = 1.f;
-    CHECK(sava_apply_cpu(video, out, T, C, H, W, frames, 1, flow, NULL, 0, 0) == SAVA_OK, "shift");
+    CHECK(sava_apply_cpu(video, out, T, C, H, W, frames, 1, flow, 2 * H * W, NULL, 0, 0, 0) == SAVA_OK, "shift");
     for (int c = 0; c < C; ++c)
         for (int h = 0; h < H; ++h)
             for (int w = 0; w < W; ++w) {
@@ -45,41 +45,60 @@ static void test_apply_identity_shift_noise(void) {
     CHECK(memcmp(out, video, sizeof(float) * C * H * W) == 0, "frame 0 untouched");
     /* half-pixel dw: the mean of two neighbours */
     for (int i = 0; i < H * W; ++i) { flow[i] = 0.f; flow[H * W + i] = 0.5f; }
-    sava_apply_cpu(video, out, T, C, H, W, frames, 1, flow, NULL, 0, 0);
+    sava_apply_cpu(video, out, T, C, H, W, frames, 1, flow, 2 * H * W, NULL, 0, 0, 0);
     const float *f1 = video + C * H * W;
     CHECK(fabsf(out[C * H * W + 3] - 0.5f * (f1[3] + f1[4])) < 1e-6f, "half-pixel bilinear");
     /* noise with both clamps */
     for (int i = 0; i < C * H * W; ++i) noise[i] = (i % 3 == 0) ? 2.f : (i % 3 == 1 ? -2.f : 0.125f);
-    sava_apply_cpu(video, out, T, C, H, W, frames, 1, NULL, noise, H, W);
+    sava_apply_cpu(video, out, T, C, H, W, frames, 1, NULL, 0, noise, C * H * W, H, W);
     for (int i = 0; i < C * H * W; ++i) {
         const float want = i % 3 == 0 ? 1.f : (i % 3 == 1 ? 0.f : fminf(1.f, f1[i] + 0.125f));
         CHECK(fabsf(out[C * H * W + i] - want) < 1e-6f, "noise %d", i);
     }
     /* a flicker: one offset per channel */
     const float offsets[C] = {0.25f, -0.25f};
-    sava_apply_cpu(video, out, T, C, H, W, frames, 1, NULL, offsets, 1, 1);
+    sava_apply_cpu(video, out, T, C, H, W, frames, 1, NULL, 0, offsets, C, 1, 1);
     CHECK(fabsf(out[C * H * W + H * W + 5] - fmaxf(0.f, f1[H * W + 5] - 0.25f)) < 1e-6f, "flicker");
     /* in place equals out of place */
     static float inplace[T * C * H * W];
     memcpy(inplace, video, sizeof(video));
     for (int i = 0; i < 2 * H * W; ++i) flow[i] = 2.f * uniform() - 1.f;
-    sava_apply_cpu(video, out, T, C, H, W, frames, 1, flow, noise, H, W);
-    sava_apply_cpu(inplace, inplace, T, C, H, W, frames, 1, flow, noise, H, W);
+    sava_apply_cpu(video, out, T, C, H, W, frames, 1, flow, 2 * H * W, noise, C * H * W, H, W);
+    sava_apply_cpu(inplace, inplace, T, C, H, W, frames, 1, flow, 2 * H * W, noise, C * H * W, H, W);
     CHECK(memcmp(out, inplace, sizeof(out)) == 0, "in place");
 }
 
 static void test_apply_errors(void) {
     float v[2 * 1 * 4 * 4] = {0}, o[2 * 1 * 4 * 4];
     const int64_t bad[2] = {0, 0}, outside[1] = {2}, one[1] = {0};
-    CHECK(sava_apply_cpu(NULL, o, 2, 1, 4, 4, one, 1, NULL, NULL, 0, 0) == SAVA_ERROR_NULL_POINTER, "null video");
-    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, NULL, 1, NULL, NULL, 0, 0) == SAVA_ERROR_NULL_POINTER, "null frames");
-    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, bad, 2, NULL, NULL, 0, 0) == SAVA_ERROR_INVALID_ARGUMENT, "duplicates");
-    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, outside, 1, NULL, NULL, 0, 0) == SAVA_ERROR_INVALID_ARGUMENT, "t >= T");
-    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, one, 3, NULL, NULL, 0, 0) == SAVA_ERROR_INVALID_ARGUMENT, "k > T");
-    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, one, 1, NULL, v, 2, 2) == SAVA_ERROR_SHAPE_MISMATCH, "noise shape");
-    CHECK(sava_apply_cpu(v, o, 2, 0, 4, 4, one, 1, NULL, NULL, 0, 0) == SAVA_ERROR_INVALID_ARGUMENT, "C = 0");
-    CHECK(sava_apply_cpu(v, o, (int64_t)1 << 40, 1 << 20, 4, 4, one, 1, NULL, NULL, 0, 0) ==
+    CHECK(sava_apply_cpu(NULL, o, 2, 1, 4, 4, one, 1, NULL, 0, NULL, 0, 0, 0) == SAVA_ERROR_NULL_POINTER, "null video");
+    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, NULL, 1, NULL, 0, NULL, 0, 0, 0) == SAVA_ERROR_NULL_POINTER, "null frames");
+    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, bad, 2, NULL, 0, NULL, 0, 0, 0) == SAVA_ERROR_INVALID_ARGUMENT, "duplicates");
+    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, outside, 1, NULL, 0, NULL, 0, 0, 0) == SAVA_ERROR_INVALID_ARGUMENT, "t >= T");
+    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, one, 3, NULL, 0, NULL, 0, 0, 0) == SAVA_ERROR_INVALID_ARGUMENT, "k > T");
+    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, one, 1, NULL, 0, v, 4, 2, 2) == SAVA_ERROR_SHAPE_MISMATCH, "noise shape");
+    CHECK(sava_apply_cpu(v, o, 2, 0, 4, 4, one, 1, NULL, 0, NULL, 0, 0, 0) == SAVA_ERROR_INVALID_ARGUMENT, "C = 0");
+    CHECK(sava_apply_cpu(v, o, (int64_t)1 << 40, 1 << 20, 4, 4, one, 1, NULL, 0, NULL, 0, 0, 0) ==
               SAVA_ERROR_INVALID_ARGUMENT, "overflowing sizes");
+    /* Buffers whose declared sizes disagree with k, C, H, W: refused before anything is read. */
+    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, one, 1, v, 2 * 4 * 4 - 1, NULL, 0, 0, 0) == SAVA_ERROR_SHAPE_MISMATCH,
+          "short flow");
+    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, one, 1, NULL, 0, v, 4 * 4 + 1, 4, 4) == SAVA_ERROR_SHAPE_MISMATCH,
+          "long noise");
+    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, one, 1, NULL, 2 * 4 * 4, NULL, 0, 0, 0) == SAVA_ERROR_SHAPE_MISMATCH,
+          "a count for a NULL flow");
+    /* Non-finite flow or noise: an error status, and the output is not written. */
+    float flow[2 * 4 * 4] = {0}, noise[4 * 4] = {0};
+    for (int i = 0; i < 2 * 4 * 4; ++i) o[i] = -7.f;
+    flow[5] = NAN;
+    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, one, 1, flow, 2 * 4 * 4, NULL, 0, 0, 0) == SAVA_ERROR_NON_FINITE, "NaN flow");
+    CHECK(o[0] == -7.f, "nothing written after a NaN flow");
+    flow[5] = 0.f;
+    noise[3] = INFINITY;
+    CHECK(sava_apply_cpu(v, o, 2, 1, 4, 4, one, 1, flow, 2 * 4 * 4, noise, 4 * 4, 4, 4) == SAVA_ERROR_NON_FINITE,
+          "infinite noise");
+    CHECK(strcmp(sava_status_string(SAVA_ERROR_NON_FINITE), "a flow or noise value is NaN or infinite") == 0,
+          "non-finite string");
     CHECK(strcmp(sava_status_string(SAVA_ERROR_SHAPE_MISMATCH), "tensor shapes do not fit together") == 0, "string");
 }
 
@@ -199,6 +218,45 @@ static void test_files(void) {
             (void)sava_apply_file_cpu(f, video, out, 3, 1, H, W); /* must not read or write out of bounds */
             sava_file_close(f);
         }
+    }
+    /* Flow values made of random bit patterns (NaN, infinities, huge and tiny numbers among them): apply gives
+     * SAVA_OK or SAVA_ERROR_NON_FINITE, never undefined behaviour (UBSan) or NaN pixels. */
+    const size_t data_at = 8 + strlen(header) + sizeof(int64_t) * K;
+    for (int round = 0; round < 200; ++round) {
+        memcpy(mutated, buf, size);
+        uint32_t bits = (uint32_t)(uniform() * 4294967295.0f);
+        if (round % 3 == 0) bits = 0x7fc00000u | (bits & 0xffu);      /* a NaN */
+        if (round % 3 == 1) bits = (bits & 0x80000000u) | 0x7f800000u; /* an infinity */
+        const size_t at = data_at + 4 * (size_t)(uniform() * (float)(K * 2 * H * W - 1));
+        memcpy(mutated + at, &bits, 4);
+        write_bytes("mutated.safetensors", mutated, size);
+        sava_file *f = NULL;
+        CHECK(sava_file_open("mutated.safetensors", &f) == SAVA_OK, "a data mutation must still open");
+        if (f) {
+            static float video[3 * 1 * H * W], out[3 * 1 * H * W];
+            float value;
+            memcpy(&value, &bits, 4);
+            const sava_status s = sava_apply_file_cpu(f, video, out, 3, 1, H, W);
+            CHECK(s == (isfinite(value) ? SAVA_OK : SAVA_ERROR_NON_FINITE), "bits %08x: status %d", bits, (int)s);
+            for (int i = 0; s == SAVA_OK && i < 3 * H * W; ++i) CHECK(isfinite(out[i]), "NaN pixel %d", i);
+            sava_file_close(f);
+        }
+    }
+    /* A flow tensor whose frame count disagrees with the frames tensor: a status, not a read past its end. */
+    {
+        char short_header[512];
+        snprintf(short_header, sizeof(short_header),
+                 "{\"frames\":{\"dtype\":\"I64\",\"shape\":[2],\"data_offsets\":[0,16]},"
+                 "\"flow\":{\"dtype\":\"F32\",\"shape\":[1,2,%d,%d],\"data_offsets\":[16,%d]}}",
+                 H, W, 16 + 4 * 2 * H * W);
+        const int64_t two[2] = {0, 1};
+        const size_t n = make_file(mutated, sizeof(mutated), short_header, flow, 2 * H * W, two, 2);
+        write_bytes("mutated.safetensors", mutated, n);
+        sava_file *f = NULL;
+        CHECK(sava_file_open("mutated.safetensors", &f) == SAVA_OK, "short flow file opens");
+        static float video[3 * 1 * H * W], out[3 * 1 * H * W];
+        CHECK(sava_apply_file_cpu(f, video, out, 3, 1, H, W) == SAVA_ERROR_SHAPE_MISMATCH, "short flow applied");
+        sava_file_close(f);
     }
     /* An absurd header length. */
     memcpy(mutated, buf, size);

@@ -36,10 +36,10 @@ int main(void) {
     for (int i = 0; i < K * C * H * W; ++i) noise[i] = 0.1f * (uniform() - 0.5f);
     const int64_t frames[K] = {3, 0};
     int failures = 0;
-    if (sava_apply_cpu(video, cpu, T, C, H, W, frames, K, flow, noise, H, W) != SAVA_OK) ++failures;
+    if (sava_apply_cpu(video, cpu, T, C, H, W, frames, K, flow, K * 2 * H * W, noise, K * C * H * W, H, W) != SAVA_OK) ++failures;
     float *d_video = to_device(video, video_n), *d_flow = to_device(flow, K * 2 * H * W),
           *d_noise = to_device(noise, K * C * H * W), *d_out = to_device(video, video_n);
-    const sava_status s = sava_apply_cuda(d_video, d_out, T, C, H, W, frames, K, d_flow, d_noise, H, W, NULL);
+    const sava_status s = sava_apply_cuda(d_video, d_out, T, C, H, W, frames, K, d_flow, K * 2 * H * W, d_noise, K * C * H * W, H, W, NULL);
     if (s != SAVA_OK) { fprintf(stderr, "apply_cuda: %s\n", sava_status_string(s)); ++failures; }
     cudaMemcpy(gpu, d_out, video_n * sizeof(float), cudaMemcpyDeviceToHost);
     float worst = 0.f;
@@ -48,7 +48,7 @@ int main(void) {
     if (!(worst < 1e-5f)) ++failures;
     /* in place */
     cudaMemcpy(d_out, video, video_n * sizeof(float), cudaMemcpyHostToDevice);
-    sava_apply_cuda(d_out, d_out, T, C, H, W, frames, K, d_flow, d_noise, H, W, NULL);
+    sava_apply_cuda(d_out, d_out, T, C, H, W, frames, K, d_flow, K * 2 * H * W, d_noise, K * C * H * W, H, W, NULL);
     cudaMemcpy(gpu, d_out, video_n * sizeof(float), cudaMemcpyDeviceToHost);
     for (size_t i = 0; i < video_n; ++i)
         if (fabsf(cpu[i] - gpu[i]) > 1e-5f) { ++failures; fprintf(stderr, "in place differs at %zu\n", i); break; }
@@ -63,7 +63,7 @@ int main(void) {
         if (fabsf(ssim_cpu[t] - ssim_gpu[t]) > 1e-5f) ++failures;
     }
     const int64_t bad[1] = {T};
-    if (sava_apply_cuda(d_video, d_out, T, C, H, W, bad, 1, NULL, NULL, 0, 0, NULL) != SAVA_ERROR_INVALID_ARGUMENT)
+    if (sava_apply_cuda(d_video, d_out, T, C, H, W, bad, 1, NULL, 0, NULL, 0, 0, 0, NULL) != SAVA_ERROR_INVALID_ARGUMENT)
         ++failures;
     cudaFree(d_video); cudaFree(d_flow); cudaFree(d_noise); cudaFree(d_out); cudaFree(d_ssim); cudaFree(d_adv);
     free(video); free(cpu); free(gpu);

@@ -20,7 +20,7 @@ import torch
 from ..errors import ConfigError, InputError
 from ..kernels.reference import SSIM_WINDOW
 from ..metrics import RunSummary, VideoResult, summarise
-from ..models.adapter import check_videos
+from ..models.adapter import check_finite_logits, check_videos
 from ..selection import Selector, check_k, make_selector
 from .loop import Budget, Job, SparseAttackLoop, Step
 from .losses import ADV_LOSSES
@@ -104,7 +104,9 @@ class Attack:
         videos = torch.stack(list(videos))
         labels = torch.tensor(labels, dtype=torch.long)
         self._check_batch(videos, labels, targets)
-        clean_pred = self.model.predict(videos)[0].cpu()
+        clean_pred, probs = self.model.predict(videos)
+        check_finite_logits(self.model, probs, list(ids), "clean")
+        clean_pred = clean_pred.cpu()
         rows, goals, results = [], [], []
         for i, video_id in enumerate(ids):
             label, pred = int(labels[i]), int(clean_pred[i])
@@ -231,3 +233,4 @@ class SparseAttack(Attack):
             raise InputError(
                 f"frames of {height} x {width} are smaller than the {SSIM_WINDOW} x {SSIM_WINDOW} SSIM window"
             )
+

@@ -38,6 +38,7 @@ import torch
 
 from .. import kernels
 from ..metrics import VideoResult
+from ..models.adapter import check_finite_logits
 from .losses import reached_goal
 
 BISECTION_STEPS = 12
@@ -240,6 +241,8 @@ class SparseAttackLoop:
             logits = self.model.logits(self.videos.index_put((rows,), inputs))[rows]
         else:
             logits = self.model.logits(inputs)
+        check_finite_logits(self.model, logits.detach(), [self.jobs[int(r)].result.video_id for r in rows],
+                            "adversarial")
         goal = self.goal[rows]
         done = reached_goal(logits, goal, self.targeted) & self.budget.satisfied(ssim, l21)
         # With a margin, a video keeps going past the boundary; it still counts as fooled at the cap.

@@ -22,18 +22,26 @@ class VideoFileDataset:
     """
 
     def __init__(self, items: list[tuple[Path, int]], classes: list[str], num_frames: int, size: tuple[int, int],
-                 name: str):
+                 name: str, root: Path | None = None):
         if not items:
             raise DataError(f"{name}: no video files found (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
         self.items, self.classes, self.num_frames, self.size, self.name = items, classes, num_frames, size, name
+        self.root = root
         self.split = "files"
+        # Ids are paths relative to the dataset's root, extension included: two files never share one.
+        self._ids = [_relative_id(path, root) for path, _ in items]
+        seen: dict[str, int] = {}
+        for index, video_id in enumerate(self._ids):
+            if video_id in seen:
+                raise DataError(f"{name}: {video_id} is listed twice (entries {seen[video_id] + 1} and {index + 1}); "
+                                "each video may appear once")
+            seen[video_id] = index
 
     def __len__(self) -> int:
         return len(self.items)
 
     def video_id(self, index: int) -> str:
-        path, _ = self.items[index]
-        return f"{path.parent.name}/{path.stem}" if path.parent.name else path.stem
+        return self._ids[index]
 
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor, int]:
         path, label = self.items[index]
@@ -44,18 +52,28 @@ class VideoFileDataset:
         return (self.num_frames, 3, *self.size)
 
 
+def _relative_id(path: Path, root: Path | None) -> str:
+    if root is not None:
+        try:
+            return path.relative_to(root).as_posix()
+        except ValueError:
+            pass
+    return path.as_posix()
+
+
 def from_folder(root: str | Path, num_frames: int, size: tuple[int, int]) -> VideoFileDataset:
     root = Path(root)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not classes:
         raise DataError(f"{root}: expected one sub-folder per class (UCF101 layout), found none")
+    # Regular files only: a pipe, socket or device named like a video would block the decoder forever.
     items = [
         (path, label)
         for label, name in enumerate(classes)
         for path in sorted((root / name).rglob("*"))
-        if path.suffix.lower() in VIDEO_SUFFIXES
+        if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file()
     ]
-    return VideoFileDataset(items, classes, num_frames, size, name=root.name)
+    return VideoFileDataset(items, classes, num_frames, size, name=root.name, root=root)
 
 
 def from_csv(csv_path: str | Path, num_frames: int, size: tuple[int, int]) -> VideoFileDataset:
@@ -73,9 +91,12 @@ def from_csv(csv_path: str | Path, num_frames: int, size: tuple[int, int]) -> Vi
     labels = [row[1].strip() for row in rows]
     if all(label.lstrip("-").isdigit() for label in labels):
         ids = [int(label) for label in labels]
+        for number, label in enumerate(ids, 1):
+            if label < 0:
+                raise DataError(f"{csv_path}: row {number} has label {label}; class indices start at 0")
         classes = [str(i) for i in range(max(ids, default=-1) + 1)]
     else:
         classes = sorted(set(labels))
         ids = [classes.index(label) for label in labels]
     items = [((csv_path.parent / row[0].strip()), label) for row, label in zip(rows, ids)]
-    return VideoFileDataset(items, classes, num_frames, size, name=csv_path.stem)
+    return VideoFileDataset(items, classes, num_frames, size, name=csv_path.stem, root=csv_path.parent)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import stat
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -18,6 +20,8 @@ def _open_video(path: str | Path):
     import av
 
     try:
+        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or device would block the decoder
+            raise DataError(f"{path}: not a regular file")
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise DataError(f"{path}: no video stream")

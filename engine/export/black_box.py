@@ -14,7 +14,7 @@ from contextlib import contextmanager
 
 import torch
 
-from ..errors import InputError
+from ..errors import InputError, ModelError
 from ..models.adapter import DescribedModel, ModelInfo, check_videos
 
 METADATA_PREFIX = "sava."
@@ -59,7 +59,16 @@ class BlackBoxModel(DescribedModel):
     @torch.no_grad()
     def logits(self, videos: torch.Tensor) -> torch.Tensor:
         self.check_videos(videos)
-        return torch.cat([self._logits(chunk.float().contiguous()) for chunk in videos.split(self.max_batch)])
+        out = []
+        for chunk in videos.split(self.max_batch):
+            logits = self._logits(chunk.float().contiguous())
+            classes = len(self.classes) if self.classes else None
+            if logits.dim() != 2 or logits.shape[0] != len(chunk) or (classes and logits.shape[1] != classes):
+                wanted = f"{len(chunk)} x {classes if classes else 'classes'}"
+                raise ModelError(f"{self.name} returned logits of shape {tuple(logits.shape)} for {len(chunk)} "
+                                 f"clips; a classifier returns B x classes ({wanted})")
+            out.append(logits)
+        return torch.cat(out)
 
     __call__ = logits
 

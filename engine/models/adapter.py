@@ -65,6 +65,8 @@ class VideoModel(DescribedModel):
         if info.mean is not None or info.std is not None:
             mean = torch.tensor(info.mean if info.mean is not None else (0.0,), dtype=torch.float32)
             std = torch.tensor(info.std if info.std is not None else (1.0,), dtype=torch.float32)
+            if not (torch.isfinite(mean).all() and torch.isfinite(std).all()):
+                raise ModelError(f"mean and std must be finite numbers, got mean {info.mean}, std {info.std}")
             if (std <= 0).any():
                 raise ModelError(f"std must be positive, got {info.std}")
             self._mean = mean.view(1, 1, -1, 1, 1).to(self.device)
@@ -168,6 +170,17 @@ def check_videos(videos: torch.Tensor, labels: torch.Tensor | None = None) -> No
     if labels is not None:
         if labels.dim() != 1 or labels.shape[0] != b:
             raise InputError(f"labels must be a 1-D tensor of {b} class indices, got shape {tuple(labels.shape)}")
+
+
+def check_finite_logits(model, values: torch.Tensor, video_ids: list[str], when: str) -> None:
+    """NaN or infinite model outputs are an error that names the model and the videos, never a decision:
+    ``argmax`` of NaN is class 0, which would count as a (mis)classification."""
+    finite = torch.isfinite(values).flatten(1).all(dim=1)
+    if not bool(finite.all()):
+        bad = [video_id for video_id, ok in zip(video_ids, finite.tolist()) if not ok]
+        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
+        raise ModelError(f"model {getattr(model, 'name', 'model')!r} returned NaN or infinite logits on the {when} "
+                         f"clip of video {shown}; check its weights and its --mean/--std")
 
 
 def _module_device(module: nn.Module) -> torch.device:

@@ -13,6 +13,7 @@ merging gathers them into ``videos.jsonl``.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from ..metrics import VideoResult
@@ -26,12 +27,19 @@ def manifest_name(rank: int, world: int) -> str:
     return MANIFEST if world == 1 else f"videos.rank-{rank}.jsonl"
 
 
+_MANIFEST_NAME = re.compile(r"videos(\.rank-\d+)?\.jsonl")
+CORRUPT_SUFFIX = ".corrupt"  # where unreadable manifest lines are kept when a manifest is rewritten
+
+
 def manifests(folder: Path) -> list[Path]:
-    return sorted(folder.glob("videos*.jsonl"))
+    """The manifests sava writes into a run folder (``videos.jsonl``, ``videos.rank-R.jsonl``), nothing else."""
+    return sorted(p for p in folder.glob("videos*.jsonl") if _MANIFEST_NAME.fullmatch(p.name) and p.is_file())
 
 
-def read_records(path: Path) -> list[dict]:
-    """The complete records of one manifest; a torn last line is cut off the file."""
+def read_records(path: Path, problems: list[str] | None = None) -> list[dict]:
+    """The complete records of one manifest. A torn last line (a crash mid-write) is cut off the file; any
+    other line that is not a record (corrupted on disk, edited by hand) is skipped and described in
+    ``problems``, so its video counts as not done and is attacked again."""
     if not path.is_file():
         return []
     data = path.read_bytes()
@@ -40,17 +48,41 @@ def read_records(path: Path) -> list[dict]:
         with open(path, "r+b") as handle:
             handle.truncate(len(complete))
     records = []
-    for line in complete.decode("utf-8").splitlines():
-        if line.strip():
-            records.append(json.loads(line))
+    for number, raw in enumerate(complete.split(b"\n"), 1):
+        if not raw.strip():
+            continue
+        try:
+            record = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError) as exc:
+            record, reason = None, f"not JSON ({exc.__class__.__name__})"
+        else:
+            reason = "not a video record"
+        if isinstance(record, dict) and isinstance(record.get("video_id"), str):
+            records.append(record)
+        elif problems is not None:
+            problems.append(f"{path.name} line {number}: {reason}; skipped, its video will be attacked again")
     return records
 
 
-def finished(folder: Path) -> dict[str, dict]:
+def corrupt_lines(path: Path) -> list[bytes]:
+    """The lines of a manifest that ``read_records`` skips (kept aside when the manifest is rewritten)."""
+    kept = []
+    for raw in path.read_bytes().split(b"\n") if path.is_file() else []:
+        if raw.strip():
+            try:
+                record = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, ValueError):
+                record = None
+            if not (isinstance(record, dict) and isinstance(record.get("video_id"), str)):
+                kept.append(raw)
+    return kept
+
+
+def finished(folder: Path, problems: list[str] | None = None) -> dict[str, dict]:
     """Every video any manifest of the folder lists, by id."""
     done: dict[str, dict] = {}
     for path in manifests(folder):
-        for record in read_records(path):
+        for record in read_records(path, problems):
             done[record["video_id"]] = record
     return done
 

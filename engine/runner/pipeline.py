@@ -18,16 +18,20 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..metrics import RunSummary, summarise
 from ..outputs import RunWriter, write_atomic
 from .decode import decoded
+from .folder import claim, locked
 from .manifest import (
+    CORRUPT_SUFFIX,
     MANIFEST,
     as_result,
     check_settings,
+    corrupt_lines,
     finished,
     manifest_name,
     manifests,
@@ -59,6 +63,14 @@ class DatasetRun:
 
 def run_dataset(attack, dataset, run: DatasetRun) -> RunSummary | None:
     """Attack this process's share of the videos not yet done; the first process returns the run's summary."""
+    shard = run.shard
+    if shard.rank == 0:
+        claim(run.folder)  # a folder sava did not make is refused before anything in it is read
+    with locked(run.folder) if shard.rank == 0 else nullcontext():
+        return _run_locked(attack, dataset, run)
+
+
+def _run_locked(attack, dataset, run: DatasetRun) -> RunSummary | None:
     from tqdm import tqdm
 
     shard = run.shard
@@ -67,7 +79,11 @@ def run_dataset(attack, dataset, run: DatasetRun) -> RunSummary | None:
     shard.barrier()  # run.json exists before the other processes compare against it
     if shard.rank != 0:
         resumed = check_settings(run.folder, run.meta, RESUME_KEYS)
-    done = finished(run.folder)
+    problems: list[str] = []
+    done = finished(run.folder, problems)
+    if shard.rank == 0:
+        for problem in problems:
+            run.log(f"warning: {problem}")
     todo = [i for i in shard.indices(run.count) if dataset.video_id(i) not in done]
     if resumed and shard.rank == 0:
         run.log(f"resuming {run.folder}: {len(done)} of {run.count} videos already done")
@@ -118,11 +134,15 @@ def merge(folder: Path, meta: dict | None = None, count: int | None = None) -> R
     and write ``metrics.json`` over every video of the run (``sava merge``)."""
     folder = Path(folder)
     meta = meta or json.loads((folder / "run.json").read_text())
-    records = {}
+    records, corrupt = {}, []
     for path in manifests(folder):
+        corrupt += corrupt_lines(path)
         for record in read_records(path):
             records[record["video_id"]] = record
     ordered = sorted(records.values(), key=lambda r: (r.get("index", 0), r["video_id"]))
+    if corrupt:  # rewriting the manifest drops them: keep them beside it for whoever wants to look
+        with open(folder / (MANIFEST + CORRUPT_SUFFIX), "ab") as handle:
+            handle.write(b"".join(line + b"\n" for line in corrupt))
     write_atomic(folder / MANIFEST, "".join(json.dumps(r) + "\n" for r in ordered))
     for path in manifests(folder):
         if path.name != MANIFEST:

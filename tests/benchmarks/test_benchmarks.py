@@ -108,3 +108,21 @@ def test_native_benchmark_compares_the_c_library_with_the_reference(tmp_path):
     assert {(row["op"], row["impl"]) for row in rows} >= {("apply", "native_cpu"), ("ssim_forward", "native_cpu"),
                                                            ("apply", "reference"), ("ssim_forward", "reference")}
     assert all("speedup_vs_reference" in row for row in rows if row["impl"] == "native_cpu")
+
+
+def test_every_readme_table_of_figures_names_its_committed_results():
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "check_readme.py")], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert "README.md" in done.stdout and "benchmarks/README.md" in done.stdout
+
+
+def test_the_readme_check_catches_a_table_without_its_source(tmp_path):
+    page = tmp_path / "page.md"
+    page.write_text("Some prose.\n\n| model | FR |\n| --- | --- |\n| a | 93.1% |\n\n"
+                    "From `results/missing.jsonl`:\n\n| model | FR |\n| --- | --- |\n| b | 12.5% |\n\n"
+                    "| option | meaning |\n| --- | --- |\n| `--x` | a sentence, 0.3 by default |\n")
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "check_readme.py"), str(page)], capture_output=True,
+                          text=True)
+    assert done.returncode == 1
+    problems = done.stderr.strip().splitlines()
+    assert len(problems) == 2 and "page.md:3" in problems[0] and "missing.jsonl" in problems[1]

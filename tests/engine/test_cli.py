@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from PIL import Image
 from safetensors import safe_open
 
@@ -210,3 +211,107 @@ def test_reproduce_tables_of_one_model_share_their_runs(tmp_path, capsys):
     assert {r["measure"] for r in importance} == {"gradcam", "zero", "mean"}
     assert all(r["spearman"] == 1.0 for r in importance if r["model_a"] == r["model_b"])
     assert "AAP(l2,1)" in (folder / "table6.md").read_text()
+
+
+def test_impossible_settings_are_refused_before_any_file_is_decoded(tmp_path, capsys):
+    """Defects 9 and 12: such settings marked every video "cannot decode" (and exited 0), or raised."""
+    cases = [
+        (["--clip-frames", "0"], "--clip-frames must be at least 1"),
+        (["--clip-frames", "-3"], "--clip-frames must be at least 1"),
+        (["--size", "0", "0"], "--size must lie between 11"),
+        (["--size", "100000", "100000"], "--size must lie between 11"),
+        (["--mean", "0.5,0.5,0.5"], "--mean describes a user model"),
+        (["--layout", "BCTHW"], "--layout describes a user model"),
+        (["--device", "tpu"], "--device"),
+    ]
+    if not __import__("torch").cuda.is_available():
+        cases.append((["--device", "cuda"], "torch sees no CUDA device"))
+    for args, message in cases:
+        out = tmp_path / "never"
+        assert run_cli("--model", "tsn-digits", "--out", str(out), *args) == 2, args
+        err = capsys.readouterr().err
+        assert message in err and err.strip().splitlines()[-1].startswith("sava attack: error:"), (args, err)
+        assert not out.exists(), f"{args} left a run folder behind"
+    for args, message in [(["--margin", "nan"], "not a finite number"), (["--mean", "0.5,0.5"], "one value or three"),
+                          (["--lam", "inf"], "not a finite number")]:
+        try:
+            run_cli("--model", "tsn-digits", *args)
+        except SystemExit as exit_:
+            assert exit_.code == 2
+        else:
+            raise AssertionError(f"{args} must be refused")
+        assert message in capsys.readouterr().err
+
+
+def test_a_user_model_with_nan_normalisation_or_outputs_is_an_error_naming_it(tmp_path, capsys, monkeypatch):
+    """Defect 7: --mean nan attacked no video and exited 0; NaN logits failed deep inside the warp."""
+    import sys
+
+    import torch
+
+    module_dir = tmp_path / "mods"
+    module_dir.mkdir()
+    # The bundled TSN, returning NaN logits whenever a gradient is wanted (in the attack's steps only).
+    (module_dir / "nanmodels.py").write_text(
+        "import torch\n"
+        "from sava.models import load_bundled\n"
+        "class Poisoned(torch.nn.Module):\n"
+        "    def __init__(self):\n"
+        "        super().__init__()\n"
+        "        self.inner = load_bundled('tsn-digits')\n"
+        "    def forward(self, x):\n"
+        "        logits = self.inner.logits(x)\n"
+        "        return logits * float('nan') if torch.is_grad_enabled() else logits\n"
+        "def on_perturbed():\n    return Poisoned()\n")
+    monkeypatch.syspath_prepend(str(module_dir))
+    common = ["--data", "digits", "--num-videos", "4", "--iters", "3", "--device", "cpu"]
+    with pytest.raises(SystemExit):
+        run_cli("--model", "nanmodels:on_perturbed", "--mean", "nan", *common, "--out", str(tmp_path / "a"))
+    assert "--mean: 'nan' is not a finite number" in capsys.readouterr().err
+    from sava import ModelInfo, VideoModel
+    from sava.errors import ModelError
+
+    with pytest.raises(ModelError, match="finite"):  # the Python API refuses it too
+        VideoModel(torch.nn.Identity(), ModelInfo(mean=(float("nan"),) * 3))
+    assert run_cli("--model", "nanmodels:on_perturbed", *common, "--out", str(tmp_path / "b")) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "NaN or infinite logits" in err and "nanmodels:on_perturbed" in err and "digits" in err
+    sys.modules.pop("nanmodels", None)
+
+
+def test_two_files_with_one_stem_are_two_videos_across_reruns(tmp_path, capsys):
+    """Defect 2: v.mp4 and v.mkv crashed the run with a KeyError; a rerun mixed their results."""
+    clips = bundled("digits", "test")
+    root = tmp_path / "videos" / clips.classes[int(clips.labels[0])]
+    root.mkdir(parents=True)
+    write_video(root / "v.mp4", clips.float_videos(0))
+    write_video(root / "v.mkv", clips.float_videos(0))
+    out = tmp_path / "run"
+    args = ["--model", "tsn-digits", "--data", str(tmp_path / "videos"), "--size", "32", "32", "--iters", "3",
+            "--num-videos", "0", "--device", "cpu", "--out", str(out)]
+    assert run_cli(*args) == 0
+    assert run_cli(*args) == 0  # a rerun finds both done
+    assert "2 of 2 videos already done" in capsys.readouterr().err
+    records = [json.loads(line) for line in (out / "videos.jsonl").read_text().splitlines()]
+    assert sorted(r["video_id"] for r in records) == [f"{root.name}/v.mkv", f"{root.name}/v.mp4"]
+    perturbations = {r["perturbation"] for r in records if "perturbation" in r}
+    assert len(perturbations) == sum(r["attacked"] for r in records)
+    assert json.loads((out / "metrics.json").read_text())["completed"]
+
+
+def test_an_unexpected_error_is_one_line_and_debug_shows_the_traceback(monkeypatch, capsys):
+    import sava.cli as cli
+
+    def broken(args):
+        raise RuntimeError("something inside broke")
+
+    monkeypatch.setitem(cli.COMMANDS, "models", broken)
+    assert main(["models"]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("sava models: error: unexpected RuntimeError: something inside")
+    try:
+        main(["--debug", "models"])
+    except RuntimeError as exc:
+        assert "something inside broke" in str(exc)
+    else:
+        raise AssertionError("--debug must let the traceback through")

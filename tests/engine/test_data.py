@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
@@ -83,7 +86,7 @@ def test_folder_dataset_decodes_real_files(video_folder):
     for i in good:
         video_id, clip, label = dataset[i]
         assert clip.shape == (16, 3, 48, 48) and 0 <= float(clip.min()) and float(clip.max()) <= 1
-        source = clips.float_videos(int(video_id.split("clip")[1]))
+        source = clips.float_videos(int(Path(video_id).stem.split("clip")[1]))
         # H.264 at CRF 18 keeps the frames close to the source.
         assert (clip - source).abs().mean() < 0.03
         assert dataset.classes[label] == video_id.split("/")[0]
@@ -94,9 +97,9 @@ def test_folder_dataset_names_unreadable_and_short_files(video_folder):
     dataset = from_folder(root, num_frames=16, size=(48, 48))
     names = {dataset.video_id(i): i for i in range(len(dataset))}
     with pytest.raises(DataError, match="corrupt.mp4"):
-        dataset[names["pan-left/corrupt"]]
+        dataset[names["pan-left/corrupt.mp4"]]
     with pytest.raises(DataError, match="fewer than the 16"):
-        dataset[names["pan-left/short"]]
+        dataset[names["pan-left/short.mp4"]]
 
 
 def test_csv_dataset_with_names_and_header(video_folder, tmp_path):
@@ -121,3 +124,44 @@ def test_uniform_sampling_spans_the_file(tmp_path):
     clip = load_clip(tmp_path / "ramp.mp4", 5, (16, 16))
     brightness = clip.mean(dim=(1, 2, 3)).numpy()
     assert np.all(np.diff(brightness) > 0) and brightness[0] < 0.1 and brightness[-1] > 0.9
+
+
+def test_video_ids_are_paths_with_extensions_and_never_collide(tmp_path):
+    """Defect 2: v.mp4 and v.mkv in one folder, or a/x/clip.mp4 and b/x/clip.mp4, shared an id."""
+    from sava.outputs import safe_name
+
+    clip = bundled("digits", "test").float_videos(0)
+    for path in ("a/v.mp4", "a/v.mkv", "a/x/clip.mp4", "b/x/clip.mp4", "b/a b.mp4", "b/a_b.mp4"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        write_video(tmp_path / path, clip)
+    dataset = from_folder(tmp_path, 4, (32, 32))
+    ids = [dataset.video_id(i) for i in range(len(dataset))]
+    assert sorted(ids) == sorted(["a/v.mp4", "a/v.mkv", "a/x/clip.mp4", "b/x/clip.mp4", "b/a b.mp4", "b/a_b.mp4"])
+    names = {safe_name(video_id) for video_id in ids}
+    assert len(names) == len(ids), "perturbation file names must be injective"
+    listed_twice = tmp_path / "twice.csv"
+    listed_twice.write_text("a/v.mp4,0\nb/a b.mp4,1\na/v.mp4,1\n")
+    with pytest.raises(DataError, match="listed twice"):
+        from_csv(listed_twice, 4, (32, 32))
+
+
+def test_a_negative_csv_label_is_an_error(tmp_path):
+    """Defect 8: -1 became the last class."""
+    table = tmp_path / "labels.csv"
+    table.write_text("x.mp4,0\ny.mp4,-1\n")
+    with pytest.raises(DataError, match="row 2 has label -1"):
+        from_csv(table, 4, (32, 32))
+
+
+def test_a_pipe_named_like_a_video_does_not_hang_the_run(tmp_path):
+    """Defect 13: a FIFO in a dataset folder blocked the decoder forever."""
+    clip = bundled("digits", "test").float_videos(0)
+    (tmp_path / "up").mkdir()
+    write_video(tmp_path / "up" / "real.mp4", clip)
+    os.mkfifo(tmp_path / "up" / "pipe.mp4")
+    dataset = from_folder(tmp_path, 4, (32, 32))
+    assert [dataset.video_id(i) for i in range(len(dataset))] == ["up/real.mp4"]
+    listed = tmp_path / "list.csv"
+    listed.write_text("up/pipe.mp4,0\n")
+    with pytest.raises(DataError, match="not a regular file"):
+        from_csv(listed, 4, (32, 32))[0]

@@ -109,3 +109,24 @@ def test_tensorrt_engine_matches_torch(exports, tmp_path, precision, tolerance):
         assert torch.allclose(engine.logits(videos), model.logits(videos), atol=tolerance)
     again = TensorRTModel(exports["c3d-digits"][1], precision, cache_dir=tmp_path)  # from the engine cache
     assert again.engine_path == engine.engine_path and len(list(tmp_path.glob("*.engine"))) == 1
+
+
+def test_a_runtime_model_with_the_wrong_output_shape_is_an_error_naming_it():
+    """Defect 12 of the hostile-input review: a runtime returning something other than B x classes."""
+    from sava.export.black_box import BlackBoxModel
+    from sava.models import ModelInfo
+
+    class Flattened(BlackBoxModel):  # what a graph that forgot its pooling returns
+        def _logits(self, chunk):
+            return torch.zeros(len(chunk), 4, 8)
+
+    class Wider(BlackBoxModel):  # another label set
+        def _logits(self, chunk):
+            return torch.zeros(len(chunk), 10)
+
+    info = ModelInfo(name="odd.onnx", classes=[str(i) for i in range(8)], clip_shape=(4, 3, 12, 12))
+    videos = torch.rand(2, 4, 3, 12, 12)
+    with pytest.raises(ModelError, match=r"odd.onnx returned logits of shape \(2, 4, 8\)"):
+        Flattened(info, dynamic_time=False).predict(videos)
+    with pytest.raises(ModelError, match=r"shape \(2, 10\).*2 x 8"):
+        Wider(info, dynamic_time=False).predict(videos)

@@ -109,3 +109,35 @@ def test_cupy_compiled_kernels_match_the_reference_and_the_library():
     assert torch.allclose(ssim, reference.ssim(video, got), atol=1e-5)
     if built():
         assert torch.allclose(ssim, native.ssim(video, got), atol=1e-5)
+
+
+@needs_library
+def test_every_size_is_checked_before_c_reads_a_buffer():
+    """Defect 5: a flow or noise of the wrong size made the library read past its buffers."""
+    video = torch.rand(4, 3, 12, 13)
+    frames = torch.tensor([0, 2])
+    good_flow, good_noise = torch.zeros(2, 2, 12, 13), torch.zeros(2, 3, 12, 13)
+    native.apply_perturbation(video, frames, good_flow, good_noise)
+    for flow, noise, message in [
+        (good_flow[:1], good_noise, "flow must be 2 x 2 x 12 x 13"),
+        (good_flow[..., :12], good_noise, "flow must be"),
+        (good_flow, good_noise[:1], "noise must be 2 x 3 x 12 x 13"),
+        (good_flow, good_noise[:, :2], "noise must be"),
+        (None, torch.zeros(2, 3, 1, 13), "noise must be"),
+    ]:
+        with pytest.raises(native.NativeError, match=message):
+            native.apply_perturbation(video, frames, flow, noise)
+    with pytest.raises(native.NativeError, match="T x C x H x W"):
+        native.apply_perturbation(video[0], frames, good_flow, good_noise)
+
+
+@needs_library
+@pytest.mark.parametrize("which", ["flow", "noise"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_values_are_an_error_status_not_nan_pixels(which, value):
+    """Defect 6: a NaN flow reached a float-to-integer conversion (undefined) and the call succeeded."""
+    video, frames = torch.rand(3, 3, 12, 12), torch.tensor([1])
+    flow, noise = torch.zeros(1, 2, 12, 12), torch.zeros(1, 3, 12, 12)
+    (flow if which == "flow" else noise)[0, 0, 4, 5] = value
+    with pytest.raises(native.NativeError, match="NaN or infinite"):
+        native.apply_perturbation(video, frames, flow, noise)

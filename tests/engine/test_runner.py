@@ -1,5 +1,5 @@
 """The batch pipeline: a killed run resumed, and a two-process torchrun run,
-give exactly the outputs of one uninterrupted run; lossless adversarial clips."""
+give the outputs of one uninterrupted run (to float32 rounding); lossless adversarial clips."""
 
 from __future__ import annotations
 
@@ -19,10 +19,14 @@ from sava.cli import main
 from sava.data import bundled
 from sava.data.video_io import decode_frames
 from sava.runner.manifest import read_records
+from tests.device import DEVICE
 
 ATTACK = ["attack", "--model", "tsn-digits", "--num-videos", "8", "--iters", "30", "--batch-size", "2",
-          "--no-progress"]
+          "--no-progress", "--device", DEVICE]
 ENV = dict(os.environ, OMP_NUM_THREADS="1")
+# A resumed or sharded run puts other videos side by side in a batch, and batched convolutions round
+# differently for another batch: outputs agree to this bound, not bit for bit (README, "Resume").
+ROUNDING = 1e-5
 
 
 def sava(*args) -> list[str]:
@@ -38,12 +42,22 @@ def outputs(folder: Path) -> tuple[dict, dict]:
 
 
 def same_outputs(first: Path, second: Path) -> None:
+    """The same videos, frames, iterations and decisions; figures and tensors within ``ROUNDING``."""
     records_a, tensors_a = outputs(first)
     records_b, tensors_b = outputs(second)
-    assert records_a == records_b
+    assert records_a.keys() == records_b.keys()
+    for vid, a in records_a.items():
+        b = records_b[vid]
+        assert a.keys() == b.keys(), vid
+        for key in a:
+            if isinstance(a[key], float) and isinstance(b[key], float):
+                assert b[key] == pytest.approx(a[key], rel=ROUNDING, abs=ROUNDING), (vid, key)
+            else:
+                assert a[key] == b[key], (vid, key)
     assert tensors_a.keys() == tensors_b.keys()
     for vid in tensors_a:
-        assert all(torch.equal(tensors_a[vid][n], tensors_b[vid][n]) for n in tensors_a[vid]), vid
+        for name in tensors_a[vid]:
+            torch.testing.assert_close(tensors_b[vid][name], tensors_a[vid][name], atol=ROUNDING, rtol=0)
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +101,8 @@ def test_two_torchrun_processes_give_the_outputs_of_one(uninterrupted, tmp_path)
     assert not list(folder.glob("videos.rank-*.jsonl"))  # merged into videos.jsonl
     summary = json.loads((folder / "metrics.json").read_text())["summary"]
     assert summary == pytest.approx(json.loads((uninterrupted / "metrics.json").read_text())["summary"] |
-                                    {"seconds": summary["seconds"], "videos_per_second": summary["videos_per_second"]})
+                                    {"seconds": summary["seconds"], "videos_per_second": summary["videos_per_second"]},
+                                    rel=ROUNDING, abs=ROUNDING)
 
 
 def test_changed_settings_refuse_to_resume(uninterrupted, capsys):

@@ -71,3 +71,71 @@ def test_export_command_reports_the_check(tmp_path, capsys):
     assert "ONNX checker passed" in printed and "largest |ORT - torch|" in printed
     assert (tmp_path / "tsn-digits.onnx").is_file()
     assert main(["export", "--model", "nope", "--out", str(tmp_path)]) == 2
+
+
+def _attacked_folder(tmp_path, name="run"):
+    out = tmp_path / name
+    assert main(["attack", "--no-progress", "--model", "tsn-digits", "--num-videos", "3", "--iters", "3",
+                 "--device", "cpu", "--out", str(out)]) == 0
+    records = [json.loads(line) for line in (out / "videos.jsonl").read_text().splitlines()]
+    return out, [r for r in records if "perturbation" in r]
+
+
+def test_a_damaged_perturbation_file_is_an_error_naming_it(tmp_path, capsys):
+    """Defects 7 and 12: a NaN noise counted as fooled; truncated, mistyped or misshapen files raised."""
+    from safetensors.torch import load_file, save_file
+
+    out, records = _attacked_folder(tmp_path)
+    path = out / records[0]["perturbation"]
+    original = path.read_bytes()
+    tensors = load_file(str(path))
+    damages = {
+        "NaN": lambda t: t | {"noise": t["noise"].clone().index_fill_(0, torch.tensor([0]), float("nan"))},
+        "float64": lambda t: t | {"noise": t["noise"].double()},
+        "shape": lambda t: t | {"noise": t["noise"][..., :-1].contiguous()},
+        "frames": lambda t: t | {"frames": t["frames"] + 1},
+    }
+    for damage, change in damages.items():
+        save_file(change(dict(tensors)), str(path))
+        assert main(["transfer", "--runs", str(out), "--targets", "tsn-digits", "--runtime", "torch",
+                     "--out", str(tmp_path / f"t-{damage}")]) == 2, damage
+        err = capsys.readouterr().err
+        assert path.name in err and err.strip().splitlines()[-1].startswith("sava transfer: error:"), (damage, err)
+    path.write_bytes(original[: len(original) // 2])  # truncated
+    assert main(["transfer", "--runs", str(out), "--targets", "tsn-digits", "--runtime", "torch",
+                 "--out", str(tmp_path / "t-cut")]) == 2
+    assert "not a readable perturbation file" in capsys.readouterr().err
+
+
+def test_a_target_with_another_label_set_is_refused(tmp_path, capsys):
+    """Defect 10: a valid ONNX target with another number of classes reported an FR over 0 videos."""
+    out, _ = _attacked_folder(tmp_path)
+    assert main(["transfer", "--runs", str(out), "--targets", "tsn-camera", "--runtime", "torch",
+                 "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "classes" in err and "tsn-camera" in err
+
+
+def test_a_run_folder_with_skipped_files_replays_the_rest(tmp_path, capsys):
+    """Skipped files are listed, not decoded again."""
+    from sava.data.video_io import write_video
+
+    clips = bundled_digits()
+    root = tmp_path / "videos" / clips.classes[int(clips.labels[0])]
+    root.mkdir(parents=True)
+    write_video(root / "good.mp4", clips.float_videos(0))
+    (root / "broken.mp4").write_bytes(b"not a video")
+    out = tmp_path / "run"
+    assert main(["attack", "--no-progress", "--model", "tsn-digits", "--data", str(tmp_path / "videos"), "--size",
+                 "32", "32", "--iters", "3", "--num-videos", "0", "--device", "cpu", "--out", str(out)]) == 0
+    capsys.readouterr()
+    source = from_run_folder(out)
+    assert [r.video_id for r in source.results] == [f"{root.name}/good.mp4"]
+    assert source.extra["skipped"] == [f"{root.name}/broken.mp4"]
+    assert "broken.mp4" in capsys.readouterr().out
+
+
+def bundled_digits():
+    from sava.data import bundled
+
+    return bundled("digits", "test")

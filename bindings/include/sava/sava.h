@@ -45,7 +45,8 @@ typedef enum sava_status {
     SAVA_ERROR_OUT_OF_MEMORY = 6,
     SAVA_ERROR_NOT_FOUND = 7,        /* no tensor or metadata entry of that name */
     SAVA_ERROR_CUDA = 8,             /* a CUDA call or kernel launch failed */
-    SAVA_ERROR_NOT_BUILT = 9         /* the library was built without this backend */
+    SAVA_ERROR_NOT_BUILT = 9,        /* the library was built without this backend */
+    SAVA_ERROR_NON_FINITE = 10       /* a flow or noise value is NaN or infinite */
 } sava_status;
 
 SAVA_API const char *sava_status_string(sava_status status);
@@ -53,10 +54,15 @@ SAVA_API const char *sava_version(void);
 
 /* ---------------------------------------------------------------- CPU */
 /* out (T x C x H x W) = video with the k frames `frames` perturbed. `flow`
- * or `noise` may be NULL (noise only, or flow only). `out` may equal `video`. */
+ * or `noise` may be NULL (noise only, or flow only). `out` may equal `video`.
+ * `flow_count` and `noise_count` are the numbers of floats the caller's flow
+ * and noise buffers hold (0 for NULL): they must equal k x 2 x H x W and
+ * k x C x noise_h x noise_w, so a buffer of the wrong size is an error, not a
+ * read past its end. A NaN or infinite flow or noise value is an error
+ * (SAVA_ERROR_NON_FINITE), checked before anything is written. */
 SAVA_API sava_status sava_apply_cpu(const float *video, float *out, int64_t T, int64_t C, int64_t H, int64_t W,
-                                    const int64_t *frames, int64_t k, const float *flow, const float *noise,
-                                    int64_t noise_h, int64_t noise_w);
+                                    const int64_t *frames, int64_t k, const float *flow, int64_t flow_count,
+                                    const float *noise, int64_t noise_count, int64_t noise_h, int64_t noise_w);
 
 /* out[i] = SSIM of frame i of x and y (n x C x H x W each); H and W >= 11. */
 SAVA_API sava_status sava_ssim_cpu(const float *x, const float *y, int64_t n, int64_t C, int64_t H, int64_t W,
@@ -65,11 +71,14 @@ SAVA_API sava_status sava_ssim_cpu(const float *x, const float *y, int64_t n, in
 /* ---------------------------------------------------------------- CUDA */
 /* Device pointers; `stream` is a cudaStream_t (NULL: the default stream). The
  * call returns once the work is queued; launch errors are checked. Returns
- * SAVA_ERROR_NOT_BUILT when the library was built without CUDA. */
+ * SAVA_ERROR_NOT_BUILT when the library was built without CUDA. Sizes are
+ * checked as on the CPU; values stay on the device and are not scanned: a NaN
+ * flow is clamped to the frame's border (defined, never out of bounds). */
 SAVA_API int sava_has_cuda(void);
 SAVA_API sava_status sava_apply_cuda(const float *video, float *out, int64_t T, int64_t C, int64_t H, int64_t W,
-                                     const int64_t *frames, int64_t k, const float *flow, const float *noise,
-                                     int64_t noise_h, int64_t noise_w, void *stream);
+                                     const int64_t *frames, int64_t k, const float *flow, int64_t flow_count,
+                                     const float *noise, int64_t noise_count, int64_t noise_h, int64_t noise_w,
+                                     void *stream);
 SAVA_API sava_status sava_ssim_cuda(const float *x, const float *y, int64_t n, int64_t C, int64_t H, int64_t W,
                                     float *out, void *stream);
 
