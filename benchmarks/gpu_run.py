@@ -29,6 +29,7 @@ import json
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tarfile
@@ -81,11 +82,15 @@ class Runner:
                 log.write(f"\n===== {label}: {' '.join(argv)}\n")
                 log.flush()
                 begun = time.monotonic()
+                # Its own process group: a cut takes the step's children (decoders, torchrun workers) with it.
+                process = subprocess.Popen(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
+                                           start_new_session=True)
                 try:
-                    done = subprocess.run(argv, cwd=ROOT, env=self.env, stdout=log, stderr=subprocess.STDOUT,
-                                          timeout=left)
-                    outcome = "ok" if done.returncode == 0 else f"failed (exit {done.returncode})"
+                    code = process.wait(timeout=left)
+                    outcome = "ok" if code == 0 else f"failed (exit {code})"
                 except subprocess.TimeoutExpired:
+                    os.killpg(process.pid, signal.SIGKILL)
+                    process.wait()
                     outcome = f"cut after {left:.0f} s (stage budget)"
                 log.write(f"===== {label}: {outcome}\n")
                 steps.append({"step": label, "status": outcome, "seconds": round(time.monotonic() - begun, 1)})
@@ -144,8 +149,9 @@ class Runner:
             sweep = ["--sweep"] if op != "update" else []
             commands.append((f"bench_{op}", [sys.executable, str(BENCHMARKS / f"bench_{op}.py"), *size, *sweep,
                                              "--out", str(self.rows / f"{op}.jsonl")]))
-        commands.append(("aot report", [sys.executable, "-m", "sava.kernels.aot", "--out",
-                                        str(self.rows / "aot.jsonl")]))
+        # The ahead-of-time compile needs the real compiler, not the interpreter --check runs the benchmarks in.
+        commands.append(("aot report", ["env", "-u", "TRITON_INTERPRET", sys.executable, "-m", "sava.kernels.aot",
+                                        "--out", str(self.rows / "aot.jsonl")]))
         self.stage("kernels", commands)
 
     def pipeline(self) -> None:

@@ -126,3 +126,35 @@ def test_the_readme_check_catches_a_table_without_its_source(tmp_path):
     assert done.returncode == 1
     problems = done.stderr.strip().splitlines()
     assert len(problems) == 2 and "page.md:3" in problems[0] and "missing.jsonl" in problems[1]
+
+
+def test_the_gpu_runner_check_runs_its_stages_and_packs_one_archive(tmp_path):
+    import tarfile
+
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_run.py"), "--check", "--stages", "pipeline",
+                           "--out", str(tmp_path)], capture_output=True, text=True, timeout=600,
+                          env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    assert "payload: tree" in done.stdout and "(limit 60 MiB)" in done.stdout
+    (archive,) = tmp_path.glob("gpu-run-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        names = tar.getnames()
+        summary = json.load(tar.extractfile(next(n for n in names if n.endswith("summary.json"))))
+    assert [s["stage"] for s in summary["stages"]] == ["setup", "pipeline"]
+    assert all(s["status"] == "ok" for s in summary["stages"]) and summary["check"]
+    assert any(n.endswith("rows/pipeline.jsonl") for n in names) and any(n.endswith("logs/setup.log") for n in names)
+
+
+def test_a_stage_over_its_budget_is_cut_and_recorded_and_the_next_one_runs(tmp_path):
+    import tarfile
+
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_run.py"), "--check", "--stages", "pipeline,tests",
+                           "--budget", "pipeline=2", "--out", str(tmp_path)], capture_output=True, text=True,
+                          timeout=600, env=dict(os.environ, OMP_NUM_THREADS="1"))
+    assert done.returncode == 1
+    (archive,) = tmp_path.glob("gpu-run-*.tar.gz")
+    with tarfile.open(archive) as tar:
+        summary = json.load(tar.extractfile(next(n for n in tar.getnames() if n.endswith("summary.json"))))
+    status = {s["stage"]: s for s in summary["stages"]}
+    assert status["pipeline"]["status"] == "cut" and "stage budget" in status["pipeline"]["steps"][0]["status"]
+    assert status["tests"]["status"] == "ok"
