@@ -241,7 +241,7 @@ class SparseAttackLoop:
             logits = self.model.logits(self.videos.index_put((rows,), inputs))[rows]
         else:
             logits = self.model.logits(inputs)
-        check_finite_logits(self.model, logits.detach(), [self.jobs[int(r)].result.video_id for r in rows],
+        check_finite_logits(self.model, logits.detach(), lambda: [self.jobs[r].result.video_id for r in rows.tolist()],
                             "adversarial")
         goal = self.goal[rows]
         done = reached_goal(logits, goal, self.targeted) & self.budget.satisfied(ssim, l21)

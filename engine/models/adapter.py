@@ -172,12 +172,14 @@ def check_videos(videos: torch.Tensor, labels: torch.Tensor | None = None) -> No
             raise InputError(f"labels must be a 1-D tensor of {b} class indices, got shape {tuple(labels.shape)}")
 
 
-def check_finite_logits(model, values: torch.Tensor, video_ids: list[str], when: str) -> None:
+def check_finite_logits(model, values: torch.Tensor, video_ids, when: str) -> None:
     """NaN or infinite model outputs are an error that names the model and the videos, never a decision:
-    ``argmax`` of NaN is class 0, which would count as a (mis)classification."""
+    ``argmax`` of NaN is class 0, which would count as a (mis)classification. ``video_ids`` is a list or a
+    function returning it, called only when there is something to report."""
     finite = torch.isfinite(values).flatten(1).all(dim=1)
     if not bool(finite.all()):
-        bad = [video_id for video_id, ok in zip(video_ids, finite.tolist()) if not ok]
+        ids = video_ids() if callable(video_ids) else video_ids
+        bad = [video_id for video_id, ok in zip(ids, finite.tolist()) if not ok]
         shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
         raise ModelError(f"model {getattr(model, 'name', 'model')!r} returned NaN or infinite logits on the {when} "
                          f"clip of video {shown}; check its weights and its --mean/--std")
