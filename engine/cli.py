@@ -559,17 +559,12 @@ def cmd_train(args) -> int:
 def cmd_merge(args) -> int:
     from .runner import merge
     from .runner.folder import is_run_folder, locked
-    from .runner.manifest import finished
 
     if not is_run_folder(args.folder) or not (args.folder / "run.json").is_file():
         raise SavaError(f"{args.folder} is not a sava run folder (sava writes .sava-run and run.json into its run "
                         "folders)")
-    problems: list[str] = []
-    finished(args.folder, problems)
-    for problem in problems:
-        print(f"sava merge: warning: {problem}", file=sys.stderr)
     with locked(args.folder):  # never while a run is writing into the folder
-        summary = merge(args.folder)
+        summary = merge(args.folder, log=lambda problem: print(f"sava merge: warning: {problem}", file=sys.stderr))
     print(f"{args.folder}: {summary.videos} videos, {summary.attacked} attacked, FR {summary.fooling_rate:.1%}; "
           f"written: metrics.json, videos.jsonl")
     return 0

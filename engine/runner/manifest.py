@@ -36,10 +36,10 @@ def manifests(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("videos*.jsonl") if _MANIFEST_NAME.fullmatch(p.name) and p.is_file())
 
 
-def read_records(path: Path, problems: list[str] | None = None) -> list[dict]:
+def read_records(path: Path, problems: list[str] | None = None, rejected: list[bytes] | None = None) -> list[dict]:
     """The complete records of one manifest. A torn last line (a crash mid-write) is cut off the file; any
-    other line that is not a record (corrupted on disk, edited by hand) is skipped and described in
-    ``problems``, so its video counts as not done and is attacked again."""
+    other line that is not a record (corrupted on disk, edited by hand) is skipped, described in ``problems``
+    and kept as it was in ``rejected``, so its video counts as not done and is attacked again."""
     if not path.is_file():
         return []
     data = path.read_bytes()
@@ -59,23 +59,12 @@ def read_records(path: Path, problems: list[str] | None = None) -> list[dict]:
             reason = "not a video record"
         if isinstance(record, dict) and isinstance(record.get("video_id"), str):
             records.append(record)
-        elif problems is not None:
+            continue
+        if problems is not None:
             problems.append(f"{path.name} line {number}: {reason}; skipped, its video will be attacked again")
+        if rejected is not None:
+            rejected.append(raw)
     return records
-
-
-def corrupt_lines(path: Path) -> list[bytes]:
-    """The lines of a manifest that ``read_records`` skips (kept aside when the manifest is rewritten)."""
-    kept = []
-    for raw in path.read_bytes().split(b"\n") if path.is_file() else []:
-        if raw.strip():
-            try:
-                record = json.loads(raw.decode("utf-8"))
-            except (UnicodeDecodeError, ValueError):
-                record = None
-            if not (isinstance(record, dict) and isinstance(record.get("video_id"), str)):
-                kept.append(raw)
-    return kept
 
 
 def finished(folder: Path, problems: list[str] | None = None) -> dict[str, dict]:

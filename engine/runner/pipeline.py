@@ -31,7 +31,6 @@ from .manifest import (
     MANIFEST,
     as_result,
     check_settings,
-    corrupt_lines,
     finished,
     manifest_name,
     manifests,
@@ -129,16 +128,18 @@ def _log_session(folder: Path, shard: Shard, seconds: float, videos: int) -> Non
                                  "videos": videos}) + "\n")
 
 
-def merge(folder: Path, meta: dict | None = None, count: int | None = None) -> RunSummary:
+def merge(folder: Path, meta: dict | None = None, count: int | None = None, log=None) -> RunSummary:
     """Gather the shards' manifests into ``videos.jsonl`` (dataset order, one line per video)
-    and write ``metrics.json`` over every video of the run (``sava merge``)."""
+    and write ``metrics.json`` over every video of the run (``sava merge``). Damaged manifest lines are
+    passed to ``log`` when given, and kept in ``videos.jsonl.corrupt``."""
     folder = Path(folder)
     meta = meta or json.loads((folder / "run.json").read_text())
-    records, corrupt = {}, []
+    records, problems, corrupt = {}, [], []
     for path in manifests(folder):
-        corrupt += corrupt_lines(path)
-        for record in read_records(path):
+        for record in read_records(path, problems, corrupt):
             records[record["video_id"]] = record
+    for problem in problems if log is not None else []:
+        log(problem)
     ordered = sorted(records.values(), key=lambda r: (r.get("index", 0), r["video_id"]))
     if corrupt:  # rewriting the manifest drops them: keep them beside it for whoever wants to look
         with open(folder / (MANIFEST + CORRUPT_SUFFIX), "ab") as handle:
