@@ -140,10 +140,13 @@ class Runner:
                 f"--junitxml={self.rows / 'junit.xml'}"]
         if self.check:  # a tiny slice proves the stage runs; CI runs the whole suite
             argv += ["tests/kernels/test_update.py"]
+        # Each outcome and traceback as it happens: pytest prints tracebacks only at the end, which a cut never reaches.
+        self.env["SAVA_LIVE_REPORT"] = str(self.logs / "tests-live.log")
         self.stage("tests", [("pytest", argv)])
+        del self.env["SAVA_LIVE_REPORT"]
 
     def kernels(self) -> None:
-        size = ["--tiny", "--repeats", "2"] if self.check else []
+        size = ["--tiny", "--repeats", "2", "--device", "cpu"] if self.check else []
         commands = []
         for op in ("perturb", "ssim", "update"):
             sweep = ["--sweep"] if op != "update" else []
@@ -155,12 +158,12 @@ class Runner:
         self.stage("kernels", commands)
 
     def pipeline(self) -> None:
-        size = ["--tiny"] if self.check else ["--models", "c3d-camera,r3d18", "--device", "cuda"]
+        size = ["--tiny", "--device", "cpu"] if self.check else ["--models", "c3d-camera,r3d18", "--device", "cuda"]
         self.stage("pipeline", [("bench_pipeline", [sys.executable, str(BENCHMARKS / "bench_pipeline.py"), *size,
                                                     "--out", str(self.rows / "pipeline.jsonl")])])
 
     def native(self) -> None:
-        size = ["--tiny"] if self.check else []
+        size = ["--tiny", "--device", "cpu"] if self.check else []
         self.stage("native", [
             ("ctest", ["ctest", "--test-dir", str(self.build), "--output-on-failure"]),
             ("bench_native", [sys.executable, str(BENCHMARKS / "bench_native.py"), *size,
@@ -200,11 +203,11 @@ def main() -> int:
             print("no CUDA device: run with --check on a CPU machine", file=sys.stderr)
             return 2
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
-    work = Path(tempfile.gettempdir()) / "sava-gpu-run"
-    shutil.rmtree(work, ignore_errors=True)  # a warm machine keeps /tmp: nothing of an earlier run is reused
+    # A folder of its own: a warm machine keeps /tmp, and the suite's own test of --check runs this script too.
+    work = Path(tempfile.mkdtemp(prefix=f"sava-gpu-run-{stamp}-"))
     runner = Runner(work, args.check, budgets)
-    if args.check:
-        runner.env["TRITON_INTERPRET"] = "1"
+    if args.check:  # everything on the CPU, even on a GPU machine (the suite runs this script with --check)
+        runner.env.update(TRITON_INTERPRET="1", SAVA_TEST_DEVICE="cpu")
     started = time.monotonic()
     runner.setup()  # every other stage needs sava on the path
     for stage in stages:
@@ -220,6 +223,7 @@ def main() -> int:
             tar.add(work / part, arcname=f"gpu-run-{stamp}/{part}")
     if args.check:
         shutil.rmtree(runner.build, ignore_errors=True)
+        shutil.rmtree(work, ignore_errors=True)
     print(f"{summary['seconds']:.0f} s in all; archive {archive} ({archive.stat().st_size / 1024:.0f} KiB)")
     return 0 if all(s["status"] == "ok" for s in runner.summary) else 1
 

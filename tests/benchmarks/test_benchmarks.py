@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.device import DEVICE
+
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 REQUIRED = {"device", "commit", "torch", "op", "impl", "pass", "B", "T", "C", "H", "W", "k", "ms", "ms_p20",
             "ms_p80", "floor_bytes", "achieved_GBps"}
@@ -19,10 +21,9 @@ REQUIRED = {"device", "commit", "torch", "op", "impl", "pass", "B", "T", "C", "H
 @pytest.mark.parametrize("op, sweep", [("ssim", []), ("perturb", ["--sweep"]), ("update", [])])
 def test_benchmark_runs_and_writes_rows(op, sweep, tmp_path):
     out = tmp_path / f"{op}.jsonl"
-    env = dict(os.environ, TRITON_INTERPRET="1")
+    # The test's device, and its interpreter setting (the conftest switches it on for the CPU) passed on.
     done = subprocess.run([sys.executable, str(BENCHMARKS / f"bench_{op}.py"), "--tiny", "--repeats", "2",
-                           "--out", str(out), *sweep], capture_output=True, text=True, env=env, cwd=BENCHMARKS,
-                          timeout=600)
+                           "--device", DEVICE, "--out", str(out), *sweep], capture_output=True, text=True, cwd=BENCHMARKS, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     impls = {row["impl"] for row in rows}
@@ -39,7 +40,7 @@ def run_benchmark(name: str, tmp_path: Path, *options: str) -> list[dict]:
     out = tmp_path / f"{name}.jsonl"
     env = dict(os.environ, OMP_NUM_THREADS="1")
     done = subprocess.run([sys.executable, str(BENCHMARKS / f"bench_{name}.py"), "--tiny", "--out", str(out),
-                           *options],
+                           "--device", DEVICE, *options],
                           capture_output=True, text=True, env=env, cwd=BENCHMARKS, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     return [json.loads(line) for line in out.read_text().splitlines()]
