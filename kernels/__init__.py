@@ -9,6 +9,7 @@ Every attack calls these names, so it gets the kernels without code of its own.
 from .dispatch import (
     BACKENDS,
     apply_perturbation,
+    masked_adam_multi_,
     masked_adam_step_,
     masked_sign_step_,
     perturb_frames,
@@ -24,6 +25,7 @@ __all__ = [
     "gather_frames",
     "gaussian_window",
     "l21_norm",
+    "masked_adam_multi_",
     "masked_adam_step_",
     "masked_sign_step_",
     "perturb_frames",

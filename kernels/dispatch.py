@@ -103,6 +103,14 @@ def masked_adam_step_(param, grad, exp_avg, exp_avg_sq, step, active, lr, betas=
     impl.masked_adam_step_(param, grad, exp_avg, exp_avg_sq, step, active, lr, betas, eps)
 
 
+def masked_adam_multi_(params, grads, exp_avgs, exp_avg_sqs, step, active, lrs, betas=(0.9, 0.999), eps=1e-8,
+                       backend: str | None = None) -> None:
+    """Adam on several tensors sharing one step count, in one launch on Triton (see
+    ``reference.masked_adam_multi_``)."""
+    impl = _triton("update") if resolve(backend, *params, *grads) == "triton" else reference
+    impl.masked_adam_multi_(params, grads, exp_avgs, exp_avg_sqs, step, active, lrs, betas, eps)
+
+
 def masked_sign_step_(delta, grad, active, alpha, epsilon=None, clean=None, backend: str | None = None) -> None:
     """In-place signed step with projection on the active rows (see ``reference.masked_sign_step_``)."""
     impl = _triton("update") if resolve(backend, delta, grad, clean) == "triton" else reference

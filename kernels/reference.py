@@ -207,6 +207,16 @@ def masked_adam_step_(
 
 
 @torch.no_grad()
+def masked_adam_multi_(params, grads, exp_avgs, exp_avg_sqs, step, active, lrs, betas=(0.9, 0.999),
+                       eps=1e-8) -> None:
+    """``masked_adam_step_`` on several tensors (one per entry of ``params``, each with its learning rate in
+    ``lrs``) that share the step count ``step``, advanced once."""
+    for param, grad, exp_avg, exp_avg_sq, lr in zip(params, grads, exp_avgs, exp_avg_sqs, lrs):
+        masked_adam_step_(param, grad, exp_avg, exp_avg_sq, step.clone(), active, lr, betas, eps)
+    step += active.to(step.dtype)
+
+
+@torch.no_grad()
 def masked_sign_step_(
     delta: torch.Tensor,
     grad: torch.Tensor,

@@ -14,7 +14,10 @@ from .flicker import SparseFlickering
 from .keyframe import GradientKeyframe
 from .linf import PRESETS as LINF_PRESETS
 from .linf import LinfAttack
-from .loop import Budget, Job, SparseAttackLoop, Step
+from .budget import Budget
+from .loop import SparseAttackLoop
+from .slots import Job
+from .step import Step
 from .sparse import Sparse
 from .translation import TemporalTranslation
 

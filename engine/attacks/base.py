@@ -22,7 +22,10 @@ from ..kernels.reference import SSIM_WINDOW
 from ..metrics import RunSummary, VideoResult, summarise
 from ..models.adapter import check_finite_logits, check_videos
 from ..selection import Selector, check_k, make_selector
-from .loop import Budget, Job, SparseAttackLoop, Step
+from .budget import Budget
+from .loop import SparseAttackLoop
+from .slots import Job
+from .step import Step
 from .losses import ADV_LOSSES
 
 
@@ -151,6 +154,8 @@ class SparseAttack(Attack):
     # False: a success does not stop a video, every video runs exactly ``max_iters`` steps (throughput
     # measured at a fixed number of steps; the result still records the first success).
     stop_on_success = True
+    # Steps between two host reads of which videos finished (see SparseAttackLoop): results do not depend on it.
+    poll_every = 1
 
     def __init__(self, model, perturbation, *, frames: int | None, selector: str | Selector, max_iters: int,
                  min_ssim: float | None, max_l21: float | None, targeted: bool, adv_loss: str, batch_size: int,
@@ -192,7 +197,8 @@ class SparseAttack(Attack):
     def stream(self, items: Iterable[tuple]) -> Iterator[VideoResult]:
         loop = SparseAttackLoop(self.model, self.perturbation, self.objective, targeted=self.targeted,
                                 max_iters=self.max_iters, budget=self.budget, capacity=self.batch_size,
-                                stop_on_success=self.stop_on_success, refine=self.refine, margin=self.margin)
+                                stop_on_success=self.stop_on_success, refine=self.refine, margin=self.margin,
+                                poll_every=self.poll_every)
         skipped: list[VideoResult] = []
         yield from loop.run(self._jobs(items, skipped))
         yield from skipped

@@ -18,7 +18,7 @@ import torch
 from ..errors import ConfigError
 from ..selection import Selector
 from .base import SparseAttack
-from .loop import Step
+from .step import Step
 from .losses import adversarial_term
 from .perturbations import FlowNoise
 

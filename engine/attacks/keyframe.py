@@ -26,7 +26,7 @@ from ..errors import ConfigError
 from ..selection import Selector
 from ..selection.saliency import Keyframes
 from .base import SparseAttack
-from .loop import Step
+from .step import Step
 from .losses import adversarial_term, reached_goal
 from .perturbations import FlowNoise
 

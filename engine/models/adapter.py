@@ -179,10 +179,14 @@ def check_finite_logits(model, values: torch.Tensor, video_ids, when: str) -> No
     finite = torch.isfinite(values).flatten(1).all(dim=1)
     if not bool(finite.all()):
         ids = video_ids() if callable(video_ids) else video_ids
-        bad = [video_id for video_id, ok in zip(ids, finite.tolist()) if not ok]
-        shown = ", ".join(bad[:5]) + (f" and {len(bad) - 5} more" if len(bad) > 5 else "")
-        raise ModelError(f"model {getattr(model, 'name', 'model')!r} returned NaN or infinite logits on the {when} "
-                         f"clip of video {shown}; check its weights and its --mean/--std")
+        raise non_finite_logits(model, [video_id for video_id, ok in zip(ids, finite.tolist()) if not ok], when)
+
+
+def non_finite_logits(model, video_ids: list[str], when: str) -> ModelError:
+    """The error for NaN or infinite logits on the named videos."""
+    shown = ", ".join(video_ids[:5]) + (f" and {len(video_ids) - 5} more" if len(video_ids) > 5 else "")
+    return ModelError(f"model {getattr(model, 'name', 'model')!r} returned NaN or infinite logits on the {when} "
+                      f"clip of video {shown}; check its weights and its --mean/--std")
 
 
 def _module_device(module: nn.Module) -> torch.device:

@@ -207,8 +207,9 @@ def _launch_backward(grad, video, frame_idx, flow, noise, need_video: bool):
     batch, _, channels, height, width = video.shape
     k = frame_idx.shape[1]
     grad = grad.contiguous()
-    grad_flow = torch.zeros(batch, k, 2, height, width, device=video.device) if flow is not None else None
-    grad_noise = torch.zeros(batch, k, channels, height, width, device=video.device) if noise is not None else None
+    # The kernel stores every pixel of the flow and noise gradients; only the video's is scattered (atomics).
+    grad_flow = torch.empty(batch, k, 2, height, width, device=video.device) if flow is not None else None
+    grad_noise = torch.empty(batch, k, channels, height, width, device=video.device) if noise is not None else None
     grad_video = torch.zeros(video.shape, device=video.device) if need_video else None
     if grad.numel():
         _perturb_backward_kernel[_grid(batch * k, height, width)](
@@ -222,6 +223,24 @@ def _launch_backward(grad, video, frame_idx, flow, noise, need_video: bool):
             num_warps=NUM_WARPS,
         )
     return grad_flow, grad_noise, grad_video
+
+
+# --------------------------------------------------------------------------- eager autograd
+# Eager calls launch the kernels from a plain autograd Function: a custom op's dispatch costs tens of
+# microseconds per call, several times the kernel itself on one frame. torch.compile takes the custom ops below.
+class _PerturbSelected(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, video, frame_idx, flow, noise):
+        ctx.save_for_backward(video, frame_idx, flow, noise)
+        return _launch_forward(video, frame_idx, flow, noise)
+
+    @staticmethod
+    def backward(ctx, grad):
+        video, frame_idx, flow, noise = ctx.saved_tensors
+        need_video, _, need_flow, need_noise = ctx.needs_input_grad
+        grad_flow, grad_noise, grad_video = _launch_backward(grad, video, frame_idx, flow, noise, need_video)
+        return (grad_video.to(video.dtype) if need_video else None, None,
+                grad_flow.to(flow.dtype) if need_flow else None, grad_noise.to(noise.dtype) if need_noise else None)
 
 
 # --------------------------------------------------------------------------- custom ops
@@ -279,7 +298,7 @@ _perturb_selected_op.register_autograd(_backward, setup_context=_setup_context)
 
 
 # --------------------------------------------------------------------------- public
-def _check(video, frame_idx, flow, noise) -> None:
+def _check(video, frame_idx, flow, noise, check_indices: bool = True) -> None:
     if video.dim() != 5:
         raise ValueError(f"perturb: video must be B x T x C x H x W, got shape {tuple(video.shape)}")
     batch, frames, channels, height, width = video.shape
@@ -295,18 +314,21 @@ def _check(video, frame_idx, flow, noise) -> None:
         if tensor is not None and tensor.device != video.device:
             raise ValueError(f"perturb: {name} is on {tensor.device}, the video on {video.device}")
     # Reading index values syncs the device and cannot be traced; eager calls check them.
-    if torch.compiler.is_compiling() or not frame_idx.numel():
+    if not check_indices or torch.compiler.is_compiling() or not frame_idx.numel():
         return
     if int(frame_idx.min()) < 0 or int(frame_idx.max()) >= frames:
         raise ValueError(f"perturb: frame indices must lie in [0, {frames}), got {frame_idx.min()}..{frame_idx.max()}")
 
 
 def perturb_selected(video: torch.Tensor, frame_idx: torch.Tensor, flow: torch.Tensor | None = None,
-                     noise: torch.Tensor | None = None) -> torch.Tensor:
+                     noise: torch.Tensor | None = None, check_indices: bool = True) -> torch.Tensor:
     """``B x k x C x H x W`` perturbed copies of the frames ``frame_idx`` selects
-    from ``video`` (``B x T x C x H x W``, any strides)."""
-    _check(video, frame_idx, flow, noise)
-    return _perturb_selected_op(video, frame_idx, flow, noise)
+    from ``video`` (``B x T x C x H x W``, any strides). ``check_indices=False`` skips reading the indices'
+    values (a host synchronisation) where the caller built them."""
+    _check(video, frame_idx, flow, noise, check_indices)
+    if torch.compiler.is_compiling():
+        return _perturb_selected_op(video, frame_idx, flow, noise)
+    return _PerturbSelected.apply(video, frame_idx, flow, noise)
 
 
 def perturb_frames(frames: torch.Tensor, flow: torch.Tensor | None = None,
@@ -322,5 +344,5 @@ def perturb_frames(frames: torch.Tensor, flow: torch.Tensor | None = None,
         flow = flow.reshape(batch, 1, *flow.shape[-3:]) if flow is not None else None
         noise = noise.reshape(batch, 1, *noise.shape[-3:]) if noise is not None else None
     frame_idx = torch.arange(k, device=frames.device).expand(batch, k)
-    out = perturb_selected(grid, frame_idx, flow, noise)
+    out = perturb_selected(grid, frame_idx, flow, noise, check_indices=False)
     return out.reshape(*lead, *frames.shape[-3:])

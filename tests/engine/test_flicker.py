@@ -20,7 +20,7 @@ torch.set_num_threads(2)
 def test_regulariser_matches_a_direct_computation_on_the_sparse_sequence():
     offsets = torch.tensor([[[0.1, -0.2, 0.05], [0.3, 0.0, -0.1]]]).view(1, 2, 3, 1, 1)  # 1 video, 2 frames
     frame_idx, num_frames = torch.tensor([[2, 3]]), 7
-    step = Step(*[None] * 7, params={"noise": offsets}, frame_idx=frame_idx,
+    step = Step(*[None] * 6, params={"noise": offsets}, frame_idx=frame_idx,
                 frame_valid=torch.ones(1, 2, dtype=torch.bool), num_frames=num_frames)
     sequence = offset_sequence(step)[0].numpy()
     expected = np.zeros((num_frames, 3))

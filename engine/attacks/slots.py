@@ -1,0 +1,161 @@
+"""The device-side state of the videos under attack, one *slot* per video.
+
+Every per-video quantity lives in a tensor with one row per slot, so a step
+works on a prefix ``[:width]`` of the rows under masks and never selects rows:
+no host synchronisation, fixed shapes. Per slot:
+
+* ``clip``: the adversarial clip the model sees (the clean clip, whose
+  selected frames each step overwrites), and ``clean``, its clean selected
+  frames (``k`` of them, never ``T``);
+* the selection: ``frame_idx`` (padded to the slots' shared width ``k`` with
+  frames the video does not perturb) and ``frame_valid``;
+* the perturbation parameters and their Adam moments (``k`` frames);
+* counters and flags kept on the device: ``iters`` (updates applied, also
+  Adam's step count), ``running`` (still being attacked), ``finished``,
+  ``success`` and ``nonfinite`` (the model returned NaN or inf logits);
+* ``record``: the figures of the step at which the video finished (loss,
+  prediction, its probability, the true label's probability, per-frame SSIM),
+  frozen from then on, so a result is the same however late the host reads it;
+* in refine mode, each video's best success so far (``best_*``).
+
+The host side (``jobs``, ``seconds``) is bookkeeping only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from ..errors import InputError
+from ..metrics import VideoResult
+
+# Columns of ``record`` (float32; a prediction is an exact float below 2**24 classes).
+LOSS, PRED, PROB, LABEL_PROB = range(4)
+
+
+@dataclass
+class Job:
+    """One video waiting for a slot."""
+
+    video: torch.Tensor  # T x C x H x W, [0, 1]
+    frame_idx: torch.Tensor  # k, int64 (k may differ between jobs)
+    goal: int  # true label (untargeted) or target label
+    result: VideoResult  # filled in as the attack finishes
+
+
+def pad_frames(frame_idx: torch.Tensor, width: int, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """A video's ``k`` frames padded to ``width`` with frames it does not perturb (distinct, so writing the
+    untouched padding frames back is a no-op), and the mask of the real ones."""
+    chosen = [int(t) for t in frame_idx.tolist()]
+    if any(not 0 <= t < num_frames for t in chosen) or len(set(chosen)) != len(chosen):
+        raise InputError(f"frame indices must be distinct and lie in [0, {num_frames}), got {chosen}")
+    spare = [t for t in range(num_frames) if t not in set(chosen)][: width - len(chosen)]
+    valid = torch.arange(width) < len(chosen)
+    return torch.tensor(chosen + spare, dtype=torch.long), valid
+
+
+class Slots:
+    # Per-slot tensors with a frame axis (dimension 1), grown when a wider video arrives.
+    FRAME_WISE = ("clean", "frame_idx", "frame_valid", "record_ssim", "best_ssim")
+
+    def __init__(self, capacity: int, first: Job, parameter_shapes: dict[str, tuple[int, ...]], device,
+                 refine: bool):
+        t, c, h, w = first.video.shape
+        self.capacity, self.num_frames, self.width, self.device, self.refine = capacity, t, 0, device, refine
+        zeros = lambda *shape, dtype=torch.float32: torch.zeros(capacity, *shape, dtype=dtype, device=device)  # noqa: E731
+        self.clip = zeros(t, c, h, w)
+        self.clean = zeros(0, c, h, w)
+        self.frame_idx = zeros(0, dtype=torch.long)
+        self.frame_valid = zeros(0, dtype=torch.bool)
+        self.goal, self.label, self.iters = (zeros(dtype=torch.long) for _ in range(3))
+        self.running, self.finished, self.success, self.nonfinite = (zeros(dtype=torch.bool) for _ in range(4))
+        self.record = zeros(4)
+        self.record_ssim = zeros(0)
+        self.params = {name: zeros(0, *shape) for name, shape in parameter_shapes.items()}
+        self.moments = {name: (zeros(0, *shape), zeros(0, *shape)) for name, shape in parameter_shapes.items()}
+        if refine:
+            self.first_success = zeros(dtype=torch.long)
+            self.best_l21 = zeros()
+            self.best_record = zeros(4)
+            self.best_ssim = zeros(0)
+            self.best_params = {name: zeros(0, *shape) for name, shape in parameter_shapes.items()}
+        self.jobs: list[Job | None] = [None] * capacity
+        self.seconds = [0.0] * capacity
+
+    # ------------------------------------------------------------------ shape
+    def _tensors(self) -> dict[str, torch.Tensor]:
+        """Every per-slot tensor by a name (parameters as ``param:``/``m:``/``v:``/``best:`` entries)."""
+        named = {name: getattr(self, name) for name in ("clip", "clean", "frame_idx", "frame_valid", "goal", "label",
+                                                         "iters", "running", "finished", "success", "nonfinite",
+                                                         "record", "record_ssim")}
+        for name, value in self.params.items():
+            named[f"param:{name}"] = value
+            named[f"m:{name}"], named[f"v:{name}"] = self.moments[name]
+        if self.refine:
+            named |= {"first_success": self.first_success, "best_l21": self.best_l21,
+                      "best_record": self.best_record, "best_ssim": self.best_ssim}
+            named |= {f"best:{name}": value for name, value in self.best_params.items()}
+        return named
+
+    def _set(self, name: str, value: torch.Tensor) -> None:
+        kind, _, param = name.partition(":")
+        if not param:
+            setattr(self, name, value)
+        elif kind == "param":
+            self.params[param] = value
+        elif kind == "best":
+            self.best_params[param] = value
+        else:
+            m, v = self.moments[param]
+            self.moments[param] = (value, v) if kind == "m" else (m, value)
+
+    def widen(self, width: int) -> None:
+        """Grow every per-frame tensor to ``width`` frames; loaded videos pad with frames they do not perturb."""
+        extra = width - self.width
+        for name, value in self._tensors().items():
+            if name in self.FRAME_WISE or name.partition(":")[2]:
+                self._set(name, torch.cat([value, value.new_zeros(value.shape[0], extra, *value.shape[2:])], 1))
+        self.width = width
+        for slot, job in enumerate(self.jobs):
+            if job is not None:
+                self._place_frames(slot, self.frame_idx[slot][self.frame_valid[slot]].cpu())
+
+    def _place_frames(self, slot: int, frame_idx: torch.Tensor) -> None:
+        idx, valid = pad_frames(frame_idx, self.width, self.num_frames)
+        self.frame_idx[slot] = idx.to(self.device)
+        self.frame_valid[slot] = valid.to(self.device)
+        self.clean[slot] = self.clip[slot, self.frame_idx[slot]]
+
+    # ------------------------------------------------------------------ slots
+    def load(self, slot: int, job: Job) -> None:
+        """Put ``job`` in ``slot`` with the identity perturbation (all parameters zero)."""
+        if job.video.shape[0] != self.num_frames or job.video.shape[1:] != self.clip.shape[2:]:
+            raise InputError(f"video {job.result.video_id!r} is {tuple(job.video.shape)}; the attack's slots hold "
+                             f"{(self.num_frames, *self.clip.shape[2:])} clips")
+        if len(job.frame_idx) > self.width:
+            self.widen(len(job.frame_idx))
+        self.clip[slot] = job.video.to(self.device)
+        self._place_frames(slot, job.frame_idx.cpu())
+        self.goal[slot], self.label[slot] = job.goal, job.result.label
+        for name, value in self._tensors().items():
+            if name not in ("clip", "clean", "frame_idx", "frame_valid", "goal", "label"):
+                value[slot] = 0
+        self.running[slot] = True
+        if self.refine:
+            self.first_success[slot] = -1
+            self.best_l21[slot] = float("inf")
+        self.jobs[slot], self.seconds[slot] = job, 0.0
+
+    def move(self, source: int, target: int) -> None:
+        """Move the video in ``source`` to the free ``target`` (keeps the occupied slots a prefix)."""
+        for value in self._tensors().values():
+            value[target] = value[source]
+        self.running[source] = False
+        self.finished[source] = False
+        self.jobs[target], self.jobs[source] = self.jobs[source], None
+        self.seconds[target] = self.seconds[source]
+
+    def valid_scale(self, width: int) -> torch.Tensor:
+        """``width x k x 1 x 1 x 1``: 1 on a slot's real frames, 0 on its padding."""
+        return self.frame_valid[:width].to(torch.float32).view(width, self.width, 1, 1, 1)

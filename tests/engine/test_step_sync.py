@@ -1,0 +1,156 @@
+"""The attack step never reads a tensor on the host, and costs few operations besides the model's.
+
+Every ATen operation of a whole DeepSAVA run is seen through a ``TorchDispatchMode``, tagged with the phase
+that issued it: a step, or the host's polls and slot loads (where reads are allowed). Independent of the
+step's code: the operations that force a host read are named by ATen, not by sava.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch.utils._python_dispatch import TorchDispatchMode
+
+import sava.attacks.loop as loop_module
+from sava import DeepSAVA
+from sava.attacks.loop import SparseAttackLoop
+from sava.attacks.slots import Job
+from sava.data import bundled
+from sava.metrics import VideoResult
+from sava.models import load_bundled
+from tests.device import DEVICE
+
+torch.set_num_threads(2)
+aten = torch.ops.aten
+READS_VALUES = {aten._local_scalar_dense.default, aten.item.default, aten.is_nonzero.default, aten.nonzero.default,
+                aten.masked_select.default, aten.equal.default, aten.allclose.default}
+INDEXING = {aten.index.Tensor, aten.index_put.default, aten.index_put_.default, aten._index_put_impl_.default}
+
+
+def host_read(func, args) -> str | None:
+    """Why this operation needs the tensor's values on the host, or None."""
+    if func in READS_VALUES:
+        return str(func)
+    if func in INDEXING and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None):
+        return f"{func} with a boolean mask"
+    if func in (aten._to_copy.default, aten.copy_.default):
+        source = args[1] if func is aten.copy_.default else args[0]
+        target = args[0].device if func is aten.copy_.default else None
+        if source.device.type != "cpu" and (target is None or target.type == "cpu"):
+            return f"{func} from {source.device} to the host"
+    return None
+
+
+class Phases(TorchDispatchMode):
+    """Records (phase, operation, why it reads values) for every operation."""
+
+    def __init__(self):
+        super().__init__()
+        self.phase = "loop"
+        self.seen: list[tuple[str, object, str | None]] = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.seen.append((self.phase, func, host_read(func, args)))
+        return func(*args, **(kwargs or {}))
+
+
+def jobs(count: int, frames: int = 1):
+    clips = bundled("digits", "test")
+    videos, labels = clips.float_videos(slice(0, count)), clips.labels[:count]
+    return [Job(videos[i % len(videos)], torch.arange(frames), int(labels[i % len(labels)]),
+                VideoResult(f"v{i}", int(labels[i % len(labels)]), -1, True)) for i in range(count)]
+
+
+def traced_run(monkeypatch, batch: int, steps: int, poll_every: int):
+    """A DeepSAVA run, every video held to ``steps`` iterations, with each operation tagged by its phase."""
+    model = load_bundled("tsn-digits", device=DEVICE)
+    attack = DeepSAVA(model, frames=1, selector="first", max_iters=steps, batch_size=batch)
+    mode = Phases()
+    step_numbers = iter(range(10**6))
+
+    def tagged(phase, fn):
+        def run(*args, **kwargs):
+            before, mode.phase = mode.phase, phase() if callable(phase) else phase
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                mode.phase = before
+        return run
+
+    original_step = loop_module.attack_step
+    monkeypatch.setattr(loop_module, "attack_step", tagged(lambda: f"step {next(step_numbers)}", original_step))
+
+    class Traced(SparseAttackLoop):
+        def _handle(self, *args):  # a generator: tag its body, not only its creation
+            mode.phase = "poll"
+            for result in super()._handle(*args):
+                yield result
+                mode.phase = "poll"
+            mode.phase = "loop"
+
+        _snapshot = tagged("poll", SparseAttackLoop._snapshot)
+        _refill = tagged("poll", SparseAttackLoop._refill)
+
+    loop = Traced(model, attack.perturbation, attack.objective, targeted=False, max_iters=steps, budget=attack.budget,
+                  capacity=batch, stop_on_success=False, poll_every=poll_every)
+    work = jobs(batch)
+    with mode:
+        results = list(loop.run(work))
+    assert len(results) == batch and all(r.iterations == steps for r in results)
+    return mode.seen, model
+
+
+def test_no_host_read_between_two_polls(monkeypatch):
+    seen, _ = traced_run(monkeypatch, batch=4, steps=9, poll_every=8)
+    steps = {phase for phase, _, _ in seen if phase.startswith("step")}
+    assert len(steps) >= 9
+    reads = [(phase, why) for phase, _, why in seen if why and phase != "poll"]
+    assert reads == [], reads[:10]
+    # The polls do read: the check above would see a read if one were issued outside them.
+    assert any(why for phase, _, why in seen if phase == "poll")
+
+
+def model_operations(model, batch: int) -> int:
+    """ATen operations of the model's own forward and backward to the input (weights frozen)."""
+    clips = bundled("digits", "test").float_videos(slice(0, batch)).to(DEVICE)
+    with model.attack_mode():
+        for counting in (False, True):  # the first pass warms up lazy initialisation
+            mode = Phases()
+            x = clips.clone().requires_grad_()
+            with mode if counting else torch.no_grad():
+                if counting:
+                    torch.autograd.grad(model.logits(x).sum(), x)
+    return len(mode.seen)
+
+
+@pytest.mark.parametrize("backend", ["triton"])
+def test_a_step_costs_few_operations_besides_the_model(monkeypatch, backend):
+    monkeypatch.setenv("SAVA_BACKEND", backend)  # the path CUDA takes (on the CPU through the interpreter)
+    seen, model = traced_run(monkeypatch, batch=32, steps=3, poll_every=8)
+    per_step = {}
+    for phase, _, _ in seen:
+        if phase.startswith("step"):
+            per_step[phase] = per_step.get(phase, 0) + 1
+    steady = per_step["step 2"]  # after the first steps' lazy set-up
+    outside_model = steady - model_operations(model, 32)
+    assert 0 < outside_model <= 80, (steady, outside_model)
+
+
+def test_results_do_not_depend_on_how_often_the_host_polls():
+    clips = bundled("digits", "test")
+    videos, labels = clips.float_videos(slice(0, 7)), clips.labels[:7]
+
+    def run(poll_every):
+        attack = DeepSAVA(load_bundled("tsn-digits", device=DEVICE), frames=2, selector="first", max_iters=40,
+                          batch_size=3)
+        attack.poll_every = poll_every
+        return attack.run(videos, labels).results
+
+    every, eighth = run(1), run(8)
+    assert len({r.iterations for r in every if r.attacked}) > 1  # videos finish at different steps
+    for a, b in zip(every, eighth):
+        ra, rb = a.record(), b.record()
+        ra.pop("seconds"), rb.pop("seconds")
+        assert ra == rb
+        for x, y in ((a.flow, b.flow), (a.noise, b.noise)):
+            assert (x is None and y is None) or torch.equal(x, y)
