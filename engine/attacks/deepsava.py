@@ -43,6 +43,7 @@ class DeepSAVA(SparseAttack):
             raise ConfigError(f"lam (the SSIM weight) must be >= 0, got {lam}")
         if lam_end is not None and not (lam_end > 0 and lam > 0):
             raise ConfigError(f"a lam schedule needs lam > 0 and lam_end > 0, got {lam} -> {lam_end}")
+        self._weight_table: dict[torch.device, torch.Tensor] = {}
         self.lam = float(lam)
         self.lam_end = float(lam_end) if lam_end is not None else self.lam
         super().__init__(
@@ -58,6 +59,17 @@ class DeepSAVA(SparseAttack):
         progress = iters.to(torch.float32) / max(self.max_iters, 1)
         return self.lam * (self.lam_end / self.lam) ** progress if self.lam > 0 else torch.zeros_like(progress)
 
+    def _weights(self, iters: torch.Tensor) -> torch.Tensor:
+        """``weight(iters)`` looked up in a table of every iteration up to the cap, made once per device (one
+        operation per step instead of five); iterations past the cap (frame scoring) are computed."""
+        table = self._weight_table.get(iters.device)
+        if table is None:
+            table = self._weight_table[iters.device] = self.weight(torch.arange(self.max_iters + 1,
+                                                                                device=iters.device))
+        return table[iters]
+
     def objective(self, step: Step) -> torch.Tensor:
-        similarity = self.weight(step.iters).to(step.ssim.device) * (1 - step.ssim).sum(dim=1)
+        # The loop's iterations stay within its cap; a table up to this attack's cap covers them when it is lower.
+        weights = self._weights(step.iters) if step.max_iters <= self.max_iters else self.weight(step.iters)
+        similarity = weights * (1 - step.ssim).sum(dim=1)
         return similarity - adversarial_term(step.logits, step.goal, self.targeted, self.adv_loss)

@@ -40,7 +40,7 @@ from ..metrics import VideoResult
 from ..models.adapter import non_finite_logits
 from .budget import BISECTION_STEPS, Budget
 from .results import fill_result
-from .slots import LABEL_PROB, LOSS, PRED, PROB, Job, Slots, pad_frames
+from .slots import LOGITS, LOSS, SUCCESS, Job, Slots, pad_frames
 from .step import IntoClip, Objective, Step, StepSettings, attack_step
 
 # Older import paths of these names.
@@ -108,13 +108,12 @@ class SparseAttackLoop:
             self.slots.seconds[slot] += share
 
     def _snapshot(self) -> tuple[torch.Tensor, int]:
-        """The occupied slots' status (bit 0 finished, bit 1 non-finite logits), copied towards the host
-        (asynchronously into pinned memory on CUDA)."""
+        """Which occupied slots finished, copied towards the host (asynchronously into pinned memory on CUDA)."""
         s, n = self.slots, self.occupied
-        status = s.finished[:n].to(torch.uint8) | (s.nonfinite[:n].to(torch.uint8) << 1)
+        status = s.finished[:n]
         if not self.lagged:
             return status, n
-        host = torch.empty(n, dtype=torch.uint8, pin_memory=True)
+        host = torch.empty(n, dtype=torch.bool, pin_memory=True)
         host.copy_(status, non_blocking=True)
         event = torch.cuda.Event()
         event.record()
@@ -126,11 +125,8 @@ class SparseAttackLoop:
             event.synchronize()
         status = snapshot.tolist()
         s = self.slots
-        broken = [slot for slot in range(count) if status[slot] & 2 and s.jobs[slot] is not None]
-        if broken:  # the videos finished before this one keep their results (already handed out)
-            raise non_finite_logits(self.model, [s.jobs[slot].result.video_id for slot in broken], "adversarial")
         for slot in range(count):
-            if status[slot] & 1 and s.jobs[slot] is not None:
+            if status[slot] and s.jobs[slot] is not None:
                 yield self._result(slot)
                 s.jobs[slot] = None
                 s.finished[slot] = False
@@ -155,11 +151,10 @@ class SparseAttackLoop:
     def _result(self, slot: int) -> VideoResult:
         s = self.slots
         job = s.jobs[slot]
-        success, iterations = bool(s.success[slot]), int(s.iters[slot])
-        record, ssim, params = s.record[slot], s.record_ssim[slot], {n: v[slot] for n, v in s.params.items()}
+        record, iterations, params = s.record[slot].cpu(), int(s.iters[slot]), {n: v[slot] for n, v in s.params.items()}
         if self.refine and int(s.first_success[slot]) >= 0:
-            success, iterations = True, int(s.first_success[slot])
-            record, ssim, params = s.best_record[slot], s.best_ssim[slot], {n: v[slot] for n, v in s.best_params.items()}
+            iterations = int(s.first_success[slot])
+            record, params = s.best_record[slot].cpu(), {n: v[slot] for n, v in s.best_params.items()}
         valid = s.frame_valid[slot]
         clean = s.clean[slot][valid].unsqueeze(0)
         kept = {name: value[valid] for name, value in params.items()}
@@ -167,8 +162,14 @@ class SparseAttackLoop:
             delta = self.perturbation.apply(clean, {n: v.unsqueeze(0) for n, v in kept.items()})[0] - clean[0]
         job.result.queries += iterations + 1  # one forward (and backward) pass of the target per iteration
         tensors = self.perturbation.result_tensors(kept)
-        return fill_result(job.result, success=success, iterations=iterations,
-                           frames=s.frame_idx[slot][valid].tolist(), num_frames=s.num_frames, ssim=ssim[valid],
-                           delta=delta, clip_numel=s.clip[slot].numel(), pred=int(record[PRED]),
-                           prob=float(record[PROB]), label_prob=float(record[LABEL_PROB]), loss=float(record[LOSS]),
+        logits = record[LOGITS:LOGITS + s.classes]
+        # NaN or inf logits end a video (NaN wins argmax, or the NaN loss runs it to the cap) with them recorded.
+        if not bool(torch.isfinite(logits).all()):  # the videos finished before keep their results
+            raise non_finite_logits(self.model, [job.result.video_id], "adversarial")
+        probs = logits.softmax(-1)
+        return fill_result(job.result, success=bool(record[SUCCESS]), iterations=iterations,
+                           frames=s.frame_idx[slot][valid].tolist(), num_frames=s.num_frames,
+                           ssim=record[LOGITS + s.classes:][valid.cpu()],
+                           delta=delta, clip_numel=s.clip[slot].numel(), pred=int(logits.argmax()),
+                           prob=float(probs.max()), label_prob=float(probs[job.result.label]), loss=float(record[LOSS]),
                            seconds=s.seconds[slot], flow=tensors.get("flow"), noise=tensors.get("noise"))

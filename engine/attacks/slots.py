@@ -11,12 +11,13 @@ no host synchronisation, fixed shapes. Per slot:
   frames the video does not perturb) and ``frame_valid``;
 * the perturbation parameters and their Adam moments (``k`` frames);
 * counters and flags kept on the device: ``iters`` (updates applied, also
-  Adam's step count), ``running`` (still being attacked), ``finished``,
-  ``success`` and ``nonfinite`` (the model returned NaN or inf logits);
+  Adam's step count), ``running`` (still being attacked) and ``finished``;
 * ``record``: the figures of the step at which the video finished (loss,
-  prediction, its probability, the true label's probability, per-frame SSIM),
-  frozen from then on, so a result is the same however late the host reads it;
+  success, logits, then the per-frame SSIM), frozen from then on, so a
+  result is the same however late the host reads it;
 * in refine mode, each video's best success so far (``best_*``).
+
+A step reads the rows through :meth:`Slots.prefix`, views made once per width.
 
 The host side (``jobs``, ``seconds``) is bookkeeping only.
 """
@@ -24,14 +25,15 @@ The host side (``jobs``, ``seconds``) is bookkeeping only.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from types import SimpleNamespace
 
 import torch
 
 from ..errors import InputError
 from ..metrics import VideoResult
 
-# Columns of ``record`` (float32; a prediction is an exact float below 2**24 classes).
-LOSS, PRED, PROB, LABEL_PROB = range(4)
+# Columns of ``record``: the loss, success (1.0 or 0.0), the logits (one per class), then one SSIM per frame.
+LOSS, SUCCESS, LOGITS = range(3)
 
 
 @dataclass
@@ -57,7 +59,7 @@ def pad_frames(frame_idx: torch.Tensor, width: int, num_frames: int) -> tuple[to
 
 class Slots:
     # Per-slot tensors with a frame axis (dimension 1), grown when a wider video arrives.
-    FRAME_WISE = ("clean", "frame_idx", "frame_valid", "record_ssim", "best_ssim")
+    FRAME_WISE = ("clean", "frame_idx", "frame_valid", "frame_scale", "record", "best_record")
 
     def __init__(self, capacity: int, first: Job, parameter_shapes: dict[str, tuple[int, ...]], device,
                  refine: bool):
@@ -68,33 +70,60 @@ class Slots:
         self.clean = zeros(0, c, h, w)
         self.frame_idx = zeros(0, dtype=torch.long)
         self.frame_valid = zeros(0, dtype=torch.bool)
+        self.frame_scale = zeros(0)  # frame_valid as 1.0 / 0.0: multiplies the parameters
         self.goal, self.label, self.iters = (zeros(dtype=torch.long) for _ in range(3))
-        self.running, self.finished, self.success, self.nonfinite = (zeros(dtype=torch.bool) for _ in range(4))
-        self.record = zeros(4)
-        self.record_ssim = zeros(0)
+        self.running, self.finished = zeros(dtype=torch.bool), zeros(dtype=torch.bool)
+        self.classes = 0  # the record's logits columns, known once the model has answered (ensure_record)
+        self.record = zeros(LOGITS)
         self.params = {name: zeros(0, *shape) for name, shape in parameter_shapes.items()}
         self.moments = {name: (zeros(0, *shape), zeros(0, *shape)) for name, shape in parameter_shapes.items()}
         if refine:
             self.first_success = zeros(dtype=torch.long)
             self.best_l21 = zeros()
-            self.best_record = zeros(4)
-            self.best_ssim = zeros(0)
+            self.best_record = zeros(LOGITS)
             self.best_params = {name: zeros(0, *shape) for name, shape in parameter_shapes.items()}
         self.jobs: list[Job | None] = [None] * capacity
         self.seconds = [0.0] * capacity
+        self._prefixes: dict[int, SimpleNamespace] = {}
+        self.padded = False  # some loaded video perturbs fewer frames than the width (its parameters are masked)
+
+    def ensure_record(self, classes: int) -> None:
+        """Make room for ``classes`` logits in the records (at the first step: the model's output size)."""
+        if classes == self.classes:
+            return
+        self.classes = classes
+        self._prefixes.clear()
+        self.record = torch.zeros(self.capacity, LOGITS + classes + self.width, device=self.device)
+        if self.refine:
+            self.best_record = torch.zeros_like(self.record)
+
+    def prefix(self, width: int) -> SimpleNamespace:
+        """Views of the first ``width`` rows of every per-slot tensor (``params``, ``moments``, ``best_params``
+        as dictionaries), plus ``rows`` (``width x 1`` row numbers) and ``scale`` (the frame mask shaped to
+        multiply parameters). Made once per width: slicing is an operation of its own at every use."""
+        if width not in self._prefixes:
+            views = {name: value[:width] for name, value in self._tensors().items()}
+            names = SimpleNamespace(**{name: value for name, value in views.items() if ":" not in name})
+            names.params = {n: views[f"param:{n}"] for n in self.params}
+            names.moments = {n: (views[f"m:{n}"], views[f"v:{n}"]) for n in self.params}
+            names.best_params = {n: views[f"best:{n}"] for n in self.params} if self.refine else {}
+            names.rows = torch.arange(width, device=self.device).unsqueeze(1)
+            names.scale = names.frame_scale.view(width, self.width, 1, 1, 1)
+            self._prefixes[width] = names
+        return self._prefixes[width]
 
     # ------------------------------------------------------------------ shape
     def _tensors(self) -> dict[str, torch.Tensor]:
         """Every per-slot tensor by a name (parameters as ``param:``/``m:``/``v:``/``best:`` entries)."""
-        named = {name: getattr(self, name) for name in ("clip", "clean", "frame_idx", "frame_valid", "goal", "label",
-                                                         "iters", "running", "finished", "success", "nonfinite",
-                                                         "record", "record_ssim")}
+        named = {name: getattr(self, name) for name in ("clip", "clean", "frame_idx", "frame_valid", "frame_scale",
+                                                         "goal", "label", "iters", "running", "finished",
+                                                         "record")}
         for name, value in self.params.items():
             named[f"param:{name}"] = value
             named[f"m:{name}"], named[f"v:{name}"] = self.moments[name]
         if self.refine:
             named |= {"first_success": self.first_success, "best_l21": self.best_l21,
-                      "best_record": self.best_record, "best_ssim": self.best_ssim}
+                      "best_record": self.best_record}
             named |= {f"best:{name}": value for name, value in self.best_params.items()}
         return named
 
@@ -113,10 +142,12 @@ class Slots:
     def widen(self, width: int) -> None:
         """Grow every per-frame tensor to ``width`` frames; loaded videos pad with frames they do not perturb."""
         extra = width - self.width
+        self._prefixes.clear()  # the tensors are replaced
         for name, value in self._tensors().items():
             if name in self.FRAME_WISE or name.partition(":")[2]:
                 self._set(name, torch.cat([value, value.new_zeros(value.shape[0], extra, *value.shape[2:])], 1))
         self.width = width
+        self.padded = any(job is not None for job in self.jobs)  # every loaded video is now narrower
         for slot, job in enumerate(self.jobs):
             if job is not None:
                 self._place_frames(slot, self.frame_idx[slot][self.frame_valid[slot]].cpu())
@@ -125,6 +156,7 @@ class Slots:
         idx, valid = pad_frames(frame_idx, self.width, self.num_frames)
         self.frame_idx[slot] = idx.to(self.device)
         self.frame_valid[slot] = valid.to(self.device)
+        self.frame_scale[slot] = valid.to(self.device, torch.float32)
         self.clean[slot] = self.clip[slot, self.frame_idx[slot]]
 
     # ------------------------------------------------------------------ slots
@@ -139,13 +171,14 @@ class Slots:
         self._place_frames(slot, job.frame_idx.cpu())
         self.goal[slot], self.label[slot] = job.goal, job.result.label
         for name, value in self._tensors().items():
-            if name not in ("clip", "clean", "frame_idx", "frame_valid", "goal", "label"):
+            if name not in ("clip", "clean", "frame_idx", "frame_valid", "frame_scale", "goal", "label"):
                 value[slot] = 0
         self.running[slot] = True
         if self.refine:
             self.first_success[slot] = -1
             self.best_l21[slot] = float("inf")
         self.jobs[slot], self.seconds[slot] = job, 0.0
+        self.padded = self.padded or len(job.frame_idx) < self.width
 
     def move(self, source: int, target: int) -> None:
         """Move the video in ``source`` to the free ``target`` (keeps the occupied slots a prefix)."""
@@ -156,6 +189,3 @@ class Slots:
         self.jobs[target], self.jobs[source] = self.jobs[source], None
         self.seconds[target] = self.seconds[source]
 
-    def valid_scale(self, width: int) -> torch.Tensor:
-        """``width x k x 1 x 1 x 1``: 1 on a slot's real frames, 0 on its padding."""
-        return self.frame_valid[:width].to(torch.float32).view(width, self.width, 1, 1, 1)

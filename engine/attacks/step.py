@@ -20,7 +20,7 @@ import torch
 from .. import kernels
 from .budget import Budget, project_
 from .losses import reached_goal
-from .slots import LABEL_PROB, LOSS, PRED, PROB, Slots
+from .slots import Slots
 
 
 @dataclass
@@ -38,6 +38,7 @@ class Step:
     frame_idx: torch.Tensor  # rows x k
     frame_valid: torch.Tensor  # rows x k, False on padding frames
     num_frames: int  # T
+    max_iters: int = 0  # the loop's iteration cap (iters never exceed it)
     _l21: torch.Tensor | None = field(default=None, repr=False)
 
     @property
@@ -55,21 +56,19 @@ Objective = Callable[[Step], torch.Tensor]
 class IntoClip(torch.autograd.Function):
     """Writes the adversarial frames into the clip buffer in place and hands the buffer on; the backward
     gathers the clip's gradient at those frames. Unlike a differentiable scatter into a copy of the clip, it
-    moves only the ``k`` frames."""
+    moves only the ``k`` frames. ``rows`` is ``arange(B)`` as a column, made by the caller once."""
 
     @staticmethod
-    def forward(ctx, frames, clip, frame_idx):
-        rows = torch.arange(clip.shape[0], device=clip.device).unsqueeze(1)
+    def forward(ctx, frames, clip, frame_idx, rows):
         clip[rows, frame_idx] = frames.to(clip.dtype)
-        ctx.save_for_backward(frame_idx)
+        ctx.save_for_backward(frame_idx, rows)
         ctx.mark_dirty(clip)
         return clip
 
     @staticmethod
     def backward(ctx, grad):
-        (frame_idx,) = ctx.saved_tensors
-        rows = torch.arange(grad.shape[0], device=grad.device).unsqueeze(1)
-        return grad[rows, frame_idx], None, None
+        frame_idx, rows = ctx.saved_tensors
+        return grad[rows, frame_idx], None, None, None
 
 
 @dataclass
@@ -94,50 +93,47 @@ def _masked(params: dict[str, torch.Tensor], scale: torch.Tensor) -> dict[str, t
 
 def attack_step(s: StepSettings, slots: Slots, width: int) -> None:
     """One iteration of the first ``width`` slots, in place."""
-    w = width
-    running, iters, goal = slots.running[:w], slots.iters[:w], slots.goal[:w]
-    clean, frame_idx, scale = slots.clean[:w], slots.frame_idx[:w], slots.valid_scale(w)
-    leaves = {name: value[:w].detach().requires_grad_() for name, value in slots.params.items()}
-    params = _masked(leaves, scale)
-    adv = s.perturbation.apply(clean, params)
-    logits = s.model.logits(IntoClip.apply(adv, slots.clip[:w].detach(), frame_idx))
-    ssim = kernels.ssim(adv, clean)
-    step = Step(adv, clean, ssim, logits, goal, iters, params, frame_idx, slots.frame_valid[:w], slots.num_frames)
+    v = slots.prefix(width)
+    leaves = {name: value.detach().requires_grad_() for name, value in v.params.items()}
+    # Masking matters only where some video has padding frames (the host knows: no read).
+    params = _masked(leaves, v.scale) if slots.padded else leaves
+    adv = s.perturbation.apply(v.clean, params)
+    logits = s.model.logits(IntoClip.apply(adv, v.clip.detach(), v.frame_idx, v.rows))
+    ssim = kernels.ssim(adv, v.clean)
+    step = Step(adv, v.clean, ssim, logits, v.goal, v.iters, params, v.frame_idx, v.frame_valid, slots.num_frames,
+                s.max_iters)
     loss = s.objective(step)
+    slots.ensure_record(logits.shape[1])
+    v = slots.prefix(width)
 
     with torch.no_grad():
-        seen = logits.detach()
-        slots.nonfinite[:w] |= running & ~torch.isfinite(seen).all(dim=1)
+        seen, ssim = logits.detach(), ssim.detach()
         l21 = step.l21.detach() if s.budget.max_l21 is not None or s.refine else None
-        done = reached_goal(seen, goal, s.targeted) & s.budget.satisfied(ssim.detach(), l21)
-        # With a margin, a video keeps going past the boundary; it still counts as fooled at the cap.
-        settled = done & reached_goal(seen, goal, s.targeted, s.margin) if s.margin > 0 else done
-        out_of_iters = iters >= s.max_iters
-        finish = running & ((settled | out_of_iters) if s.stop_on_success else out_of_iters)
-        probs = seen.float().softmax(-1)
-        prob, pred = probs.max(-1)
-        label_prob = probs.gather(1, slots.label[:w].unsqueeze(1)).squeeze(1)
-        now = torch.stack([loss.detach().float(), pred.float(), prob, label_prob], 1)
-        slots.record[:w] = torch.where(finish.unsqueeze(1), now, slots.record[:w])
-        slots.record_ssim[:w] = torch.where(finish.unsqueeze(1), ssim.detach(), slots.record_ssim[:w])
-        slots.success[:w] = torch.where(finish, done, slots.success[:w])
-        if s.refine:
-            _keep_best(slots, w, running & done, l21, now, ssim.detach(), params)
-        keep = running & ~finish
-
-    total = torch.where(keep, loss, torch.zeros_like(loss)).sum()
-    grads = torch.autograd.grad(total, list(leaves.values()))
-    with torch.no_grad():
-        names = list(slots.params)
-        kernels.masked_adam_multi_([slots.params[n][:w] for n in names], list(grads),
-                                   [slots.moments[n][0][:w] for n in names], [slots.moments[n][1][:w] for n in names],
-                                   iters, keep, [s.perturbation.learning_rates[n] for n in names])
+        done = reached_goal(seen, v.goal, s.targeted)
         if s.budget.active:
-            current = {name: slots.params[name][:w] for name in names}
-            project_(s.budget, current, keep, lambda p: _distances(s, clean, _masked(p, scale)),
+            done &= s.budget.satisfied(ssim, l21)
+        # With a margin, a video keeps going past the boundary; it still counts as fooled at the cap.
+        settled = done & reached_goal(seen, v.goal, s.targeted, s.margin) if s.margin > 0 else done
+        out_of_iters = v.iters >= s.max_iters
+        finish = v.running & ((settled | out_of_iters) if s.stop_on_success else out_of_iters)
+        # Columns as slots.LOGITS names them (cat promotes the flag to the logits' float type).
+        now = torch.cat([loss.detach().unsqueeze(1), done.unsqueeze(1), seen, ssim], 1)
+        v.record.copy_(torch.where(finish.unsqueeze(1), now, v.record))
+        if s.refine:
+            _keep_best(v, v.running & done, l21, now, params)
+        keep = v.running & ~finish
+
+    grads = torch.autograd.grad(torch.where(keep, loss, 0.0).sum(), list(leaves.values()))
+    with torch.no_grad():
+        names = list(v.params)
+        kernels.masked_adam_multi_([v.params[n] for n in names], list(grads), [v.moments[n][0] for n in names],
+                                   [v.moments[n][1] for n in names], v.iters, keep,
+                                   [s.perturbation.learning_rates[n] for n in names])
+        if s.budget.active:
+            project_(s.budget, v.params, keep, lambda p: _distances(s, v.clean, _masked(p, v.scale)),
                      skip_when_inside=s.host_reads_are_free)
-        slots.running[:w] = keep
-        slots.finished[:w] |= finish
+        v.running.copy_(keep)
+        v.finished |= finish
 
 
 def _distances(s: StepSettings, clean: torch.Tensor, params: dict[str, torch.Tensor]):
@@ -145,18 +141,16 @@ def _distances(s: StepSettings, clean: torch.Tensor, params: dict[str, torch.Ten
     return kernels.ssim(adv, clean), (kernels.l21_norm(adv - clean) if s.budget.max_l21 is not None else None)
 
 
-def _keep_best(slots: Slots, w: int, done: torch.Tensor, l21: torch.Tensor, now: torch.Tensor, ssim: torch.Tensor,
-               params: dict[str, torch.Tensor]) -> None:
+def _keep_best(v, done: torch.Tensor, l21: torch.Tensor, now: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
     """Refine mode: each video's first success and its smallest (l2,1) successful perturbation."""
-    first = done & (slots.first_success[:w] < 0)
-    slots.first_success[:w] = torch.where(first, slots.iters[:w], slots.first_success[:w])
-    better = done & (l21 < slots.best_l21[:w])
-    slots.best_l21[:w] = torch.where(better, l21, slots.best_l21[:w])
-    slots.best_record[:w] = torch.where(better.unsqueeze(1), now, slots.best_record[:w])
-    slots.best_ssim[:w] = torch.where(better.unsqueeze(1), ssim, slots.best_ssim[:w])
+    first = done & (v.first_success < 0)
+    v.first_success.copy_(torch.where(first, v.iters, v.first_success))
+    better = done & (l21 < v.best_l21)
+    v.best_l21.copy_(torch.where(better, l21, v.best_l21))
+    v.best_record.copy_(torch.where(better.unsqueeze(1), now, v.best_record))
     for name, value in params.items():
         row = better.view(-1, *[1] * (value.dim() - 1))
-        slots.best_params[name][:w] = torch.where(row, value.detach(), slots.best_params[name][:w])
+        v.best_params[name].copy_(torch.where(row, value.detach(), v.best_params[name]))
 
 
-__all__ = ["IntoClip", "Objective", "Step", "StepSettings", "attack_step", "LOSS", "PRED", "PROB", "LABEL_PROB"]
+__all__ = ["IntoClip", "Objective", "Step", "StepSettings", "attack_step"]

@@ -331,6 +331,19 @@ def perturb_selected(video: torch.Tensor, frame_idx: torch.Tensor, flow: torch.T
     return _PerturbSelected.apply(video, frame_idx, flow, noise)
 
 
+_IDENTITY: dict[tuple[int, int, torch.device], torch.Tensor] = {}
+
+
+def _identity(batch: int, k: int, device) -> torch.Tensor:
+    """``B x k`` indices 0..k-1 of every row, made once per shape (an attack calls this at every step)."""
+    key = (batch, k, torch.device(device))
+    if key not in _IDENTITY:
+        if len(_IDENTITY) > 64:
+            _IDENTITY.clear()
+        _IDENTITY[key] = torch.arange(k, device=device).expand(batch, k)
+    return _IDENTITY[key]
+
+
 def perturb_frames(frames: torch.Tensor, flow: torch.Tensor | None = None,
                    noise: torch.Tensor | None = None) -> torch.Tensor:
     """``reference.perturb_frames`` for ``(..., C, H, W)`` frames."""
@@ -343,6 +356,5 @@ def perturb_frames(frames: torch.Tensor, flow: torch.Tensor | None = None,
         batch, k = grid.shape[:2]
         flow = flow.reshape(batch, 1, *flow.shape[-3:]) if flow is not None else None
         noise = noise.reshape(batch, 1, *noise.shape[-3:]) if noise is not None else None
-    frame_idx = torch.arange(k, device=frames.device).expand(batch, k)
-    out = perturb_selected(grid, frame_idx, flow, noise, check_indices=False)
+    out = perturb_selected(grid, _identity(batch, k, frames.device), flow, noise, check_indices=False)
     return out.reshape(*lead, *frames.shape[-3:])

@@ -162,8 +162,14 @@ def _ssim_backward_kernel(
 
 
 # --------------------------------------------------------------------------- launchers
+_TAPS: dict[torch.device, torch.Tensor] = {}
+
+
 def _taps(device) -> torch.Tensor:
-    return gaussian_window(SSIM_WINDOW, dtype=torch.float32, device=device)
+    """The window's taps, made once per device (nine operations at every call otherwise)."""
+    if device not in _TAPS:
+        _TAPS[device] = gaussian_window(SSIM_WINDOW, dtype=torch.float32, device=device)
+    return _TAPS[device]
 
 
 def _launch_forward(x: torch.Tensor, y: torch.Tensor, keep_maps: bool):

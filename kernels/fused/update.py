@@ -114,7 +114,7 @@ def _check(rows: int, active: torch.Tensor, **tensors: torch.Tensor) -> None:
 def _launch_adam(param, grad, exp_avg, exp_avg_sq, step, active, lr, beta1, beta2, eps) -> None:
     step += active.to(step.dtype)
     rows = param.shape[0]
-    row = param[0].numel() if rows else 0
+    row = param.numel() // rows if rows else 0  # not param[0]: indexing is an operation of its own
     if rows and row:
         _adam_kernel[(rows, triton.cdiv(row, BLOCK))](param, grad, exp_avg, exp_avg_sq, step, active, row, lr,
                                                       beta1, beta2, eps, BLOCK=BLOCK)
@@ -122,7 +122,7 @@ def _launch_adam(param, grad, exp_avg, exp_avg_sq, step, active, lr, beta1, beta
 
 def _launch_adam_pair(params, grads, exp_avgs, exp_avg_sqs, step, active, lrs, beta1, beta2, eps) -> None:
     rows = params[0].shape[0]
-    row_a, row_b = params[0][0].numel() if rows else 0, params[1][0].numel() if rows else 0
+    row_a, row_b = (params[0].numel() // rows, params[1].numel() // rows) if rows else (0, 0)
     blocks_a = triton.cdiv(row_a, BLOCK)
     if rows and (row_a or row_b):
         _adam_pair_kernel[(rows, blocks_a + triton.cdiv(row_b, BLOCK))](
@@ -145,7 +145,7 @@ def _(param, grad, exp_avg, exp_avg_sq, step, active, lr, beta1, beta2, eps):
 
 def _launch_sign(delta, grad, active, alpha, epsilon, has_epsilon, clean) -> None:
     rows = delta.shape[0]
-    row = delta[0].numel() if rows else 0
+    row = delta.numel() // rows if rows else 0
     if rows and row:
         _sign_kernel[(rows, triton.cdiv(row, BLOCK))](delta, grad, clean if clean is not None else delta, active,
                                                       row, alpha, epsilon, HAS_EPSILON=has_epsilon,
