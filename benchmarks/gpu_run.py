@@ -153,7 +153,7 @@ class Runner:
             commands.append((f"bench_{op}", [sys.executable, str(BENCHMARKS / f"bench_{op}.py"), *size, *sweep,
                                              "--out", str(self.rows / f"{op}.jsonl")]))
         # The ahead-of-time compile needs the real compiler, not the interpreter --check runs the benchmarks in.
-        commands.append(("aot report", ["env", "-u", "TRITON_INTERPRET", sys.executable, "-m", "sava.kernels.aot",
+        commands.append(("aot report", ["env", "-u", "TRITON_INTERPRET", sys.executable, "-m", "sava.aot_report",
                                         "--out", str(self.rows / "aot.jsonl")]))
         self.stage("kernels", commands)
 

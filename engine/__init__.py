@@ -11,6 +11,7 @@ from pathlib import Path
 
 __version__ = (Path(__file__).parent / "VERSION").read_text().strip()
 
+from . import kernels  # noqa: E402
 from .attacks import (  # noqa: E402
     AttackRun,
     AttentionGuided,
@@ -28,6 +29,15 @@ from .errors import ConfigError, DataError, InputError, ModelError, SavaError  #
 from .metrics import RunSummary, VideoResult, summarise  # noqa: E402
 from .models import ModelInfo, VideoModel, load_model  # noqa: E402
 from .selection import Explicit, FirstK, RandomK, Selector  # noqa: E402
+
+
+def _native_bindings():
+    from . import native
+
+    return native
+
+
+kernels.dispatch.provide_native(_native_bindings)  # the C library for backend "native", loaded on first use
 
 __all__ = [
     "AttackRun", "AttentionGuided", "Budget", "ConfigError", "DataError", "DeepSAVA", "Explicit", "FirstK",

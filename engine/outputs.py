@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from safetensors.torch import save_file
 
-from . import __version__, kernels
+from . import __version__
 from .metrics import VideoResult
 
 PREVIEW_ROWS = 6
@@ -125,13 +125,10 @@ class RunWriter:
 def _preview_row(clip: torch.Tensor, result: VideoResult) -> np.ndarray:
     """Clean frame, adversarial frame and the difference amplified, side by
     side, for the first perturbed frame, upscaled so a person can see it."""
+    from .transfer import replay  # transfer reads run folders through this module
+
     t = result.frames[0]
-    clean = clip[t]
-    adv = kernels.perturb_frames(
-        clean.unsqueeze(0),
-        None if result.flow is None else result.flow[:1],
-        None if result.noise is None else result.noise[:1].expand(1, *clean.shape),  # a flicker is C x 1 x 1
-    )[0]
+    clean, adv = clip[t], replay(clip, result)[t]
     diff = (0.5 + DIFF_GAIN * (adv - clean)).clamp(0, 1)
     row = torch.cat([clean, adv, diff], dim=-1)
     if row.shape[0] == 1:

@@ -46,11 +46,12 @@ def replay(video: torch.Tensor, result: VideoResult) -> torch.Tensor:
     for name, value in (("flow", result.flow), ("noise", result.noise)):
         if value is not None and not bool(torch.isfinite(value).all()):
             raise InputError(f"the perturbation of video {result.video_id!r} holds NaN or infinite {name} values")
-    out = video.clone()
-    frames = torch.tensor(result.frames)
-    noise = None if result.noise is None else result.noise.expand(len(frames), *video.shape[1:])
-    out[frames] = kernels.perturb_frames(video[frames], result.flow, noise, backend="reference")
-    return out
+    frames = torch.tensor(result.frames, device=video.device)
+    # A flicker's noise is k x C x 1 x 1: the same offset over the frame.
+    noise = None if result.noise is None else result.noise.to(video.device).expand(len(frames), *video.shape[1:])
+    flow = None if result.flow is None else result.flow.to(video.device)[None]
+    return kernels.apply_perturbation(video[None], frames[None], flow, None if noise is None else noise[None],
+                                      backend="reference")[0]
 
 
 def generate(model, attack, videos: torch.Tensor, labels: torch.Tensor, name: str | None = None) -> SourceRun:

@@ -10,9 +10,9 @@ Triton. ``cuobjdump`` (also shipped) then reads the registers, local memory
 (spills) and shared memory of the result.
 
 It needs the kernels as real JIT functions, so TRITON_INTERPRET must be unset in
-the importing process. Command line::
+the importing process. Command line (in the engine, which adds the commit and writes the file)::
 
-    python -m sava.kernels.aot --arch 90 --arch 80      # one row per variant, JSON lines
+    python -m sava.aot_report --arch 90 --arch 80      # one row per variant, JSON lines
 
 The launcher internals it calls (``create_function_from_signature``,
 ``JITFunction._pack_args``) are Triton 3.x's; a later Triton that renames them
@@ -21,16 +21,12 @@ gets a worded error, not a wrong report.
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import re
 import subprocess
-import sys
 import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
@@ -93,6 +89,10 @@ def _scenarios() -> Iterator[tuple[str, Callable[[], None]]]:
     active = torch.ones(rows.shape[0], dtype=torch.bool)
     yield "adam", lambda: update.masked_adam_step_(rows.clone(), rows, rows.clone(), rows.clone(),
                                                    torch.zeros(rows.shape[0], dtype=torch.int64), active, 0.01)
+    pair = [torch.zeros(BATCH, SELECTED, 2, HEIGHT, WIDTH), torch.zeros(BATCH, SELECTED, CHANNELS, HEIGHT, WIDTH)]
+    yield "adam flow+noise", lambda: update.masked_adam_multi_(
+        [p.clone() for p in pair], pair, [p.clone() for p in pair], [p.clone() for p in pair],
+        torch.zeros(BATCH, dtype=torch.int64), torch.ones(BATCH, dtype=torch.bool), [0.1, 0.01])
     for eps, clean in ((None, None), (0.03, None), (0.03, rows)):
         label = "sign" + (" +epsilon" if eps else "") + (" +clean" if clean is not None else "")
         yield label, lambda e=eps, c=clean: update.masked_sign_step_(rows.clone(), rows, active, 0.01, e, c)
@@ -102,7 +102,7 @@ def record_launches() -> list[Launch]:
     """The kernel launches the launchers make for every scenario, recorded without running a kernel."""
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise RuntimeError("sava.kernels.aot needs TRITON_INTERPRET unset: under the interpreter the kernels "
-                           "are not compiled. Run `python -m sava.kernels.aot` in a fresh process.")
+                           "are not compiled. Run `python -m sava.aot_report` in a fresh process.")
     from .fused import perturb, ssim, update
 
     sink: list[Launch] = []
@@ -160,12 +160,10 @@ def resource_usage(compiled) -> dict[str, int]:
     return {"registers": registers, "stack_bytes": stack, "static_shared_bytes": shared, "local_bytes": local}
 
 
-def report(archs: list[int]) -> Iterator[dict]:
-    """One row per (architecture, kernel variant)."""
+def report(archs: list[int], commit: str | None = None) -> Iterator[dict]:
+    """One row per (architecture, kernel variant); ``commit`` is the caller's (``sava.aot_report``)."""
     import triton
 
-    from ..provenance import git_commit
-    commit = git_commit()
     launches = record_launches()
     for arch in archs:
         for launch in launches:
@@ -180,20 +178,3 @@ def report(archs: list[int]) -> Iterator[dict]:
                    "register_limited_occupancy": round(min(64, blocks * warps) / 64, 3),
                    "commit": commit, "triton": triton.__version__}
 
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m sava.kernels.aot", description=__doc__.split("\n\n")[0])
-    parser.add_argument("--arch", type=int, action="append", help="compute capability x10 (default: 80 and 90)")
-    parser.add_argument("--out", help="write the JSON lines here as well as to stdout")
-    args = parser.parse_args(argv)
-    rows = list(report(args.arch or [80, 90]))
-    lines = "".join(json.dumps(row) + "\n" for row in rows)
-    sys.stdout.write(lines)
-    if args.out:
-        from ..outputs import write_atomic
-        write_atomic(Path(args.out), lines)
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

@@ -4,7 +4,7 @@
 tensors and the pure-torch reference otherwise. An explicit ``backend=``
 argument, or the environment variable ``SAVA_BACKEND`` (``auto``,
 ``reference``, ``triton``, ``native``), overrides it. ``native`` is the C
-library through ``sava.native`` (forward only: ``perturb_frames`` and
+library through the bindings the package registers (``provide_native``; forward only: ``perturb_frames`` and
 ``ssim``). The Triton modules are imported on
 first use, so ``TRITON_INTERPRET=1`` (Triton's CPU interpreter, used by the
 tests) can still be set before then.
@@ -51,9 +51,20 @@ def resolve(backend: str | None, *tensors: torch.Tensor | None) -> str:
     return choice
 
 
+_native_bindings = None  # a function returning the C library's bindings, handed down by the package
+
+
+def provide_native(bindings) -> None:
+    """Register how to reach the C library's bindings (``perturb_frames`` and ``ssim``): the package above
+    hands them down (``sava/__init__``) so that the kernels never import it."""
+    global _native_bindings
+    _native_bindings = bindings
+
+
 def _native():
-    """The C library's bindings (``sava.native``); imported on first use."""
-    return importlib.import_module("sava.native")
+    if _native_bindings is None:
+        raise RuntimeError("backend 'native' needs the C library's bindings; import sava to register them")
+    return _native_bindings()
 
 
 def _triton(module: str):

@@ -9,16 +9,16 @@ and runs on a shared loop: the sparse attacks on
 from ..errors import ConfigError
 from .attention import AttentionGuided
 from .base import Attack, AttackRun, SparseAttack
+from .budget import Budget
 from .deepsava import DeepSAVA
 from .flicker import SparseFlickering
 from .keyframe import GradientKeyframe
 from .linf import PRESETS as LINF_PRESETS
 from .linf import LinfAttack
-from .budget import Budget
 from .loop import SparseAttackLoop
 from .slots import Job
-from .step import Step
 from .sparse import Sparse
+from .step import Step
 from .translation import TemporalTranslation
 
 METHODS = {"deepsava": DeepSAVA, "sparse": Sparse, "flicker": SparseFlickering, "keyframe": GradientKeyframe,

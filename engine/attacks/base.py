@@ -24,9 +24,9 @@ from ..models.adapter import check_finite_logits, check_videos
 from ..selection import Selector, check_k, make_selector
 from .budget import Budget
 from .loop import SparseAttackLoop
+from .losses import ADV_LOSSES
 from .slots import Job
 from .step import Step
-from .losses import ADV_LOSSES
 
 
 @dataclass

@@ -18,9 +18,9 @@ import torch
 from ..errors import ConfigError
 from ..selection import Selector
 from .base import SparseAttack
-from .step import Step
 from .losses import adversarial_term
 from .perturbations import FlowNoise
+from .step import Step
 
 # Defaults measured on the bundled models (README, "Defaults and decisions"). The
 # paper's setting is lam=1, lam_end=1, adv_loss="ce", selector="first".

@@ -23,9 +23,9 @@ import torch
 from ..errors import ConfigError
 from ..selection import Selector
 from .base import SparseAttack
-from .step import Step
 from .losses import adversarial_term
 from .perturbations import FrameOffset
+from .step import Step
 
 DEFAULT_LAM = 100.0
 DEFAULT_BETAS = (0.5, 0.5)  # thickness, roughness: the paper's equal weighting

@@ -26,9 +26,9 @@ from ..errors import ConfigError
 from ..selection import Selector
 from ..selection.saliency import Keyframes
 from .base import SparseAttack
-from .step import Step
 from .losses import adversarial_term, reached_goal
 from .perturbations import FlowNoise
+from .step import Step
 
 DEFAULT_BOUNDARY = {False: 0.3, True: 0.4}  # untargeted, targeted (the paper's grid search)
 DEFAULT_LR = 0.016  # the noise step of DeepSAVA and Sparse

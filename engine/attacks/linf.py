@@ -40,6 +40,7 @@ from ..errors import ConfigError
 from ..metrics import VideoResult
 from .base import Attack, Queued
 from .losses import adversarial_term, reached_goal
+from .results import fill_result
 from .translation import TemporalTranslation
 
 PRESETS = {
@@ -186,20 +187,11 @@ class LinfAttack(Attack):
             done = reached_goal(probs, goals, self.targeted)
             ssim = kernels.ssim(adversarial, clean)
             change = adversarial - clean
-            l21 = kernels.l21_norm(change)
         share = (time.perf_counter() - started) / len(clean)
         for i, result in enumerate(queued.results):
-            result.success = bool(done[i])
-            result.iterations = self.steps
             result.queries = state["queries"] + 1
-            result.frames = list(range(clean.shape[1]))
-            result.ssim = ssim[i].tolist()
-            result.l21 = float(l21[i])
-            result.linf = float(change[i].abs().max())
-            result.mean_abs = float(change[i].abs().mean())
-            result.final_pred = int(probs[i].argmax())
-            result.final_prob = float(probs[i].max())
-            result.label_prob = float(probs[i, result.label])
-            result.seconds = share
-            result.noise = change[i].cpu()
-            yield result
+            yield fill_result(result, success=bool(done[i]), iterations=self.steps,
+                              frames=list(range(clean.shape[1])), num_frames=clean.shape[1], ssim=ssim[i],
+                              delta=change[i], clip_numel=change[i].numel(), pred=int(probs[i].argmax()),
+                              prob=float(probs[i].max()), label_prob=float(probs[i, result.label]), seconds=share,
+                              noise=change[i].cpu())

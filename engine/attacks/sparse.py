@@ -14,9 +14,9 @@ import torch
 from ..errors import ConfigError
 from ..selection import Selector
 from .base import SparseAttack
-from .step import Step
 from .losses import adversarial_term
 from .perturbations import FlowNoise
+from .step import Step
 
 DEFAULT_LAM = 1.0
 DEFAULT_LR = 0.016  # the noise step of DeepSAVA, so the two differ in their objective only

@@ -94,7 +94,6 @@ class Combined(Defence):
         b, t, c, h, w = videos.shape
         with model.attack_mode():
             chosen = _selected(model, videos, labels, min(self.frames, t))
-            clean = kernels.gather_frames(videos, chosen)
             k = chosen.shape[1]
             uniform = lambda *shape: (torch.rand(shape, generator=self.generator) * 2 - 1).to(videos)  # noqa: E731
             flow, noise = uniform(b, k, 2, h, w) * self.max_flow, uniform(b, k, c, h, w) * self.epsilon
@@ -102,12 +101,12 @@ class Combined(Defence):
             for _ in range(self.steps):
                 flow.requires_grad_()
                 noise.requires_grad_()
-                adversarial = kernels.scatter_frames(videos, chosen, kernels.perturb_frames(clean, flow, noise))
+                adversarial = kernels.apply_perturbation(videos, chosen, flow, noise)
                 loss = F.cross_entropy(model.logits(adversarial), labels, reduction="sum")
                 flow_grad, noise_grad = torch.autograd.grad(loss, (flow, noise))
                 flow = (flow.detach() + flow_step * flow_grad.sign()).clamp(-self.max_flow, self.max_flow)
                 noise = (noise.detach() + self.alpha * noise_grad.sign()).clamp(-self.epsilon, self.epsilon)
-            return kernels.scatter_frames(videos, chosen, kernels.perturb_frames(clean, flow, noise)).detach()
+            return kernels.apply_perturbation(videos, chosen, flow, noise).detach()
 
     def settings(self) -> dict:
         return super().settings() | {"flow_step": self.alpha * self.max_flow / self.epsilon}

@@ -23,7 +23,8 @@ def test_benchmark_runs_and_writes_rows(op, sweep, tmp_path):
     out = tmp_path / f"{op}.jsonl"
     # The test's device, and its interpreter setting (the conftest switches it on for the CPU) passed on.
     done = subprocess.run([sys.executable, str(BENCHMARKS / f"bench_{op}.py"), "--tiny", "--repeats", "2",
-                           "--device", DEVICE, "--out", str(out), *sweep], capture_output=True, text=True, cwd=BENCHMARKS, timeout=600)
+                           "--device", DEVICE, "--out", str(out), *sweep],
+                          capture_output=True, text=True, cwd=BENCHMARKS, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     rows = [json.loads(line) for line in out.read_text().splitlines()]
     impls = {row["impl"] for row in rows}

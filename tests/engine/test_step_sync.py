@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 
-import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -33,7 +32,8 @@ def host_read(func, args) -> str | None:
     """Why this operation needs the tensor's values on the host, or None."""
     if func in READS_VALUES:
         return str(func)
-    if func in INDEXING and any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in args[1] if i is not None):
+    masks = [i for i in (args[1] if func in INDEXING else []) if isinstance(i, torch.Tensor) and i.dtype == torch.bool]
+    if masks:
         return f"{func} with a boolean mask"
     if func in (aten._to_copy.default, aten.copy_.default):
         source = args[1] if func is aten.copy_.default else args[0]
@@ -98,8 +98,8 @@ def traced_run(monkeypatch, batch: int, steps: int, poll_every: int):
     if os.environ.get("TRITON_INTERPRET") == "1":
         # On the CPU the interpreter runs the Triton kernels with torch operations of its own; on CUDA a kernel
         # launch issues none. Each launch is recorded as one entry and runs outside the mode.
-        from triton.runtime import interpreter
         from torch.utils._python_dispatch import _disable_current_modes
+        from triton.runtime import interpreter
 
         launch = interpreter.GridExecutor.__call__
 

@@ -25,15 +25,16 @@ def _ptxas_present() -> bool:
 @pytest.mark.skipif(not _ptxas_present(), reason="this Triton build ships no CUDA backend / ptxas")
 def test_every_kernel_variant_compiles_for_sm90_without_spills():
     env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
-    done = subprocess.run([sys.executable, "-W", "ignore", "-m", "sava.kernels.aot", "--arch", "90"],
+    done = subprocess.run([sys.executable, "-W", "ignore", "-m", "sava.aot_report", "--arch", "90"],
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     kernels = {row["kernel"] for row in rows}
     assert kernels == {"_perturb_forward_kernel", "_perturb_backward_kernel", "_ssim_forward_kernel",
-                       "_ssim_backward_kernel", "_adam_kernel", "_sign_kernel"}
-    # 3 perturbation parts x 2 layouts x (forward + 2 backwards), 2 SSIM forwards + backward, adam, 3 sign steps.
-    assert len(rows) == 18 + 3 + 1 + 3
+                       "_ssim_backward_kernel", "_adam_kernel", "_adam_pair_kernel", "_sign_kernel"}
+    # 3 perturbation parts x 2 layouts x (forward + 2 backwards), 2 SSIM forwards + backward, adam, adam on a
+    # pair, 3 sign steps.
+    assert len(rows) == 18 + 3 + 1 + 1 + 3
     spilled = [(row["variant"], row["local_bytes"]) for row in rows if row["local_bytes"] or row["stack_bytes"]]
     assert not spilled, f"kernels spill to local memory on sm_90: {spilled}"
     assert all(0 < row["registers"] <= 255 for row in rows)

@@ -48,6 +48,30 @@ def test_adam_matches_reference_and_skips_inactive_rows(shape):
     assert torch.equal(steps[0], steps[1])
 
 
+@pytest.mark.parametrize("shape", SHAPES[1:])
+def test_adam_on_a_pair_in_one_launch_matches_two_reference_steps(shape):
+    """Flow and noise of a perturbation: two tensors of different sizes and learning rates, one shared step
+    count advanced once per active row."""
+    draw_flow, draw_noise = tensors((*shape[:2], 2, *shape[3:]), 7), tensors(shape, 8)
+    rows = shape[0]
+    ours = [[draw_flow(), draw_noise()], *[[torch.zeros_like(t) for t in (draw_flow(), draw_noise())]
+                                           for _ in range(2)]]
+    theirs = [[t.clone() for t in group] for group in ours]
+    steps = [torch.zeros(rows, dtype=torch.int64, device=DEVICE) for _ in range(2)]
+    gen = torch.Generator().manual_seed(2)
+    for _ in range(3):
+        grads = [draw_flow(), draw_noise()]
+        active = (torch.rand(rows, generator=gen) > 0.3).to(DEVICE)
+        update.masked_adam_multi_(ours[0], grads, ours[1], ours[2], steps[0], active, [0.1, 0.01])
+        for i, lr in enumerate((0.1, 0.01)):  # the reference, one tensor at a time on a copy of the count
+            ref.masked_adam_step_(theirs[0][i], grads[i], theirs[1][i], theirs[2][i], steps[1].clone(), active, lr)
+        steps[1] += active.long()
+    for name, a, b in zip(("param", "exp_avg", "exp_avg_sq"), ours, theirs):
+        for part, x, y in zip(("flow", "noise"), a, b):
+            assert_close(x, y, f"adam pair {name} {part}")
+    assert torch.equal(steps[0], steps[1])
+
+
 @pytest.mark.parametrize("epsilon", [None, 0.03])
 @pytest.mark.parametrize("with_clean", [False, True])
 def test_sign_step_projects(epsilon, with_clean):
