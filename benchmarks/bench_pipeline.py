@@ -7,7 +7,8 @@ the same model, clips, iteration cap and settings, in one run.
     python benchmarks/bench_pipeline.py --tiny                                             # CI: proves it runs
 
 Rows: the environment, the model, the implementation (``one_at_a_time``,
-``sava_batch<B>``, ``sava_batch<B>_<lever>`` for ``--levers`` bf16 / compile,
+``sava_batch<B>``, ``sava_batch<B>_<lever>`` for ``--levers`` eager (steps not replayed as CUDA graphs) /
+bf16 / compile,
 ``sava_torchrun<P>`` for P CPU processes), videos, FR (and FR re-checked by the
 float32 eager model), mean SSIM,
 ANI, seconds, videos per second, the speed-up over ``one_at_a_time`` and peak
@@ -22,7 +23,9 @@ their ratio, the engine efficiency (1.0: the step costs what the model costs).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -110,7 +113,7 @@ def load(name: str, device: str):
 def with_lever(model, name: str, lever: str, device: str):
     """The model as a lever wants it: ``bf16`` autocast, or ``compile`` (CUDA graphs on CUDA) on a fresh copy,
     so that the other runs keep the eager float32 model."""
-    if not lever:
+    if not lever or lever == "eager":  # eager: the same model, its steps not replayed as CUDA graphs
         return model
     fresh = load(name, device)
     if lever == "bf16":
@@ -118,7 +121,21 @@ def with_lever(model, name: str, lever: str, device: str):
         return fresh
     if lever == "compile":
         return fresh.compile()
-    raise SystemExit(f"unknown lever {lever!r} (bf16, compile)")
+    raise SystemExit(f"unknown lever {lever!r} (eager, bf16, compile)")
+
+
+@contextlib.contextmanager
+def steps_graphed(on: bool):
+    """The attack loop's CUDA graphs on or off for the runs inside (its ``SAVA_CUDA_GRAPHS`` switch)."""
+    before = os.environ.get("SAVA_CUDA_GRAPHS")
+    os.environ["SAVA_CUDA_GRAPHS"] = "1" if on else "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["SAVA_CUDA_GRAPHS"]
+        else:
+            os.environ["SAVA_CUDA_GRAPHS"] = before
 
 
 def fooling_rate_in_fp32(model, videos, results) -> float | None:
@@ -158,7 +175,8 @@ def main() -> None:
     parser.add_argument("--processes", default="2", help="torchrun process counts to time (CPU, bundled models)")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--levers", default=None,
-                        help="levers tried one at a time on the largest batch: bf16, compile (CUDA graphs on "
+                        help="levers tried one at a time on the largest batch: eager (no CUDA graphs of the "
+                             "step), bf16, compile (CUDA graphs on "
                              "CUDA); default: none on CPU, bf16,compile on CUDA")
     parser.add_argument("--fixed-steps", type=int, default=None, metavar="N",
                         help="no early stop: every video runs exactly N steps; rows then report video-steps per "
@@ -171,7 +189,7 @@ def main() -> None:
         args.videos, args.iters, args.batches, args.processes = 4, 5, "4", ""
     default = "c3d-camera,r3d18" if args.device == "cuda" else "c3d-camera"
     if args.levers is None:
-        args.levers = "bf16,compile" if args.device == "cuda" else ""
+        args.levers = "eager,bf16,compile" if args.device == "cuda" else ""
     env = environment(args.device)
     rows = []
     for name in (args.models or default).split(","):
@@ -190,8 +208,9 @@ def main() -> None:
             compiling = None
             if lever == "compile":  # compilation (and graph capture) timed apart from the run it serves
                 _, compiling = timed(args.device, run_sava, target, videos[:batch], labels[:batch], 2, batch)
-            (outcome, results), seconds = timed(args.device, run_sava, target, videos, labels, iters, batch,
-                                                bool(fixed))
+            with steps_graphed(lever != "eager"):
+                (outcome, results), seconds = timed(args.device, run_sava, target, videos, labels, iters, batch,
+                                                    bool(fixed))
             outcome["compile_seconds"] = compiling
             outcome["fooling_rate_fp32"] = fooling_rate_in_fp32(model, videos, results)
             measured.append((f"sava_batch{batch}" + (f"_{lever}" if lever else ""), batch, outcome, seconds,

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import shlex
 import sys
 from datetime import datetime
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
                           "success is then the bf16 model's decision)")
     run.add_argument("--compile", action="store_true",
                      help="torch.compile the model (CUDA graphs on CUDA); every step then runs the full batch")
+    run.add_argument("--no-cuda-graphs", action="store_true",
+                     help="on CUDA, run every attack step eagerly instead of replaying it as a CUDA graph "
+                          "(as SAVA_CUDA_GRAPHS=0)")
     run.add_argument("--seed", type=int, default=0)
     run.add_argument("--out", type=Path, default=None,
                      help="run folder (default: runs/<time>-<model>); an existing run folder is resumed")
@@ -242,6 +246,8 @@ def cmd_attack(args) -> int:
                            device=shard.device(args.device))
         if args.precision != "fp32":
             model.precision = args.precision
+        if args.no_cuda_graphs:  # read by every attack loop of this process, torchrun workers included
+            os.environ["SAVA_CUDA_GRAPHS"] = "0"
         if args.compile:
             if not hasattr(model, "compile"):
                 raise SavaError(f"--compile needs a white-box torch model; {model.name} is not one")
@@ -380,13 +386,14 @@ def _label_map(data_classes: list[str], model_classes: list[str] | None, data_sp
 def _print_table(model_name, data_spec, args, rows) -> None:
     print(f"\n{args.method} on {model_name} / {data_spec} ({args.split})")
     header = f"{'attack':<18} {'videos':>6} {'attacked':>8} {'FR':>7} {'ANI':>6} {'mean SSIM':>9} " \
-             f"{'min SSIM':>8} {'frames':>6} {'MAP':>7} {'time s':>7} {'videos/s':>8}"
+             f"{'SSIM wins':>9} {'min SSIM':>8} {'frames':>6} {'MAP':>7} {'time s':>7} {'videos/s':>8}"
     print(header)
     print("-" * len(header))
     shown = lambda value, form: "-" if value is None else format(value, form)  # noqa: E731
     for label, s, _ in rows:
         print(f"{label:<18} {s.videos:>6} {s.attacked:>8} {s.fooling_rate:>7.1%} {shown(s.ani, '.1f'):>6} "
-              f"{shown(s.mean_ssim, '.4f'):>9} {shown(s.min_ssim, '.4f'):>8} {shown(s.frames_per_video, '.1f'):>6} "
+              f"{shown(s.mean_ssim, '.4f'):>9} {shown(s.mean_ssim_successes, '.4f'):>9} "
+              f"{shown(s.min_ssim, '.4f'):>8} {shown(s.frames_per_video, '.1f'):>6} "
               f"{shown(s.map, '.4f'):>7} {s.seconds:>7.1f} {s.videos_per_second:>8.2f}")
     for kind, _, folder in rows:
         print(f"run folder ({kind}): {folder}")

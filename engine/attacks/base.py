@@ -84,6 +84,16 @@ class Attack:
         results = [finished[i] for i in ids]
         return AttackRun(results, summarise(results, time.perf_counter() - started), dict(self.settings))
 
+    def __call__(self, videos: torch.Tensor, labels: torch.Tensor,
+                 targets: torch.Tensor | None = None) -> torch.Tensor:
+        """The adversarial clips (``B x T x C x H x W``, on the clips' device), as attack libraries return them:
+        ``x_adv = attack(videos, labels)``. A video the model already misclassifies comes back unchanged; a
+        failed attack comes back with its last perturbation. ``run`` gives the per-video results instead."""
+        from ..transfer import replay  # transfer builds on the attacks' results, not the other way round
+
+        run = self.run(videos, labels, targets)
+        return torch.stack([replay(video, result) for video, result in zip(videos, run.results)])
+
     def stream(self, items: Iterable[tuple]) -> Iterator[VideoResult]:
         """Attack ``(video_id, video, label, target)`` items (``T x C x H x W``
         videos), yielding each result as soon as the video is finished.
@@ -156,6 +166,8 @@ class SparseAttack(Attack):
     stop_on_success = True
     # Steps between two host reads of which videos finished (see SparseAttackLoop): results do not depend on it.
     poll_every = 1
+    # On CUDA, each step captured once as a CUDA graph and replayed (None: unless SAVA_CUDA_GRAPHS=0).
+    cuda_graphs: bool | None = None
 
     def __init__(self, model, perturbation, *, frames: int | None, selector: str | Selector, max_iters: int,
                  min_ssim: float | None, max_l21: float | None, targeted: bool, adv_loss: str, batch_size: int,
@@ -198,7 +210,7 @@ class SparseAttack(Attack):
         loop = SparseAttackLoop(self.model, self.perturbation, self.objective, targeted=self.targeted,
                                 max_iters=self.max_iters, budget=self.budget, capacity=self.batch_size,
                                 stop_on_success=self.stop_on_success, refine=self.refine, margin=self.margin,
-                                poll_every=self.poll_every)
+                                poll_every=self.poll_every, cuda_graphs=self.cuda_graphs)
         skipped: list[VideoResult] = []
         yield from loop.run(self._jobs(items, skipped))
         yield from skipped

@@ -71,13 +71,28 @@ def uniform_indices(available: int, wanted: int) -> list[int]:
     return np.linspace(0, available - 1, wanted).round().astype(int).tolist()
 
 
+def decodable_frames(path: str | Path) -> int:
+    """Frames that really decode (each decoded, none converted): the count when a header cannot be trusted."""
+    with _open_video(path) as (container, stream):
+        return sum(1 for _ in container.decode(stream))
+
+
 def load_clip(path: str | Path, num_frames: int, size: tuple[int, int]) -> torch.Tensor:
     """A clip of ``num_frames`` frames sampled uniformly over the file, resized to
-    ``size``, as float32 ``T x 3 x H x W`` in [0, 1]."""
-    indices = uniform_indices(frame_count(path), num_frames)
-    frames = decode_frames(path, size, keep=set(indices))
-    if len(frames) < len(set(indices)):
-        raise DataError(f"{path}: decoded {len(frames)} frames, fewer than the container announced")
+    ``size``, as float32 ``T x 3 x H x W`` in [0, 1].
+
+    The container's frame count is a header field: when fewer frames decode than it announces (a truncated
+    or mis-written file), the clip is sampled again over the frames that are really there."""
+    announced = frame_count(path)
+    indices = uniform_indices(announced, num_frames) if announced >= num_frames else None
+    frames = decode_frames(path, size, keep=set(indices)) if indices is not None else []
+    if indices is None or len(frames) < len(set(indices)):
+        present = decodable_frames(path)
+        if present < num_frames:
+            raise DataError(f"{path}: {present} frames decode (the container announces {announced}), fewer than "
+                            f"the {num_frames} a clip needs")
+        indices = uniform_indices(present, num_frames)
+        frames = decode_frames(path, size, keep=set(indices))
     by_number = dict(zip(sorted(set(indices)), frames))
     clip = np.stack([by_number[i] for i in indices])
     return torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255.0

@@ -165,3 +165,40 @@ def test_a_pipe_named_like_a_video_does_not_hang_the_run(tmp_path):
     listed.write_text("up/pipe.mp4,0\n")
     with pytest.raises(DataError, match="not a regular file"):
         from_csv(listed, 4, (32, 32))[0]
+
+
+def overstated_avi(path: Path, frames: int, announced: int) -> None:
+    """An AVI of ``frames`` frames (frame i a flat grey of value 10 i) whose main and stream headers announce
+    ``announced``: the total-frames field of ``avih`` and the length field of the video ``strh``."""
+    import struct
+
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for i in range(frames):
+            image = av.VideoFrame.from_ndarray(np.full((32, 32, 3), 10 * i, np.uint8), format="rgb24")
+            container.mux(stream.encode(image))
+        container.mux(stream.encode())
+    data = bytearray(path.read_bytes())
+    main, video = data.find(b"avih"), data.find(b"strh")
+    assert struct.unpack_from("<I", data, main + 8 + 16) == (frames,)  # dwTotalFrames: the field this rewrites
+    struct.pack_into("<I", data, main + 8 + 16, announced)
+    struct.pack_into("<I", data, video + 8 + 32, announced)  # dwLength of the stream header
+    path.write_bytes(data)
+
+
+def test_a_header_that_overstates_its_frames_is_sampled_over_the_frames_present(tmp_path):
+    import av
+
+    path = tmp_path / "overstated.avi"
+    overstated_avi(path, frames=20, announced=444)
+    with av.open(str(path)) as container:
+        assert container.streams.video[0].frames == 444  # PyAV reports the header's count
+    clip = load_clip(path, 4, (32, 32))
+    # Frames 0, 6, 13, 19 of the 20 present (grey levels 10 i, up to codec rounding), not of the announced 444.
+    levels = (clip.mean(dim=(1, 2, 3)) * 255).tolist()
+    assert [round(level / 10) for level in levels] == [0, 6, 13, 19], levels
+    with pytest.raises(DataError, match=r"20 frames decode \(the container announces 444\), fewer than the 32"):
+        load_clip(path, 32, (32, 32))

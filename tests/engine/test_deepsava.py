@@ -228,3 +228,21 @@ def test_sparse_baseline_perturbs_noise_only_and_its_l21_weight_bites(model, cli
                 assert int(pred) != result.label
     spent = lambda run: sum(r.l21 for r in run.results if r.attacked)  # noqa: E731
     assert spent(heavy) < spent(light), "a larger l2,1 weight must buy a smaller perturbation"
+
+
+def test_an_attack_is_callable_and_returns_the_adversarial_clips(model, clips):
+    """``x_adv = attack(videos, labels)``: checked against the independent grid_sample replay above and by
+    classifying the clips it returns."""
+    videos, labels = clips.float_videos(slice(0, 4)).to(DEVICE), clips.labels[:4]
+    attack = DeepSAVA(model, frames=1, max_iters=40)
+    adversarial = attack(videos, labels)
+    assert adversarial.shape == videos.shape and adversarial.device == videos.device
+    results = attack.run(videos, labels).results  # deterministic: the same results a second time
+    for video, clip, result in zip(videos, adversarial, results):
+        torch.testing.assert_close(clip.cpu(), replay(video.cpu(), result), atol=1e-5, rtol=0)
+        untouched = [t for t in range(video.shape[0]) if t not in result.frames]
+        assert torch.equal(clip[untouched], video[untouched])
+    predicted = model.predict(adversarial)[0].cpu()
+    for result, pred in zip(results, predicted.tolist()):
+        if result.attacked:
+            assert (pred != result.label) == result.success

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 
+import pytest
 import torch
 from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -185,3 +186,32 @@ def test_results_do_not_depend_on_how_often_the_host_polls():
         assert ra == rb
         for x, y in ((a.flow, b.flow), (a.noise, b.noise)):
             assert (x is None and y is None) or torch.equal(x, y)
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="CUDA graphs need a CUDA device")
+def test_replayed_cuda_graph_steps_give_the_eager_attack():
+    import warnings
+
+    model = load_bundled("tsn-digits", device=DEVICE)
+    attack = DeepSAVA(model, frames=2, selector="first", max_iters=30, batch_size=4)
+
+    def run(graphs: bool):
+        loop = SparseAttackLoop(model, attack.perturbation, attack.objective, targeted=False, max_iters=30,
+                                budget=attack.budget, capacity=4, cuda_graphs=graphs)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", RuntimeWarning)  # a failed capture falls back with a warning
+            results = {r.video_id: r for r in loop.run(jobs(7, frames=2))}
+        return results, loop
+
+    eager, _ = run(False)
+    graphed, loop = run(True)
+    assert loop.graphs, "no step was captured"
+    assert len({r.iterations for r in eager.values()}) > 1
+    for video_id, a in eager.items():
+        b = graphed[video_id]
+        # The graphed steps run the slots in power-of-two batches: the same arithmetic per video, up to the
+        # model's batch-size-dependent rounding.
+        assert (a.success, a.frames) == (b.success, b.frames)
+        assert abs(a.iterations - b.iterations) <= 1
+        if a.iterations == b.iterations:
+            torch.testing.assert_close(b.noise, a.noise, atol=1e-4, rtol=0)
