@@ -93,6 +93,21 @@ def _run_locked(attack, dataset, run: DatasetRun) -> RunSummary | None:
     bar = tqdm(total=len(todo), desc=run.title, unit="video", disable=not run.progress or shard.rank != 0,
                file=sys.stderr)
 
+    search = tqdm(desc="frame search", unit="candidate", position=1, leave=False, file=sys.stderr,
+                  disable=not run.progress or shard.rank != 0)
+
+    def on_scored(scored: int, total: int, videos: int) -> None:
+        if scored == 1:
+            search.reset(total)
+            search.set_description(f"frame search, {videos} videos")
+        search.update(1)
+        if scored == total:  # a batch's search done: shown even when it took less than tqdm's refresh interval
+            search.refresh()
+
+    selector = getattr(attack, "selector", None)
+    if selector is not None:
+        selector.progress = on_scored
+
     def items():
         for item in decoded(dataset, todo, run.workers):
             if item.clip is None:
@@ -113,6 +128,7 @@ def _run_locked(attack, dataset, run: DatasetRun) -> RunSummary | None:
             bar.set_postfix_str(f"FR {sum(r.success for r in results)}/{sum(r.attacked for r in results)}")
             bar.update(1)
     finally:
+        search.close()
         bar.close()
         writer.close()
         _log_session(run.folder, shard, time.perf_counter() - started, len(results))

@@ -21,6 +21,13 @@ class Selector:
     name = "selector"
     adaptive = False
     queries = 0
+    # Search selectors call progress(scored, total, videos) after each candidate they score for a batch
+    # (the runner's "frame search" bar): scoring is most of their time, and nothing else shows it.
+    progress = None
+
+    def _scored(self, scored: int, total: int, videos: int) -> None:
+        if self.progress is not None:
+            self.progress(scored, total, videos)
 
     def select(self, model, videos: torch.Tensor, labels: torch.Tensor, k: int, score=None) -> torch.Tensor:
         raise NotImplementedError

@@ -69,7 +69,11 @@ class BruteForce(Selector):
             raise ConfigError(f"brute force over C({num_frames}, {k}) = {math.comb(num_frames, k)} frame sets is "
                               f"more than {self.max_subsets}; use the bo selector")
         subsets = torch.tensor(list(itertools.combinations(range(num_frames), k)))
-        losses = torch.stack([score(subset.expand(len(videos), k), self.steps) for subset in subsets], dim=1)
+        scores = []
+        for subset in subsets:
+            scores.append(score(subset.expand(len(videos), k), self.steps))
+            self._scored(len(scores), len(subsets), len(videos))
+        losses = torch.stack(scores, dim=1)
         self.evaluations = len(subsets)
         self.queries = self.evaluations * (self.steps + 1)  # each scoring run: steps updates and a last forward
         self.losses = losses  # B x candidates, kept for reports (Table 8, Fig. 7)
@@ -113,6 +117,7 @@ class BayesOpt(Selector):
                 pick = self._most_promising(pool, tried, losses, num_frames)
             tried = torch.cat([tried, pick.unsqueeze(1)], dim=1)
             losses = torch.cat([losses, score(pick, self.steps).double().unsqueeze(1)], dim=1)
+            self._scored(step + 1, budget, batch)
         self.evaluations = budget
         self.queries = self.evaluations * (self.steps + 1) + (self.start == "saliency")
         self.losses, self.tried = losses, tried

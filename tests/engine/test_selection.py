@@ -117,3 +117,22 @@ def test_inter_frame_difference_picks_the_frames_around_the_motion():
     videos[1, 2:] = 0.5  # a change between frames 1 and 2
     pick = make_selector("ifd").select(None, videos, None, 2)
     assert pick.tolist() == [[4, 5], [1, 2]]
+
+
+@pytest.mark.parametrize("selector", [BruteForce(steps=1), BayesOpt(evaluations=4, initial=2, steps=1)])
+def test_search_selectors_report_each_candidate_they_score(selector):
+    best, calls, reported = torch.tensor([2, 9, 14]), [], []
+    selector.progress = lambda scored, total, videos: reported.append((scored, total, videos))
+    selector.select(None, torch.zeros(3, T, 3, 12, 12), None, 1, score=synthetic_score(best, calls))
+    total = T if isinstance(selector, BruteForce) else 4
+    assert reported == [(i, total, 3) for i in range(1, total + 1)] and len(calls) == total
+
+
+def test_a_dataset_run_with_a_search_selector_shows_a_frame_search_bar(tmp_path, capfd):
+    from sava.cli import main
+
+    code = main(["attack", "--model", "tsn-digits", "--data", "digits", "--num-videos", "2", "--selector", "brute",
+                 "--score-steps", "1", "--iters", "2", "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert code == 0
+    err = capfd.readouterr().err
+    assert "frame search, " in err and f"{T}/{T}" in err
