@@ -160,7 +160,17 @@ def build_parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="export a target model to ONNX, checked against torch",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    export.add_argument("--model", default="c3d-camera", help="a bundled model, or all")
+    export.add_argument("--model", default="c3d-camera",
+                        help="a bundled model, all, package.module:factory, or a TorchScript file")
+    export.add_argument("--weights", help="weights for a package.module:factory model (.safetensors or .pt)")
+    export.add_argument("--layout", default=None, choices=["BTCHW", "BCTHW"],
+                        help="input layout of a user model (default BTCHW)")
+    export.add_argument("--mean", type=_floats, help="per-channel mean of a user model, e.g. 0.45,0.45,0.45")
+    export.add_argument("--std", type=_floats, help="per-channel std of a user model")
+    export.add_argument("--clip-frames", type=int, default=None,
+                        help="frames of the clip a user model takes (default 16; bundled models know theirs)")
+    export.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                        help="frame size a user model takes (default 112 112)")
     export.add_argument("--out", type=Path, default=Path("exports"), help="folder for MODEL.onnx")
     export.add_argument("--tolerance", type=_finite, default=1e-4,
                         help="largest |ONNX Runtime - torch| logit difference accepted")
@@ -445,19 +455,36 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_export(args) -> int:
+    import re
+
     from .export import export_onnx
     from .models.bundled import bundled_names, load_bundled
+    from .models.loading import load_model
 
-    names = bundled_names() if args.model == "all" else [args.model]
-    for name in names:
-        if name not in bundled_names():
-            raise SavaError(f"unknown bundled model {name!r}; choose from {', '.join(bundled_names())} or all")
-    for name in names:
-        report = export_onnx(load_bundled(name), args.out / f"{name}.onnx", tolerance=args.tolerance,
-                             dynamic_time=not args.fixed_time)
+    bundled = bundled_names()
+    user_options = [flag for flag, value in (("--weights", args.weights), ("--layout", args.layout),
+                                             ("--mean", args.mean), ("--std", args.std)) if value is not None]
+    if args.model == "all" or args.model in bundled:
+        if user_options:
+            raise SavaError(f"{', '.join(user_options)} describe a user model; {args.model!r} is bundled")
+        models = [(name, load_bundled(name), None) for name in (bundled if args.model == "all" else [args.model])]
+    else:  # any model sava attack takes; its clip shape comes from the options
+        if (args.clip_frames is not None and args.clip_frames < 1) or (args.size and min(args.size) < 1):
+            raise SavaError("--clip-frames and --size must be positive")
+        model = load_model(args.model, args.weights, layout=args.layout or "BTCHW", mean=args.mean, std=args.std,
+                           device="cpu")
+        height, width = args.size or (112, 112)
+        shape = model.info.clip_shape or (args.clip_frames or 16, 3, height, width)
+        models = [(re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model).strip("._") or "model", model, shape)]
+    for name, model, shape in models:
+        report = export_onnx(model, args.out / f"{name}.onnx", tolerance=args.tolerance,
+                             dynamic_time=not args.fixed_time, clip_shape=shape)
         time_axis = "dynamic" if report.dynamic_time else "fixed"
         if report.fixed_time_reason:
             time_axis += f": a dynamic time axis failed ({report.fixed_time_reason})"
+        if report.dynamo_failure:
+            print(f"{name}: the dynamo exporter failed ({report.dynamo_failure}); exported with torch's "
+                  "TorchScript-based exporter (recorded in the file's metadata)")
         print(f"{name}: {report.path} (batch dynamic, time {time_axis}); ONNX checker passed; "
               f"largest |ORT - torch| = {report.max_abs_difference:.2e} over shapes {report.checked_shapes}")
     return 0

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import warnings
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -57,39 +58,67 @@ class ExportReport:
     checked_shapes: list[list[int]]
     opset: int
     fixed_time_reason: str | None = None  # why a dynamic time axis was not kept, when it was tried
+    exporter: str = "dynamo"  # or "torchscript", torch's older exporter, when the dynamo exporter failed
+    dynamo_failure: str | None = None  # why it failed
 
     def as_dict(self) -> dict:
         return asdict(self)
 
 
-def _metadata(model, dynamic_time: bool) -> dict[str, str]:
+def _metadata(model, dynamic_time: bool, clip_shape, dynamo_failure: str | None) -> dict[str, str]:
     info = model.info
     values = {"version": __version__, "name": info.name, "input_layout": "BTCHW", "input_range": [0.0, 1.0],
               "source_layout": info.layout, "mean": info.mean, "std": info.std, "normalisation_in_graph": True,
-              "clip_shape": list(info.clip_shape) if info.clip_shape else None, "classes": info.classes,
-              "dataset": info.extra.get("dataset"), "dynamic_time": dynamic_time}
+              "clip_shape": list(clip_shape), "classes": info.classes,
+              "dataset": info.extra.get("dataset"), "dynamic_time": dynamic_time,
+              "exporter": "torchscript" if dynamo_failure else "dynamo", "dynamo_failure": dynamo_failure}
     return {METADATA_PREFIX + key: json.dumps(value) for key, value in values.items()}
 
 
-def _export(wrapper: nn.Module, example: torch.Tensor, path: Path, dynamic_time: bool) -> None:
+def _export(wrapper: nn.Module, example: torch.Tensor, path: Path, dynamic_time: bool) -> str | None:
+    """Export with the dynamo exporter, or, when it fails (an operator it has no ONNX function for, such as
+    ``aten._adaptive_avg_pool3d``), with torch's TorchScript-based exporter. Returns why dynamo failed, or
+    None; when both fail the error names both reasons."""
     axes = {0: "batch", 1: "frames"} if dynamic_time else {0: "batch"}
     exporter_log = logging.getLogger("torch.onnx")
     level = exporter_log.level
     exporter_log.setLevel(logging.ERROR)  # it lists the torchvision operators it skips, irrelevant here
+
+    def export(dynamo: bool) -> None:
+        torch.onnx.export(wrapper, (example,), str(path), input_names=["videos"], output_names=["logits"],
+                          dynamic_axes={"videos": axes, "logits": {0: "batch"}}, opset_version=OPSET,
+                          dynamo=dynamo, verbose=False)
+
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            torch.onnx.export(wrapper, (example,), str(path), input_names=["videos"], output_names=["logits"],
-                              dynamic_axes={"videos": axes, "logits": {0: "batch"}}, opset_version=OPSET,
-                              dynamo=True, verbose=False)
+            try:
+                export(dynamo=True)
+                return None
+            except Exception as exc:  # noqa: BLE001  (the dynamo exporter's failures have many types)
+                failure = _first_line(exc)
+            try:
+                export(dynamo=False)
+            except Exception as exc:  # noqa: BLE001
+                raise ModelError(f"ONNX export failed with the dynamo exporter ({failure}) and with the TorchScript "
+                                 f"exporter ({_first_line(exc)})") from exc
+            return failure
     finally:
         exporter_log.setLevel(level)
 
 
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
 def _first_line(exc: BaseException) -> str:
-    """An exception as one short line: its type and the first line of its message."""
-    lines = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {lines[0][:300] if lines else ''}".rstrip(": ")
+    """An exception as one short line: its type, the first line of its message and, when a later line names
+    an ATen operator (the dynamo exporter's usual cause), that line too."""
+    lines = [line.strip() for line in _ANSI.sub("", str(exc)).strip().splitlines() if line.strip()]
+    text = lines[0][:300] if lines else ""
+    operator = next((line for line in lines[1:] if "aten." in line or "aten::" in line), None)
+    if operator:
+        text += f" ... {operator[:200]}"
+    return f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
 def _stamp(path: Path, metadata: dict[str, str]) -> None:
@@ -136,23 +165,23 @@ def export_onnx(model, path: str | Path, *, tolerance: float = DEFAULT_TOLERANCE
     example = torch.rand(EXPORT_BATCH, *shape).to(model.device)
     t = shape[0]
     checks = [(b, *shape) for b in CHECK_BATCHES]
-    fixed_time_reason = None
+    fixed_time_reason = dynamo_failure = None
     if dynamic_time:
         longer = (CHECK_BATCHES[-1], t + 4, *shape[1:])
         try:  # export with a free time axis and verify it really moves: some graphs pin T
-            _export(wrapper, example, path, dynamic_time=True)
+            dynamo_failure = _export(wrapper, example, path, dynamic_time=True)
             _largest_difference(model, path, [longer])
             checks.append(longer)
         except Exception as exc:  # noqa: BLE001 -- then try a fixed T; its own failure is raised, not hidden
             dynamic_time = False
             fixed_time_reason = _first_line(exc)
     if not dynamic_time:
-        _export(wrapper, example, path, dynamic_time=False)
-    _stamp(path, _metadata(model, dynamic_time))
+        dynamo_failure = _export(wrapper, example, path, dynamic_time=False)
+    _stamp(path, _metadata(model, dynamic_time, shape, dynamo_failure))
     difference = _largest_difference(model, path, checks)
     if not difference <= tolerance:
         path.unlink(missing_ok=True)
         raise ModelError(f"{model.name}: ONNX Runtime differs from torch by {difference:.3g} (tolerance "
                          f"{tolerance:g}); the export was removed")
     return ExportReport(str(path), model.name, dynamic_time, difference, tolerance, [list(s) for s in checks], OPSET,
-                        fixed_time_reason)
+                        fixed_time_reason, "torchscript" if dynamo_failure else "dynamo", dynamo_failure)

@@ -130,3 +130,40 @@ def test_a_runtime_model_with_the_wrong_output_shape_is_an_error_naming_it():
         Flattened(info, dynamic_time=False).predict(videos)
     with pytest.raises(ModelError, match=r"shape \(2, 10\).*2 x 8"):
         Wider(info, dynamic_time=False).predict(videos)
+
+
+def test_sava_export_takes_a_user_factory_and_falls_back_to_the_torchscript_exporter(tmp_path, capsys):
+    """A model given as package.module:factory, whose AdaptiveAvgPool3d the dynamo exporter cannot convert:
+    exported by the TorchScript-based exporter, the reason printed and kept in the file, and ONNX Runtime
+    checked against the torch model here, on clips of the shape the options give."""
+    import json
+
+    import onnx
+
+    from sava.cli import main
+    from sava.models.loading import load_model
+
+    spec = "tests.engine.toy_models:pooled_3d"
+    code = main(["export", "--model", spec, "--clip-frames", "12", "--size", "40", "56", "--out", str(tmp_path)])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "the dynamo exporter failed" in out and "TorchScript-based exporter" in out
+    (path,) = tmp_path.glob("*.onnx")
+    metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
+    assert json.loads(metadata["sava.exporter"]) == "torchscript" and json.loads(metadata["sava.dynamo_failure"])
+    assert json.loads(metadata["sava.clip_shape"]) == [12, 3, 40, 56]
+    runtime = OnnxModel(path)
+    torch_model = load_model(spec, device="cpu")
+    videos = torch.rand(3, 12, 3, 40, 56, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = torch_model.logits(videos)
+    torch.testing.assert_close(runtime.logits(videos).cpu(), expected, atol=1e-4, rtol=0)
+
+
+def test_sava_export_errors_name_the_problem(tmp_path, capsys):
+    from sava.cli import main
+
+    assert main(["export", "--model", "tests.engine.toy_models:no_such_factory", "--out", str(tmp_path)]) == 2
+    assert "sava export: error:" in capsys.readouterr().err
+    assert main(["export", "--model", "c3d-camera", "--weights", "w.pt", "--out", str(tmp_path)]) == 2
+    assert "describe a user model" in capsys.readouterr().err

@@ -24,3 +24,22 @@ class FrameWeighted(nn.Module):
 
 def frame_weighted(weights) -> VideoModel:
     return VideoModel(FrameWeighted(weights), ModelInfo(name="frame-weighted", classes=["a", "b"]))
+
+
+class Pooled3d(nn.Module):
+    """A small (2+1)D-style network ending in ``AdaptiveAvgPool3d``, an operator the dynamo ONNX exporter has
+    no function for (torch's TorchScript-based exporter has)."""
+
+    def __init__(self, classes: int = 4):
+        super().__init__()
+        self.conv = nn.Conv3d(3, 6, kernel_size=3, padding=1)
+        self.pool = nn.AdaptiveAvgPool3d((1, 2, 2))
+        self.head = nn.Linear(24, classes)
+
+    def forward(self, x):  # B x T x C x H x W
+        return self.head(self.pool(torch.relu(self.conv(x.transpose(1, 2)))).flatten(1))
+
+
+def pooled_3d() -> nn.Module:
+    torch.manual_seed(0)
+    return Pooled3d()
