@@ -55,6 +55,23 @@ def _floats(text: str) -> tuple[float, ...]:
 REPRODUCIBLE = list(REPRODUCIBLE_TABLES)
 
 
+def _user_model_arguments(group) -> None:
+    """What describes a model sava does not bundle (``sava attack`` and ``sava export``)."""
+    group.add_argument("--weights", help="weights for a package.module:factory model (.safetensors or .pt)")
+    group.add_argument("--layout", default=None, choices=["BTCHW", "BCTHW"],
+                       help="input layout of a user model (default BTCHW)")
+    group.add_argument("--mean", type=_floats, help="per-channel mean of a user model, e.g. 0.45,0.45,0.45")
+    group.add_argument("--std", type=_floats, help="per-channel std of a user model")
+
+
+def _load_model_from_args(args, device):
+    """``--model`` with the options ``_user_model_arguments`` adds."""
+    from .models.loading import load_model
+
+    return load_model(args.model, args.weights, layout=args.layout or "BTCHW", mean=args.mean, std=args.std,
+                      device=device)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sava", description="Sparse adversarial attacks on video classifiers.")
     parser.add_argument("--version", action="version", version=f"sava {__version__}")
@@ -66,11 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     what = attack.add_argument_group("target and data")
     what.add_argument("--model", default="c3d-camera",
                       help="bundled model name, package.module:factory, or a TorchScript file")
-    what.add_argument("--weights", help="weights for a package.module:factory model (.safetensors or .pt)")
-    what.add_argument("--layout", default=None, choices=["BTCHW", "BCTHW"],
-                      help="input layout of a user model (default BTCHW)")
-    what.add_argument("--mean", type=_floats, help="per-channel mean of a user model, e.g. 0.45,0.45,0.45")
-    what.add_argument("--std", type=_floats, help="per-channel std of a user model")
+    _user_model_arguments(what)
     what.add_argument("--data", help="bundled set name, a folder of class sub-folders, or a CSV of path,label "
                                      "(default: the bundled model's own set)")
     what.add_argument("--split", default="test", choices=["test", "train"], help="split of a bundled set")
@@ -162,11 +175,7 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     export.add_argument("--model", default="c3d-camera",
                         help="a bundled model, all, package.module:factory, or a TorchScript file")
-    export.add_argument("--weights", help="weights for a package.module:factory model (.safetensors or .pt)")
-    export.add_argument("--layout", default=None, choices=["BTCHW", "BCTHW"],
-                        help="input layout of a user model (default BTCHW)")
-    export.add_argument("--mean", type=_floats, help="per-channel mean of a user model, e.g. 0.45,0.45,0.45")
-    export.add_argument("--std", type=_floats, help="per-channel std of a user model")
+    _user_model_arguments(export)
     export.add_argument("--clip-frames", type=int, default=None,
                         help="frames of the clip a user model takes (default 16; bundled models know theirs)")
     export.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
@@ -237,7 +246,6 @@ def build_parser() -> argparse.ArgumentParser:
 # ---------------------------------------------------------------------- attack
 def cmd_attack(args) -> int:
     from .data import load_dataset
-    from .models.loading import load_model
     from .provenance import environment
     from .runner import DatasetRun, current_shard, run_dataset
     from .selection import check_k
@@ -252,8 +260,7 @@ def cmd_attack(args) -> int:
     if shard.distributed and args.out is None:
         raise SavaError("a torchrun run needs --out: every process must write into the same run folder")
     try:
-        model = load_model(args.model, args.weights, layout=args.layout or "BTCHW", mean=args.mean, std=args.std,
-                           device=shard.device(args.device))
+        model = _load_model_from_args(args, shard.device(args.device))
         if args.precision != "fp32":
             model.precision = args.precision
         if args.no_cuda_graphs:  # read by every attack loop of this process, torchrun workers included
@@ -459,7 +466,6 @@ def cmd_export(args) -> int:
 
     from .export import export_onnx
     from .models.bundled import bundled_names, load_bundled
-    from .models.loading import load_model
 
     bundled = bundled_names()
     user_options = [flag for flag, value in (("--weights", args.weights), ("--layout", args.layout),
@@ -471,8 +477,7 @@ def cmd_export(args) -> int:
     else:  # any model sava attack takes; its clip shape comes from the options
         if (args.clip_frames is not None and args.clip_frames < 1) or (args.size and min(args.size) < 1):
             raise SavaError("--clip-frames and --size must be positive")
-        model = load_model(args.model, args.weights, layout=args.layout or "BTCHW", mean=args.mean, std=args.std,
-                           device="cpu")
+        model = _load_model_from_args(args, "cpu")
         height, width = args.size or (112, 112)
         shape = model.info.clip_shape or (args.clip_frames or 16, 3, height, width)
         models = [(re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model).strip("._") or "model", model, shape)]

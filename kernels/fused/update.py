@@ -19,14 +19,12 @@ BLOCK = 1024
 #   m = b1 m + (1 - b1) g;  v = b2 v + (1 - b2) g^2
 #   p -= lr * (m / (1 - b1^t)) / (sqrt(v / (1 - b2^t)) + eps)
 @triton.jit
-def _adam_kernel(param_ptr, grad_ptr, m_ptr, v_ptr, step_ptr, active_ptr, ROW, lr, beta1, beta2, eps,
-                 BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
-    if tl.load(active_ptr + row) == 0:
-        return
-    offs = row * ROW + tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    mask = offs < (row + 1) * ROW
-    t = tl.load(step_ptr + row).to(tl.float32)
+def _adam_block(param_ptr, grad_ptr, m_ptr, v_ptr, row_start, start, ROW, t, lr, beta1, beta2, eps,
+                BLOCK: tl.constexpr):
+    """Elements [start, start + BLOCK) of the row that begins at ``row_start`` (``ROW`` elements long)."""
+    inside = start + tl.arange(0, BLOCK)
+    mask = inside < ROW
+    offs = row_start + inside
     g = tl.load(grad_ptr + offs, mask=mask, other=0.0)
     m = beta1 * tl.load(m_ptr + offs, mask=mask, other=0.0) + (1 - beta1) * g
     v = beta2 * tl.load(v_ptr + offs, mask=mask, other=0.0) + (1 - beta2) * g * g
@@ -36,6 +34,17 @@ def _adam_kernel(param_ptr, grad_ptr, m_ptr, v_ptr, step_ptr, active_ptr, ROW, l
     tl.store(m_ptr + offs, m, mask=mask)
     tl.store(v_ptr + offs, v, mask=mask)
     tl.store(param_ptr + offs, p, mask=mask)
+
+
+@triton.jit
+def _adam_kernel(param_ptr, grad_ptr, m_ptr, v_ptr, step_ptr, active_ptr, ROW, lr, beta1, beta2, eps,
+                 BLOCK: tl.constexpr):
+    row = tl.program_id(0).to(tl.int64)
+    if tl.load(active_ptr + row) == 0:
+        return
+    t = tl.load(step_ptr + row).to(tl.float32)
+    _adam_block(param_ptr, grad_ptr, m_ptr, v_ptr, row * ROW, tl.program_id(1).to(tl.int64) * BLOCK, ROW, t, lr,
+                beta1, beta2, eps, BLOCK)
 
 
 # Adam on two tensors in one launch (a perturbation's flow and noise): program (row, block) takes block of the
@@ -57,23 +66,6 @@ def _adam_pair_kernel(pa_ptr, ga_ptr, ma_ptr, va_ptr, ROW_A, BLOCKS_A, lr_a,
     else:
         _adam_block(pb_ptr, gb_ptr, mb_ptr, vb_ptr, row * ROW_B, (block - BLOCKS_A) * BLOCK, ROW_B, t, lr_b, beta1,
                     beta2, eps, BLOCK)
-
-
-@triton.jit
-def _adam_block(param_ptr, grad_ptr, m_ptr, v_ptr, row_start, start, ROW, t, lr, beta1, beta2, eps,
-                BLOCK: tl.constexpr):
-    inside = start + tl.arange(0, BLOCK)
-    mask = inside < ROW
-    offs = row_start + inside
-    g = tl.load(grad_ptr + offs, mask=mask, other=0.0)
-    m = beta1 * tl.load(m_ptr + offs, mask=mask, other=0.0) + (1 - beta1) * g
-    v = beta2 * tl.load(v_ptr + offs, mask=mask, other=0.0) + (1 - beta2) * g * g
-    bias1 = 1 - tl.exp(t * tl.log(beta1))
-    bias2 = 1 - tl.exp(t * tl.log(beta2))
-    p = tl.load(param_ptr + offs, mask=mask, other=0.0) - lr * (m / bias1) / (tl.sqrt(v / bias2) + eps)
-    tl.store(m_ptr + offs, m, mask=mask)
-    tl.store(v_ptr + offs, v, mask=mask)
-    tl.store(param_ptr + offs, p, mask=mask)
 
 
 # delta <- clip(delta + alpha * sign(g)) to [-epsilon, epsilon], then to [-clean, 1 - clean].
