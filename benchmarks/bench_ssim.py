@@ -42,13 +42,15 @@ def cases(args) -> list[Case]:
             from sava.kernels.fused import ssim as fused
 
             run = lambda a, r: dispatch.ssim(a, r, backend="triton")  # noqa: E731
-            defaults = {"ROWS": fused.ROWS, "COLS": fused.COLS, "NUM_WARPS": fused.NUM_WARPS}
+            defaults = {"SEG": fused.SEG, "COLS": fused.COLS, "NUM_WARPS": fused.NUM_WARPS}
             case.impls["triton"] = configured(autograd_passes(run, (x, y), (0,)), fused, defaults)
             if args.sweep and k == shapes[-1][-1]:
-                grid = [(16, 32, 8)] if args.tiny else itertools.product((8, 16, 32), (32, 64, 128), (4, 8))
-                for rows, cols, warps in grid:
-                    constants = {"ROWS": rows, "COLS": cols, "NUM_WARPS": warps}
-                    case.impls[f"triton_{rows}x{cols}w{warps}"] = configured(
+                every = itertools.product((16, 32, 64), (64, 128, 256), (2, 4, 8))
+                # At least one column per thread.
+                grid = [(16, 32, 1)] if args.tiny else [(s, c, w) for s, c, w in every if c >= 32 * w]
+                for seg, cols, warps in grid:
+                    constants = {"SEG": seg, "COLS": cols, "NUM_WARPS": warps}
+                    case.impls[f"triton_{seg}x{cols}w{warps}"] = configured(
                         autograd_passes(run, (x, y), (0,)), fused, constants)
         case.impls["reference"] = autograd_passes(ref.ssim, (x, y), (0,))
         if args.compile:

@@ -157,6 +157,11 @@ class Runner:
         # The ahead-of-time compile needs the real compiler, not the interpreter --check runs the benchmarks in.
         commands.append(("aot report", ["env", "-u", "TRITON_INTERPRET", sys.executable, "-m", "sava.aot_report",
                                         "--out", str(self.rows / "aot.jsonl")]))
+        # The targets table (fraction of the floor at this GPU's copy bandwidth) and the plots, from the rows.
+        commands.append(("kernel targets", [sys.executable, str(BENCHMARKS / "kernel_targets.py"), str(self.rows)]))
+        commands.append(("plots", [sys.executable, str(BENCHMARKS / "plot.py"),
+                                   *(str(self.rows / f"{op}.jsonl") for op in ("perturb", "ssim", "update")),
+                                   "--out", str(self.rows / "plots")]))
         self.stage("kernels", commands)
 
     def pipeline(self) -> None:

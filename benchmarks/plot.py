@@ -27,7 +27,9 @@ def main() -> None:
     rows = [json.loads(line) for path in args.files for line in path.read_text().splitlines() if line.strip()]
     by_op = defaultdict(list)
     for row in rows:
-        if "ms" in row:
+        # One line per implementation over k at the standard clip length: launch-configuration sweeps
+        # (triton_<config>) and the T = 64 control row stay in the JSON.
+        if "ms" in row and row.get("T", 16) == 16 and not row["impl"].startswith("triton_"):
             by_op[row["op"]].append(row)
     args.out.mkdir(parents=True, exist_ok=True)
     for op, op_rows in by_op.items():

@@ -160,6 +160,15 @@ def resource_usage(compiled) -> dict[str, int]:
     return {"registers": registers, "stack_bytes": stack, "static_shared_bytes": shared, "local_bytes": local}
 
 
+def loop_carried_values(compiled) -> int:
+    """The most values any loop of the kernel carries from one iteration to the next (Triton IR). A kernel
+    that keeps running sums in registers across a loop must carry them all; one that the front end
+    miscompiled (a reassignment it took for no change) carries fewer, and the interpreter would not show it."""
+    loops = [line.split("iter_args(", 1)[1] for line in compiled.asm["ttgir"].splitlines()
+             if "scf.for" in line and "iter_args(" in line]
+    return max((loop.split(")", 1)[0].count("=") for loop in loops), default=0)
+
+
 def report(archs: list[int], commit: str | None = None) -> Iterator[dict]:
     """One row per (architecture, kernel variant); ``commit`` is the caller's (``sava.aot_report``)."""
     import triton
@@ -174,7 +183,7 @@ def report(archs: list[int], commit: str | None = None) -> Iterator[dict]:
             # Resident warps per SM if registers were the only limit (64 K registers, 64 warps on sm_80/sm_90).
             blocks = 65536 // max(1, usage["registers"] * 32 * warps)
             yield {"arch": f"sm_{arch}", "kernel": meta.name, "variant": launch.variant, "num_warps": warps,
-                   "dynamic_shared_bytes": meta.shared, **usage,
+                   "dynamic_shared_bytes": meta.shared, **usage, "loop_carried_values": loop_carried_values(compiled),
                    "register_limited_occupancy": round(min(64, blocks * warps) / 64, 3),
                    "commit": commit, "triton": triton.__version__}
 

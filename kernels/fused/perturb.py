@@ -10,6 +10,8 @@ their fake and autograd implementations, and the public functions.
 
 from __future__ import annotations
 
+import weakref
+
 import torch
 import triton
 import triton.language as tl
@@ -23,12 +25,11 @@ NUM_WARPS = 8
 
 # --------------------------------------------------------------------------- kernels
 @triton.jit
-def _bilinear_setup(flow_ptr, h, w, mask, sf_c, sf_h, sf_w, H, W):
+def _bilinear_setup(flow, offs, h, w, mask, H, W):
     """Sample point, its cell (top-left corner, clamped so the point lies inside)
-    and whether each coordinate was inside the frame before clamping."""
-    base = flow_ptr + h * sf_h + w * sf_w
-    y_raw = h.to(tl.float32) + tl.load(base, mask=mask, other=0.0).to(tl.float32)
-    x_raw = w.to(tl.float32) + tl.load(base + sf_c, mask=mask, other=0.0).to(tl.float32)
+    and whether each coordinate was inside the frame before clamping. ``flow``: this frame's 2 x H x W flow."""
+    y_raw = h.to(tl.float32) + tl.load(flow + offs, mask=mask, other=0.0).to(tl.float32)
+    x_raw = w.to(tl.float32) + tl.load(flow + H * W + offs, mask=mask, other=0.0).to(tl.float32)
     y = tl.minimum(tl.maximum(y_raw, 0.0), H - 1.0)
     x = tl.minimum(tl.maximum(x_raw, 0.0), W - 1.0)
     y0 = tl.minimum(tl.floor(y), H - 2.0)
@@ -90,26 +91,23 @@ def _perturb_forward_kernel(
     K, C, H, W,
     sv_b, sv_t, sv_c, sv_h, sv_w,
     si_b, si_k,
-    sf_b, sf_k, sf_c, sf_h, sf_w,
-    sn_b, sn_k, sn_c, sn_h, sn_w,
     HAS_FLOW: tl.constexpr, HAS_NOISE: tl.constexpr, BLOCK: tl.constexpr,
 ):
     frame, b, j, t, offs, mask, h, w = _locate(idx_ptr, K, si_b, si_k, H, W, BLOCK)
     src = video_ptr + b * sv_b + t * sv_t
     if HAS_FLOW:
         # Named, not `_`: the compiler types every name once per scope, and the loop below reuses `_`.
-        wy, wx, y0, x0, _y_in, _x_in = _bilinear_setup(flow_ptr + b * sf_b + j * sf_k, h, w, mask,
-                                                       sf_c, sf_h, sf_w, H, W)
+        wy, wx, y0, x0, _y_in, _x_in = _bilinear_setup(flow_ptr + frame * 2 * H * W, offs, h, w, mask, H, W)
         top_left = y0 * sv_h + x0 * sv_w
     else:
         top_left = h * sv_h + w * sv_w
         wy = tl.zeros([BLOCK], dtype=tl.float32)  # unused without a flow
         wx = wy
-    noise = noise_ptr + b * sn_b + j * sn_k + h * sn_h + w * sn_w
+    noise = noise_ptr + frame * C * H * W + offs
     out = out_ptr + frame * C * H * W + offs
     for c in range(C):
-        value, _, _, _, _, _, _ = _perturb_pixels(src + c * sv_c + top_left, noise + c * sn_c, wy, wx, sv_h, sv_w,
-                                                  mask, HAS_FLOW, HAS_NOISE)
+        value, _, _, _, _, _, _ = _perturb_pixels(src + c * sv_c + top_left, noise + c * H * W, wy, wx, sv_h,
+                                                  sv_w, mask, HAS_FLOW, HAS_NOISE)
         tl.store(out + c * H * W, value, mask=mask)
 
 
@@ -130,8 +128,6 @@ def _perturb_backward_kernel(
     K, C, H, W,
     sv_b, sv_t, sv_c, sv_h, sv_w,
     si_b, si_k,
-    sf_b, sf_k, sf_c, sf_h, sf_w,
-    sn_b, sn_k, sn_c, sn_h, sn_w,
     gv_b, gv_t, gv_c, gv_h, gv_w,
     HAS_FLOW: tl.constexpr, HAS_NOISE: tl.constexpr, NEED_VIDEO: tl.constexpr, BLOCK: tl.constexpr,
 ):
@@ -139,9 +135,7 @@ def _perturb_backward_kernel(
     src = video_ptr + b * sv_b + t * sv_t
     gsrc = grad_video_ptr + b * gv_b + t * gv_t
     if HAS_FLOW:
-        wy, wx, y0, x0, y_inside, x_inside = _bilinear_setup(
-            flow_ptr + b * sf_b + j * sf_k, h, w, mask, sf_c, sf_h, sf_w, H, W
-        )
+        wy, wx, y0, x0, y_inside, x_inside = _bilinear_setup(flow_ptr + frame * 2 * H * W, offs, h, w, mask, H, W)
         top_left = y0 * sv_h + x0 * sv_w
         g_top_left = y0 * gv_h + x0 * gv_w
     else:
@@ -149,15 +143,15 @@ def _perturb_backward_kernel(
         g_top_left = h * gv_h + w * gv_w
         wy = tl.zeros([BLOCK], dtype=tl.float32)  # unused without a flow
         wx = wy
-    noise = noise_ptr + b * sn_b + j * sn_k + h * sn_h + w * sn_w
+    noise = noise_ptr + frame * C * H * W + offs
     grad = grad_ptr + frame * C * H * W + offs
     grad_noise = grad_noise_ptr + frame * C * H * W + offs
     g_rows = tl.zeros([BLOCK], dtype=tl.float32)
     g_cols = tl.zeros([BLOCK], dtype=tl.float32)
     for c in range(C):
         g = tl.load(grad + c * H * W, mask=mask, other=0.0).to(tl.float32)
-        _, total, warped, v00, v01, v10, v11 = _perturb_pixels(src + c * sv_c + top_left, noise + c * sn_c, wy, wx,
-                                                               sv_h, sv_w, mask, HAS_FLOW, HAS_NOISE)
+        _, total, warped, v00, v01, v10, v11 = _perturb_pixels(src + c * sv_c + top_left, noise + c * H * W, wy,
+                                                               wx, sv_h, sv_w, mask, HAS_FLOW, HAS_NOISE)
         if HAS_NOISE:
             g = tl.where((total >= 0.0) & (total <= 1.0), g, 0.0)
             tl.store(grad_noise + c * H * W, g, mask=mask)
@@ -184,11 +178,18 @@ def _strides(tensor: torch.Tensor | None, rank: int) -> tuple[int, ...]:
     return tuple(tensor.stride()) if tensor is not None else (0,) * rank
 
 
+def _dense(tensor: torch.Tensor | None) -> torch.Tensor | None:
+    """Flow and noise are read as dense B x k x ... blocks: offsets from the shape, not ten stride arguments
+    per launch (the attack's parameters are dense already; this copies only a strided view)."""
+    return tensor.contiguous() if tensor is not None else None
+
+
 def _grid(frames: int, height: int, width: int) -> tuple[int, int]:
     return (frames, triton.cdiv(height * width, BLOCK))
 
 
 def _launch_forward(video, frame_idx, flow, noise):
+    flow, noise = _dense(flow), _dense(noise)
     batch, _, channels, height, width = video.shape
     k = frame_idx.shape[1]
     out = torch.empty(batch, k, channels, height, width, device=video.device, dtype=torch.float32)
@@ -197,13 +198,14 @@ def _launch_forward(video, frame_idx, flow, noise):
     _perturb_forward_kernel[_grid(batch * k, height, width)](
         video, frame_idx, flow if flow is not None else video, noise if noise is not None else video, out,
         k, channels, height, width,
-        *video.stride(), *frame_idx.stride(), *_strides(flow, 5), *_strides(noise, 5),
+        *video.stride(), *frame_idx.stride(),
         HAS_FLOW=flow is not None, HAS_NOISE=noise is not None, BLOCK=BLOCK, num_warps=NUM_WARPS,
     )
     return out
 
 
 def _launch_backward(grad, video, frame_idx, flow, noise, need_video: bool):
+    flow, noise = _dense(flow), _dense(noise)
     batch, _, channels, height, width = video.shape
     k = frame_idx.shape[1]
     grad = grad.contiguous()
@@ -217,8 +219,7 @@ def _launch_backward(grad, video, frame_idx, flow, noise, need_video: bool):
             grad_flow if grad_flow is not None else grad, grad_noise if grad_noise is not None else grad,
             grad_video if grad_video is not None else grad,
             k, channels, height, width,
-            *video.stride(), *frame_idx.stride(), *_strides(flow, 5), *_strides(noise, 5),
-            *_strides(grad_video, 5),
+            *video.stride(), *frame_idx.stride(), *_strides(grad_video, 5),
             HAS_FLOW=flow is not None, HAS_NOISE=noise is not None, NEED_VIDEO=need_video, BLOCK=BLOCK,
             num_warps=NUM_WARPS,
         )
@@ -313,11 +314,23 @@ def _check(video, frame_idx, flow, noise, check_indices: bool = True) -> None:
     for name, tensor in (("frame_idx", frame_idx), ("flow", flow), ("noise", noise)):
         if tensor is not None and tensor.device != video.device:
             raise ValueError(f"perturb: {name} is on {tensor.device}, the video on {video.device}")
-    # Reading index values syncs the device and cannot be traced; eager calls check them.
+    # Reading index values syncs the device and cannot be traced. Eager calls check them once per index
+    # tensor: the same tensor object, unchanged since (its version counter), was checked by an earlier call.
+    # (The object, not its address: a new tensor may reuse a freed one's memory.)
     if not check_indices or torch.compiler.is_compiling() or not frame_idx.numel():
         return
-    if int(frame_idx.min()) < 0 or int(frame_idx.max()) >= frames:
-        raise ValueError(f"perturb: frame indices must lie in [0, {frames}), got {frame_idx.min()}..{frame_idx.max()}")
+    global _checked, _checked_ref
+    if _checked == (id(frame_idx), frame_idx._version, frames) and _checked_ref() is frame_idx:
+        return
+    low, high = torch.stack(torch.aminmax(frame_idx)).tolist()  # one transfer
+    if low < 0 or high >= frames:
+        raise ValueError(f"perturb: frame indices must lie in [0, {frames}), got {low}..{high}")
+    _checked, _checked_ref = (id(frame_idx), frame_idx._version, frames), weakref.ref(frame_idx)
+
+
+# The last index tensor found inside its video's frames: (id, version counter, frames), and the tensor.
+_checked: tuple = ()
+_checked_ref = weakref.ref(torch.empty(0))  # dead from the start
 
 
 def perturb_selected(video: torch.Tensor, frame_idx: torch.Tensor, flow: torch.Tensor | None = None,

@@ -11,17 +11,27 @@ Bytes per value (float32), forward + backward:
 So the forward keeps the maps, and writes them only when a gradient is wanted
 (an evaluation-only forward moves 8 B per value).
 
-Each program computes a ROWS x COLS tile, separably: it walks the ROWS + 10
-input rows the tile's windows cover, filters each row horizontally with 11
-shifted loads, and adds the filtered row into every output row it belongs to
-with that row's vertical tap (a broadcast multiply-add; taps outside the window
-are zero). Per output, with ROWS = 16: 36 loads and ~220 multiply-adds for the
-five window statistics, against 242 loads and 605 multiply-adds for the direct
-11 x 11 sum an earlier version of this file used. The backward is the same
-separable sum, transposed, over the three derivative maps.
+Layout of the work: one program per (frame and channel, strip of COLS columns,
+segment of SEG rows), so channels and frames fill the grid. A program walks
+down its segment one input row at a time: it filters the row horizontally (11
+shifted loads per tensor, cache hits after the first) and adds it, with its
+vertical tap, into the partial sums of the 10 output rows still open, which
+live in registers (5 statistics x 10 rows); the row it completes comes out.
+Per output: 22 loads, 143 multiply-adds for the five statistics, none on taps
+outside the window (the tiled version this replaced multiplied 26 vertical
+taps of which 11 are non-zero, and held five ROWS x COLS tiles in registers).
+The segment's first 10 input rows are a halo shared with the segment above.
+The backward walks the three derivative maps the same way. The window's taps
+are compile-time constants; the Gaussian is symmetric, which lets the
+backward's transposed sums use the forward's taps.
+
+ptxas (sm_90): 88 registers forward, 86 backward, no spills, at 4 warps and
+COLS = 128 (`python -m sava.aot_report`).
 """
 
 from __future__ import annotations
+
+import functools
 
 import torch
 import triton
@@ -29,73 +39,94 @@ import triton.language as tl
 
 from ..reference import SSIM_K1, SSIM_K2, SSIM_WINDOW, gaussian_window
 
-ROWS, COLS = 16, 64  # output tile of one program (forward: window positions; backward: pixels)
-NUM_WARPS = 4  # launch constants are read at each launch: `bench_ssim.py --sweep` tries others
+# Launch constants, read at each launch (`bench_ssim.py --sweep` tries others). One program covers SEG rows of
+# COLS columns; at 4 warps a COLS of 128 is one column per thread, so the 50 open sums take 50 registers.
+SEG, COLS = 64, 128
+NUM_WARPS = 4
+# Fewer programs than this many per SM at SEG rows: the launcher halves SEG (down to 16) to fill the GPU.
+PROGRAMS_PER_SM = 4
+
+_TAPS = tl.constexpr(tuple(float(t) for t in gaussian_window(SSIM_WINDOW, dtype=torch.float64)))
+_WIN = tl.constexpr(SSIM_WINDOW)
 
 
 # --------------------------------------------------------------------------- kernels
 @triton.jit
-def _vertical_taps(taps_ptr, first, step: tl.constexpr, ROWS: tl.constexpr, WIN: tl.constexpr):
-    """Column vector of the tile's vertical taps: entry o is taps[first + step * o], zero outside the window."""
-    tap = first + step * tl.arange(0, ROWS)
-    return tl.load(taps_ptr + tap, mask=(tap >= 0) & (tap < WIN), other=0.0)[:, None]
+def _slide(h, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9):
+    """Feeds one filtered row ``h`` into the partial vertical sums of the 10 output rows still open, nearest
+    first: returns the row that ``h`` completes and the partial sums moved up one row. Each carried value is
+    computed afresh (an add), never copied: a ring of rows shifted by copies costs a move per entry per row,
+    and ptxas gave that form twice the registers."""
+    return (s0 + _TAPS[10] * h, s1 + _TAPS[9] * h, s2 + _TAPS[8] * h, s3 + _TAPS[7] * h, s4 + _TAPS[6] * h,
+            s5 + _TAPS[5] * h, s6 + _TAPS[4] * h, s7 + _TAPS[3] * h, s8 + _TAPS[2] * h, s9 + _TAPS[1] * h,
+            _TAPS[0] * h)
+
+
+@triton.jit
+def _filter_row(xs, ys, row, cols, W, sx_h, sx_w, sy_h, sy_w):
+    """Row ``row`` (inside the frame) of the five statistics, filtered horizontally: output column j sums input
+    columns j .. j + 10."""
+    h_x = tl.zeros(cols.shape, dtype=tl.float32)
+    h_y = tl.zeros(cols.shape, dtype=tl.float32)
+    h_xx = tl.zeros(cols.shape, dtype=tl.float32)
+    h_yy = tl.zeros(cols.shape, dtype=tl.float32)
+    h_xy = tl.zeros(cols.shape, dtype=tl.float32)
+    for dw in tl.static_range(_WIN):
+        inside = cols + dw < W
+        xv = tl.load(xs + row * sx_h + (cols + dw) * sx_w, mask=inside, other=0.0).to(tl.float32)
+        yv = tl.load(ys + row * sy_h + (cols + dw) * sy_w, mask=inside, other=0.0).to(tl.float32)
+        h_x += _TAPS[dw] * xv
+        h_y += _TAPS[dw] * yv
+        h_xx += _TAPS[dw] * (xv * xv)
+        h_yy += _TAPS[dw] * (yv * yv)
+        h_xy += _TAPS[dw] * (xv * yv)
+    return h_x, h_y, h_xx, h_yy, h_xy
+
+
+@triton.jit
+def _locate(C, COLS: tl.constexpr, SEG: tl.constexpr):
+    """This program's frame, channel, columns and first row."""
+    plane = tl.program_id(0).to(tl.int64)
+    cols = tl.program_id(1) * COLS + tl.arange(0, COLS)
+    return plane // C, plane % C, cols, tl.program_id(2) * SEG
 
 
 @triton.jit
 def _ssim_forward_kernel(
-    x_ptr, y_ptr, taps_ptr, partial_ptr, maps_ptr,
+    x_ptr, y_ptr, partial_ptr, maps_ptr,
     C, H, W, HO, WO,
     sx_n, sx_c, sx_h, sx_w,
     sy_n, sy_c, sy_h, sy_w,
-    C1: tl.constexpr, C2: tl.constexpr, WIN: tl.constexpr, KEEP_MAPS: tl.constexpr,
-    ROWS: tl.constexpr, COLS: tl.constexpr,
+    C1: tl.constexpr, C2: tl.constexpr, KEEP_MAPS: tl.constexpr, SEG: tl.constexpr, COLS: tl.constexpr,
 ):
-    frame = tl.program_id(0).to(tl.int64)
-    tile_i = tl.program_id(1)
-    tile_j = tl.program_id(2)
-    out_rows = tile_i * ROWS + tl.arange(0, ROWS)
-    cols = tile_j * COLS + tl.arange(0, COLS)
-    valid = (out_rows[:, None] < HO) & (cols[None, :] < WO)
-    total = tl.zeros([ROWS, COLS], dtype=tl.float32)
-    for c in range(C):
-        xs = x_ptr + frame * sx_n + c * sx_c
-        ys = y_ptr + frame * sy_n + c * sy_c
-        mu_x = tl.zeros([ROWS, COLS], dtype=tl.float32)
-        mu_y = tl.zeros([ROWS, COLS], dtype=tl.float32)
-        e_xx = tl.zeros([ROWS, COLS], dtype=tl.float32)
-        e_yy = tl.zeros([ROWS, COLS], dtype=tl.float32)
-        e_xy = tl.zeros([ROWS, COLS], dtype=tl.float32)
-        for r in range(ROWS + WIN - 1):
-            # As a vector: the interpreter cannot mask with a scalar condition.
-            row = tile_i * ROWS + r + tl.zeros([COLS], dtype=tl.int32)
-            h_x = tl.zeros([COLS], dtype=tl.float32)
-            h_y = tl.zeros([COLS], dtype=tl.float32)
-            h_xx = tl.zeros([COLS], dtype=tl.float32)
-            h_yy = tl.zeros([COLS], dtype=tl.float32)
-            h_xy = tl.zeros([COLS], dtype=tl.float32)
-            for dw in tl.static_range(WIN):
-                weight = tl.load(taps_ptr + dw)
-                inside = (row < H) & (cols + dw < W)
-                xv = tl.load(xs + row * sx_h + (cols + dw) * sx_w, mask=inside, other=0.0).to(tl.float32)
-                yv = tl.load(ys + row * sy_h + (cols + dw) * sy_w, mask=inside, other=0.0).to(tl.float32)
-                h_x += weight * xv
-                h_y += weight * yv
-                h_xx += weight * xv * xv
-                h_yy += weight * yv * yv
-                h_xy += weight * xv * yv
-            # Input row `row` is tap r - o of output row o of this tile.
-            vertical = _vertical_taps(taps_ptr, r, -1, ROWS, WIN)
-            mu_x += vertical * h_x[None, :]
-            mu_y += vertical * h_y[None, :]
-            e_xx += vertical * h_xx[None, :]
-            e_yy += vertical * h_yy[None, :]
-            e_xy += vertical * h_xy[None, :]
+    frame, c, cols, first = _locate(C, COLS, SEG)
+    xs = x_ptr + frame * sx_n + c * sx_c
+    ys = y_ptr + frame * sy_n + c * sy_c
+    # Partial vertical sums of the five statistics (x, y, x^2, y^2, xy) for the next 10 output rows, nearest
+    # first. The segment's first 10 input rows only open them.
+    zero = tl.zeros([COLS], dtype=tl.float32)
+    x0, x1, x2, x3, x4, x5, x6, x7, x8, x9 = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
+    y0, y1, y2, y3, y4, y5, y6, y7, y8, y9 = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
+    a0, a1, a2, a3, a4, a5, a6, a7, a8, a9 = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
+    b0, b1, b2, b3, b4, b5, b6, b7, b8, b9 = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
+    p0, p1, p2, p3, p4, p5, p6, p7, p8, p9 = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
+    total = zero
+    valid_cols = cols < WO
+    for r in range(tl.minimum(SEG, HO - first) + _WIN - 1):
+        h_x, h_y, h_xx, h_yy, h_xy = _filter_row(xs, ys, first + r, cols, W, sx_h, sx_w, sy_h, sy_w)
+        mu_x, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9 = _slide(h_x, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9)
+        mu_y, y0, y1, y2, y3, y4, y5, y6, y7, y8, y9 = _slide(h_y, y0, y1, y2, y3, y4, y5, y6, y7, y8, y9)
+        e_xx, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9 = _slide(h_xx, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9)
+        e_yy, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9 = _slide(h_yy, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9)
+        e_xy, p0, p1, p2, p3, p4, p5, p6, p7, p8, p9 = _slide(h_xy, p0, p1, p2, p3, p4, p5, p6, p7, p8, p9)
+        out_row = first + r - (_WIN - 1)  # the output row this input row completes (none for the first 10)
         lum_num = 2 * mu_x * mu_y + C1
         lum_den = mu_x * mu_x + mu_y * mu_y + C1
         con_num = 2 * (e_xy - mu_x * mu_y) + C2
         con_den = (e_xx - mu_x * mu_x) + (e_yy - mu_y * mu_y) + C2
         value = (lum_num * con_num) / (lum_den * con_den)
-        total += tl.where(valid, value, 0.0)
+        keep = valid_cols & (r >= _WIN - 1)
+        total += tl.where(keep, value, 0.0)
         if KEEP_MAPS:
             # Derivatives of the local SSIM with respect to the raw window
             # statistics of x (mu_x, E[x^2], E[xy]), y held fixed.
@@ -103,13 +134,31 @@ def _ssim_forward_kernel(
             d_mu = (2 * mu_y * (con_num - lum_num) - 2 * mu_x * value * (con_den - lum_den)) / denom
             d_xx = -value / con_den
             d_xy = 2 * lum_num / denom
-            plane = maps_ptr + (frame * C + c) * 3 * HO * WO + out_rows[:, None] * WO + cols[None, :]
-            tl.store(plane, d_mu, mask=valid)
-            tl.store(plane + HO * WO, d_xx, mask=valid)
-            tl.store(plane + 2 * HO * WO, d_xy, mask=valid)
-    tiles = tl.num_programs(1) * tl.num_programs(2)
-    tile_sum = tl.sum(tl.sum(total, axis=1), axis=0)
-    tl.store(partial_ptr + frame * tiles + tile_i * tl.num_programs(2) + tile_j, tile_sum)
+            plane = maps_ptr + (frame * C + c) * 3 * HO * WO + out_row * WO + cols
+            tl.store(plane, d_mu, mask=keep)
+            tl.store(plane + HO * WO, d_xx, mask=keep)
+            tl.store(plane + 2 * HO * WO, d_xy, mask=keep)
+    per_plane = tl.num_programs(1) * tl.num_programs(2)
+    slot = (frame * C + c) * per_plane + tl.program_id(1) * tl.num_programs(2) + tl.program_id(2)
+    tl.store(partial_ptr + slot, tl.sum(total, axis=0))
+
+
+@triton.jit
+def _filter_map_row(plane, i, cols, HO, WO):
+    """Row ``i`` of the three derivative maps, filtered horizontally the transposed way: pixel column j sums
+    window columns j - 10 .. j (zero outside the maps)."""
+    h_mu = tl.zeros(cols.shape, dtype=tl.float32)
+    h_xx = tl.zeros(cols.shape, dtype=tl.float32)
+    h_xy = tl.zeros(cols.shape, dtype=tl.float32)
+    rows = i + tl.zeros(cols.shape, dtype=tl.int32)  # as a vector: the interpreter cannot mask with a scalar
+    for dw in tl.static_range(_WIN):
+        j = cols - dw
+        present = (j >= 0) & (j < WO) & (rows >= 0) & (rows < HO)
+        at = plane + i * WO + j
+        h_mu += _TAPS[dw] * tl.load(at, mask=present, other=0.0)
+        h_xx += _TAPS[dw] * tl.load(at + HO * WO, mask=present, other=0.0)
+        h_xy += _TAPS[dw] * tl.load(at + 2 * HO * WO, mask=present, other=0.0)
+    return h_mu, h_xx, h_xy
 
 
 # dS/dx(q) = scale * sum over window positions p covering q of g(q - p) *
@@ -117,76 +166,64 @@ def _ssim_forward_kernel(
 # scale = upstream gradient / (C * number of positions); g is the 2-D Gaussian.
 @triton.jit
 def _ssim_backward_kernel(
-    x_ptr, y_ptr, taps_ptr, maps_ptr, grad_ptr, out_ptr,
+    x_ptr, y_ptr, maps_ptr, grad_ptr, out_ptr,
     C, H, W, HO, WO,
     sx_n, sx_c, sx_h, sx_w,
     sy_n, sy_c, sy_h, sy_w,
-    WIN: tl.constexpr, ROWS: tl.constexpr, COLS: tl.constexpr,
+    SEG: tl.constexpr, COLS: tl.constexpr,
 ):
-    frame = tl.program_id(0).to(tl.int64)
-    tile_i = tl.program_id(1)
-    rows = tile_i * ROWS + tl.arange(0, ROWS)
-    cols = tl.program_id(2) * COLS + tl.arange(0, COLS)
-    inside = (rows[:, None] < H) & (cols[None, :] < W)
+    frame, c, cols, first = _locate(C, COLS, SEG)
+    plane = maps_ptr + (frame * C + c) * 3 * HO * WO
     scale = tl.load(grad_ptr + frame).to(tl.float32) / (C * HO * WO)
-    for c in range(C):
-        plane = maps_ptr + (frame * C + c) * 3 * HO * WO
-        acc_mu = tl.zeros([ROWS, COLS], dtype=tl.float32)
-        acc_xx = tl.zeros([ROWS, COLS], dtype=tl.float32)
-        acc_xy = tl.zeros([ROWS, COLS], dtype=tl.float32)
-        for r in range(ROWS + WIN - 1):
-            # Window row, as a vector for the masks; it covers pixel rows i .. i + WIN - 1.
-            i = tile_i * ROWS - (WIN - 1) + r + tl.zeros([COLS], dtype=tl.int32)
-            h_mu = tl.zeros([COLS], dtype=tl.float32)
-            h_xx = tl.zeros([COLS], dtype=tl.float32)
-            h_xy = tl.zeros([COLS], dtype=tl.float32)
-            for dw in tl.static_range(WIN):
-                weight = tl.load(taps_ptr + dw)
-                j = cols - dw
-                present = (i >= 0) & (i < HO) & (j >= 0) & (j < WO)
-                at = plane + i * WO + j
-                h_mu += weight * tl.load(at, mask=present, other=0.0)
-                h_xx += weight * tl.load(at + HO * WO, mask=present, other=0.0)
-                h_xy += weight * tl.load(at + 2 * HO * WO, mask=present, other=0.0)
-            # Pixel row o of this tile sits at tap o - r + WIN - 1 of window row i.
-            vertical = _vertical_taps(taps_ptr, WIN - 1 - r, 1, ROWS, WIN)
-            acc_mu += vertical * h_mu[None, :]
-            acc_xx += vertical * h_xx[None, :]
-            acc_xy += vertical * h_xy[None, :]
-        xv = tl.load(x_ptr + frame * sx_n + c * sx_c + rows[:, None] * sx_h + cols[None, :] * sx_w,
-                     mask=inside, other=0.0).to(tl.float32)
-        yv = tl.load(y_ptr + frame * sy_n + c * sy_c + rows[:, None] * sy_h + cols[None, :] * sy_w,
-                     mask=inside, other=0.0).to(tl.float32)
-        grad = scale * (acc_mu + 2 * xv * acc_xx + yv * acc_xy)
-        tl.store(out_ptr + (frame * C + c) * H * W + rows[:, None] * W + cols[None, :], grad, mask=inside)
+    inside_cols = cols < W
+    # Partial vertical sums of the three maps for the next 10 pixel rows, nearest first; window rows
+    # first - 10 .. first - 1 (zero above the frame) only open them. Pixel row i takes window row i - d with
+    # tap d, the transpose of the forward's; the Gaussian is symmetric, so the forward's _slide serves.
+    zero = tl.zeros([COLS], dtype=tl.float32)
+    m0, m1, m2, m3, m4, m5, m6, m7, m8, m9 = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
+    a0, a1, a2, a3, a4, a5, a6, a7, a8, a9 = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
+    p0, p1, p2, p3, p4, p5, p6, p7, p8, p9 = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
+    for r in range(tl.minimum(SEG, H - first) + _WIN - 1):
+        row = first - (_WIN - 1) + r  # the window row read, and the pixel row it completes
+        h_mu, h_xx, h_xy = _filter_map_row(plane, row, cols, HO, WO)
+        acc_mu, m0, m1, m2, m3, m4, m5, m6, m7, m8, m9 = _slide(h_mu, m0, m1, m2, m3, m4, m5, m6, m7, m8, m9)
+        acc_xx, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9 = _slide(h_xx, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9)
+        acc_xy, p0, p1, p2, p3, p4, p5, p6, p7, p8, p9 = _slide(h_xy, p0, p1, p2, p3, p4, p5, p6, p7, p8, p9)
+        inside = inside_cols & (r >= _WIN - 1)
+        xv = tl.load(x_ptr + frame * sx_n + c * sx_c + row * sx_h + cols * sx_w, mask=inside, other=0.0)
+        yv = tl.load(y_ptr + frame * sy_n + c * sy_c + row * sy_h + cols * sy_w, mask=inside, other=0.0)
+        grad = scale * (acc_mu + 2 * xv.to(tl.float32) * acc_xx + yv.to(tl.float32) * acc_xy)
+        tl.store(out_ptr + (frame * C + c) * H * W + row * W + cols, grad, mask=inside)
 
 
 # --------------------------------------------------------------------------- launchers
-_TAPS: dict[torch.device, torch.Tensor] = {}
+@functools.cache
+def _multiprocessors(device: torch.device) -> int:
+    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 0
 
 
-def _taps(device) -> torch.Tensor:
-    """The window's taps, made once per device (nine operations at every call otherwise)."""
-    if device not in _TAPS:
-        _TAPS[device] = gaussian_window(SSIM_WINDOW, dtype=torch.float32, device=device)
-    return _TAPS[device]
+def _grid(planes: int, rows: int, cols: int, device: torch.device) -> tuple[tuple[int, int, int], int]:
+    """The grid and the segment length: SEG rows, halved (to 16 at least) while the grid would leave SMs idle."""
+    seg, strips = SEG, triton.cdiv(cols, COLS)
+    while seg > 16 and planes * strips * triton.cdiv(rows, seg) < PROGRAMS_PER_SM * _multiprocessors(device):
+        seg //= 2
+    return (planes, strips, triton.cdiv(rows, seg)), seg
 
 
 def _launch_forward(x: torch.Tensor, y: torch.Tensor, keep_maps: bool):
     frames, channels, height, width = x.shape
     ho, wo = height - SSIM_WINDOW + 1, width - SSIM_WINDOW + 1
-    tiles = (triton.cdiv(ho, ROWS), triton.cdiv(wo, COLS))
-    partial = torch.empty(frames, tiles[0] * tiles[1], device=x.device, dtype=torch.float32)
+    grid, seg = _grid(frames * channels, ho, wo, x.device)
+    partial = torch.empty(frames, channels * grid[1] * grid[2], device=x.device, dtype=torch.float32)
     maps = torch.empty(frames, channels, 3, ho, wo, device=x.device, dtype=torch.float32) if keep_maps \
         else x.new_empty(0, dtype=torch.float32)
     if frames:
-        _ssim_forward_kernel[(frames, *tiles)](
-            x, y, _taps(x.device), partial, maps if keep_maps else partial,
+        _ssim_forward_kernel[grid](
+            x, y, partial, maps if keep_maps else partial,
             channels, height, width, ho, wo, *x.stride(), *y.stride(),
-            C1=(SSIM_K1) ** 2, C2=(SSIM_K2) ** 2, WIN=SSIM_WINDOW, KEEP_MAPS=keep_maps, ROWS=ROWS, COLS=COLS,
-            num_warps=NUM_WARPS,
+            C1=SSIM_K1 ** 2, C2=SSIM_K2 ** 2, KEEP_MAPS=keep_maps, SEG=seg, COLS=COLS, num_warps=NUM_WARPS,
         )
-    # Per-tile partial sums, added in a fixed order: deterministic, unlike atomics.
+    # Per-program partial sums, added in a fixed order: deterministic, unlike atomics.
     return partial.sum(dim=1) / (channels * ho * wo), maps
 
 
@@ -194,14 +231,13 @@ def _launch_backward(grad: torch.Tensor, x: torch.Tensor, y: torch.Tensor, maps:
     frames, channels, height, width = x.shape
     out = torch.empty(frames, channels, height, width, device=x.device, dtype=torch.float32)
     if frames:
-        _ssim_backward_kernel[(frames, triton.cdiv(height, ROWS), triton.cdiv(width, COLS))](
-            x, y, _taps(x.device), maps, grad.contiguous(), out,
+        grid, seg = _grid(frames * channels, height, width, x.device)
+        _ssim_backward_kernel[grid](
+            x, y, maps, grad.contiguous(), out,
             channels, height, width, height - SSIM_WINDOW + 1, width - SSIM_WINDOW + 1,
-            *x.stride(), *y.stride(), WIN=SSIM_WINDOW, ROWS=ROWS, COLS=COLS, num_warps=NUM_WARPS,
+            *x.stride(), *y.stride(), SEG=seg, COLS=COLS, num_warps=NUM_WARPS,
         )
     return out
-
-
 # --------------------------------------------------------------------------- custom ops
 @torch.library.custom_op("sava::ssim_forward", mutates_args=())
 def _ssim_forward_op(x: torch.Tensor, y: torch.Tensor, keep_maps: bool) -> list[torch.Tensor]:

@@ -160,3 +160,36 @@ def test_a_stage_over_its_budget_is_cut_and_recorded_and_the_next_one_runs(tmp_p
     status = {s["stage"]: s for s in summary["stages"]}
     assert status["pipeline"]["status"] == "cut" and "stage budget" in status["pipeline"]["steps"][0]["status"]
     assert status["tests"]["status"] == "ok"
+
+
+def test_kernel_targets_judge_each_figure_from_the_rows_of_one_run(tmp_path):
+    """The GPU run's targets table, on rows written here with known figures: each target met or not as its
+    numbers say, a missing row reported as missing, the fraction of the floor from the bandwidth given."""
+    workload = {"B": 8, "C": 3, "H": 224, "W": 224, "device": "a GPU", "commit": "abc"}
+
+    def row(impl, pass_name, k, frames=16, **figures):
+        return json.dumps(workload | {"impl": impl, "pass": pass_name, "k": k, "T": frames} | figures)
+
+    fb = "forward+backward"
+    (tmp_path / "ssim.jsonl").write_text("\n".join([
+        row("triton", fb, 16, ms=0.25, speedup_vs_pytorch_msssim=31.0, achieved_GBps=1000.0),
+        row("triton", fb, 1, ms=0.05, speedup_vs_reference_compiled=0.9)]))
+    (tmp_path / "perturb.jsonl").write_text("\n".join([
+        row("triton", fb, 16, ms=0.30, speedup_vs_reference_compiled=3.5),
+        row("triton", fb, 1, ms=0.05), row("triton", fb, 1, frames=64, ms=0.07)]))
+    (tmp_path / "aot.jsonl").write_text(json.dumps({"variant": "x", "arch": "sm_90", "local_bytes": 8}))
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "kernel_targets.py"), str(tmp_path),
+                           "--bandwidth-GBps", "4000"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    lines = {line.split(" | ")[0].lstrip("| "): line for line in done.stdout.splitlines() if line.startswith("| ")}
+    assert "| 0.2500 ms | <= 0.30 ms | met | 25% |" in lines["SSIM fwd+bwd, k = 16"]
+    assert "31.00x" in lines["SSIM fwd+bwd, k = 16, vs pytorch-msssim"] and "| met |" in lines[
+        "SSIM fwd+bwd, k = 16, vs pytorch-msssim"]
+    assert "missing" in lines["SSIM fwd+bwd, k = 16, vs fussim"]
+    assert "NOT met" in lines["SSIM fwd+bwd, k = 1, vs compiled reference"]
+    assert "NOT met" in lines["perturbation fwd+bwd, k = 16"]
+    assert "1.40x" in lines["perturbation fwd+bwd, k = 1: T = 64 over T = 16"]
+    assert "NOT met" in lines["perturbation fwd+bwd, k = 1: T = 64 over T = 16"]
+    assert "missing" in lines["masked Adam, k = 1, vs compiled reference"]
+    assert "spills: x (sm_90)" in done.stdout
+    assert (tmp_path / "kernel-targets.md").read_text() == done.stdout.rstrip("\n") + "\n"

@@ -140,3 +140,25 @@ def test_triton_on_cpu_tensors_needs_the_interpreter(monkeypatch):
     monkeypatch.delenv("TRITON_INTERPRET", raising=False)
     with pytest.raises(RuntimeError, match="TRITON_INTERPRET=1"):
         dispatch.resolve("triton", torch.rand(1, 1, 3, 11, 11))
+
+
+def test_blocks_smaller_than_a_frame(monkeypatch):
+    """Several programs per frame (BLOCK below H * W, the last block ragged): each finds its pixels' rows
+    and columns, and the flow gradient's per-pixel sums over channels stay in their own block."""
+    monkeypatch.setattr(perturb, "BLOCK", 64)
+    video, idx, flow, noise = make_case(2, 5, 3, 13, 17, 2, seed=4)  # 221 pixels: 4 blocks, the last of 29
+    (out, expected), (grads, expected_grads) = run_both(video, idx, flow, noise, grad_video=True)
+    assert_close(out, expected, "perturbed frames, small blocks")
+    for ours, theirs, name in zip(grads, expected_grads, ("video", "flow", "noise"), strict=True):
+        assert_close(ours, theirs, f"d {name}, small blocks")
+
+
+def test_indices_are_checked_once_per_tensor_and_again_after_a_change():
+    video, idx, flow, noise = make_case(1, 4, 1, 11, 11, 2)
+    perturb.perturb_selected(video, idx, flow, noise)
+    idx[0, 0] = 9  # in place: the version counter moves, so the next call looks again
+    with pytest.raises(ValueError, match=r"must lie in \[0, 4\)"):
+        perturb.perturb_selected(video, idx, flow, noise)
+    fresh = torch.full_like(idx, -1)  # a new tensor (perhaps in the memory of a freed one) is checked
+    with pytest.raises(ValueError, match=r"must lie in \[0, 4\)"):
+        perturb.perturb_selected(video, fresh, flow, noise)

@@ -49,7 +49,7 @@ def test_values_and_gradient_match(shape):
 def test_frames_spanning_several_tiles(monkeypatch):
     """Tiles smaller than the frame, ragged at the bottom and right edges: the
     per-tile partial sums and the halo rows and columns between tiles."""
-    monkeypatch.setattr(fused, "ROWS", 2)
+    monkeypatch.setattr(fused, "SEG", 2)
     monkeypatch.setattr(fused, "COLS", 8)
     x, y = pair((1, 2, 13, 20), seed=3)  # forward 2 x 2 tiles, backward 7 x 3
     ours_in = x.clone().requires_grad_()
