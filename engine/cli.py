@@ -62,14 +62,24 @@ def _user_model_arguments(group) -> None:
                        help="input layout of a user model (default BTCHW)")
     group.add_argument("--mean", type=_floats, help="per-channel mean of a user model, e.g. 0.45,0.45,0.45")
     group.add_argument("--std", type=_floats, help="per-channel std of a user model")
+    group.add_argument("--classes", default=None,
+                       help="a user model's class names in its output order: a,b,c or a file of one name per "
+                            "line (default: the model's own, or a classes.txt beside the model or weights file)")
 
 
 def _load_model_from_args(args, device):
-    """``--model`` with the options ``_user_model_arguments`` adds."""
+    """``--model`` with the options ``_user_model_arguments`` adds; its class names set from wherever
+    ``classes.model_names`` finds them (recorded in ``model.info.extra["class_order"]``)."""
+    from .classes import model_names
     from .models.loading import load_model
 
-    return load_model(args.model, args.weights, layout=args.layout or "BTCHW", mean=args.mean, std=args.std,
-                      device=device)
+    model = load_model(args.model, args.weights, layout=args.layout or "BTCHW", mean=args.mean, std=args.std,
+                       device=device)
+    names = model_names(model, args.model, args.weights, args.classes)
+    if names.names is not None:
+        model.info.classes = names.names
+    model.info.extra["class_order"] = names.source
+    return model
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -245,6 +255,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # ---------------------------------------------------------------------- attack
 def cmd_attack(args) -> int:
+    from .classes import ClassNames, accuracy_warning, label_map
     from .data import load_dataset
     from .provenance import environment
     from .runner import DatasetRun, current_shard, run_dataset
@@ -276,7 +287,10 @@ def cmd_attack(args) -> int:
         count = len(dataset) if args.num_videos == 0 else min(args.num_videos, len(dataset))
         if args.frames is not None:
             check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
-        relabel = _label_map(dataset.classes, model.classes, data_spec, model.name)
+        names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
+        relabel, notice = label_map(dataset, names, model.name, data_spec)
+        if notice:
+            print(notice, file=sys.stderr)
         attacks = [(kind, build_attack(args, model, kind)) for kind in kinds]
 
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -287,6 +301,7 @@ def cmd_attack(args) -> int:
             meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
                     "clip_frames": args.clip_frames, "size": list(args.size), "videos": count,
                     "settings": attack.settings, "device": str(model.device), "classes": model.classes,
+                    "class_order": names.source,
                     "environment": environment(str(model.device))}  # commit and versions: where a figure came from
             if args.precision != "fp32":  # recorded only when set, so runs from before the option still resume
                 meta["precision"] = args.precision
@@ -303,6 +318,9 @@ def cmd_attack(args) -> int:
             for item in json.loads((folder / "metrics.json").read_text())["skipped_files"]:
                 print(f"skipped video {item['video_id']}: {item['reason']}", file=sys.stderr)
         _print_table(model.name, data_spec, args, rows)
+        warning = accuracy_warning(rows[0][1], args.targeted, names)
+        if warning:
+            print(warning, file=sys.stderr)
     return 0
 
 
@@ -324,7 +342,7 @@ def _check_run_settings(args) -> None:
     if args.workers < 0:
         raise SavaError(f"--workers must be >= 0, got {args.workers}")
     if args.model in bundled_names():
-        given = [name for name in ("layout", "mean", "std", "weights") if getattr(args, name) is not None]
+        given = [name for name in ("layout", "mean", "std", "weights", "classes") if getattr(args, name) is not None]
         if given:
             raise SavaError(f"{', '.join('--' + n for n in given)} {'describes' if len(given) == 1 else 'describe'} "
                             f"a user model; the bundled model "
@@ -384,20 +402,6 @@ def build_attack(args, model, kind: str = "combined"):
     if args.boundary is not None and args.method != "keyframe":
         raise SavaError("--boundary is the keyframe method's setting")
     return make_attack(args.method, model or _SettingsOnly(), **settings)
-
-
-def _label_map(data_classes: list[str], model_classes: list[str] | None, data_spec: str, model_name: str):
-    """Dataset label -> model label. Folder datasets number their classes
-    alphabetically; when every folder is named after a class of the model,
-    follow the model's names instead."""
-    if model_classes is None:
-        return list(range(len(data_classes)))
-    if set(data_classes) <= set(model_classes):
-        return [model_classes.index(name) for name in data_classes]
-    if len(data_classes) == len(model_classes):
-        return list(range(len(data_classes)))
-    raise SavaError(f"dataset {data_spec!r} has {len(data_classes)} classes ({', '.join(data_classes[:5])}...), "
-                    f"model {model_name!r} has {len(model_classes)}; name the class folders after the model's classes")
 
 
 def _print_table(model_name, data_spec, args, rows) -> None:
@@ -469,7 +473,8 @@ def cmd_export(args) -> int:
 
     bundled = bundled_names()
     user_options = [flag for flag, value in (("--weights", args.weights), ("--layout", args.layout),
-                                             ("--mean", args.mean), ("--std", args.std)) if value is not None]
+                                             ("--mean", args.mean), ("--std", args.std), ("--classes", args.classes))
+                    if value is not None]
     if args.model == "all" or args.model in bundled:
         if user_options:
             raise SavaError(f"{', '.join(user_options)} describe a user model; {args.model!r} is bundled")

@@ -22,11 +22,13 @@ class VideoFileDataset:
     """
 
     def __init__(self, items: list[tuple[Path, int]], classes: list[str], num_frames: int, size: tuple[int, int],
-                 name: str, root: Path | None = None):
+                 name: str, root: Path | None = None, labels_are_indices: bool = False):
         if not items:
             raise DataError(f"{name}: no video files found (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
         self.items, self.classes, self.num_frames, self.size, self.name = items, classes, num_frames, size, name
         self.root = root
+        # A CSV of class indices names no class: its labels are the model's own numbers.
+        self.labels_are_indices = labels_are_indices
         self.split = "files"
         # Ids are paths relative to the dataset's root, extension included: two files never share one.
         self._ids = [_relative_id(path, root) for path, _ in items]
@@ -95,8 +97,11 @@ def from_csv(csv_path: str | Path, num_frames: int, size: tuple[int, int]) -> Vi
             if label < 0:
                 raise DataError(f"{csv_path}: row {number} has label {label}; class indices start at 0")
         classes = [str(i) for i in range(max(ids, default=-1) + 1)]
+        indices = True
     else:
+        indices = False
         classes = sorted(set(labels))
         ids = [classes.index(label) for label in labels]
     items = [((csv_path.parent / row[0].strip()), label) for row, label in zip(rows, ids)]
-    return VideoFileDataset(items, classes, num_frames, size, name=csv_path.stem, root=csv_path.parent)
+    return VideoFileDataset(items, classes, num_frames, size, name=csv_path.stem, root=csv_path.parent,
+                            labels_are_indices=indices)

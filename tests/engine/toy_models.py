@@ -43,3 +43,26 @@ class Pooled3d(nn.Module):
 def pooled_3d() -> nn.Module:
     torch.manual_seed(0)
     return Pooled3d()
+
+
+class Brightness(nn.Module):
+    """Two classes by mean brightness, in the order ``dark``, ``bright``: the reverse of the alphabetical
+    order a folder dataset numbers its class folders in. ``classes`` names them when given."""
+
+    def __init__(self, classes: list[str] | None = None):
+        super().__init__()
+        self.scale = nn.Parameter(torch.tensor(20.0))
+        if classes is not None:
+            self.classes = classes
+
+    def forward(self, x):  # B x T x C x H x W in [0, 1]
+        brightness = x.mean(dim=(1, 2, 3, 4)) - 0.5
+        return torch.stack([-brightness, brightness], dim=1) * self.scale
+
+
+def brightness_named() -> nn.Module:
+    return Brightness(["dark", "bright"])
+
+
+def brightness_unnamed() -> nn.Module:
+    return Brightness()

@@ -1,0 +1,102 @@
+"""Class order: a user model whose classes are not in the alphabetical order of the dataset's class
+folders (``tests.engine.toy_models.Brightness``: output 0 is ``dark``), attacked through ``sava attack`` on
+real video files written here."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from sava.cli import main
+
+av = pytest.importorskip("av")
+
+
+def write_clip(path: Path, level: int, frames: int = 8) -> None:
+    """A flat clip of grey ``level`` with a little texture, as MPEG-4 in AVI."""
+    rng = np.random.default_rng(level)
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("mpeg4", rate=25)
+        stream.width, stream.height, stream.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(frames):
+            image = np.clip(level + rng.integers(-20, 20, (32, 32, 3)), 0, 255).astype(np.uint8)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory) -> Path:
+    """Class folders ``bright`` (label 0 in sorted order) and ``dark`` (1), two clips each."""
+    root = tmp_path_factory.mktemp("brightness")
+    for name, levels in (("bright", (200, 220)), ("dark", (40, 60))):
+        (root / name).mkdir()
+        for level in levels:
+            write_clip(root / name / f"clip{level}.avi", level)
+    return root
+
+
+def attack(folder: Path, out: Path, *options: str) -> int:
+    return main(["attack", "--no-progress", "--data", str(folder), "--clip-frames", "4", "--size", "32", "32",
+                 "--iters", "2", "--num-videos", "0", "--out", str(out), *options])
+
+
+def metrics(out: Path) -> dict:
+    return json.loads((out / "metrics.json").read_text())
+
+
+def test_names_from_the_module_match_the_folders_by_name(folder, tmp_path, capsys):
+    assert attack(folder, tmp_path / "run", "--model", "tests.engine.toy_models:brightness_named") == 0
+    found = metrics(tmp_path / "run")
+    # Every clean clip classified right: the folders were matched to the model's order, not numbered 0, 1.
+    assert found["summary"]["videos"] == found["summary"]["attacked"] == 4
+    assert found["classes"] == ["dark", "bright"] and "Brightness.classes" in found["class_order"]
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_given_names_and_a_classes_file_beside_the_weights(folder, tmp_path, capsys):
+    import torch
+    from safetensors.torch import save_file
+
+    model = "tests.engine.toy_models:brightness_unnamed"
+    assert attack(folder, tmp_path / "given", "--model", model, "--classes", "dark,bright") == 0
+    assert metrics(tmp_path / "given")["summary"]["attacked"] == 4
+    weights = tmp_path / "weights" / "brightness.safetensors"
+    weights.parent.mkdir()
+    save_file({"scale": torch.tensor(20.0)}, str(weights))
+    (weights.parent / "classes.txt").write_text("# output order\ndark\nbright\n")
+    assert attack(folder, tmp_path / "file", "--model", model, "--weights", str(weights)) == 0
+    found = metrics(tmp_path / "file")
+    assert found["summary"]["attacked"] == 4 and found["class_order"].endswith("classes.txt")
+    assert "warning" not in capsys.readouterr().err
+
+
+def test_no_names_says_which_order_it_assumed_and_warns_of_low_accuracy(folder, tmp_path, capsys):
+    assert attack(folder, tmp_path / "run", "--model", "tests.engine.toy_models:brightness_unnamed") == 0
+    err = capsys.readouterr().err
+    assert "no class names for model" in err and "bright = 0, dark = 1" in err
+    # Alphabetical order is the reverse of the model's: every clean clip is "misclassified".
+    assert metrics(tmp_path / "run")["summary"]["attacked"] == 0
+    assert "warning: the model classified only 0% of the clean videos correctly (0 of 4)" in err
+    assert "--classes in the model's order" in err
+
+
+def test_names_the_model_lacks_are_an_error_naming_them(folder, tmp_path, capsys):
+    assert attack(folder, tmp_path / "run", "--model", "tests.engine.toy_models:brightness_unnamed",
+                  "--classes", "night,day") != 0
+    err = capsys.readouterr().err
+    assert "sava attack: error:" in err
+    assert "does not name: bright, dark; the model's classes (--classes): night, day" in err
+    assert not (tmp_path / "run").exists()  # refused before any work
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    (["--model", "tests.engine.toy_models:brightness_unnamed", "--classes", "dark,dark"], "listed twice: dark"),
+    (["--model", "tests.engine.toy_models:brightness_unnamed", "--classes", "missing/classes.txt"], "no such file"),
+    (["--model", "c3d-digits", "--classes", "a,b"], "describes a user model"),
+])
+def test_bad_class_lists_are_named(folder, tmp_path, capsys, options, message):
+    assert attack(folder, tmp_path / "run", *options) != 0
+    assert message in capsys.readouterr().err
