@@ -8,6 +8,7 @@
                             frames (k, int64); metadata: model, clip shape, settings
       adversarial/ID.mkv    with --save-videos: the adversarial clip, lossless 8-bit RGB
       preview.png           clean frame | adversarial frame | amplified difference
+      report.html           summary, sample videos side by side (report/: their GIFs and heatmaps)
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from safetensors.torch import save_file
 
 from . import __version__
 from .metrics import VideoResult
+from .report import SampleWriter
 
 PREVIEW_ROWS = 6
 DIFF_GAIN = 10.0
@@ -63,6 +65,8 @@ class RunWriter:
         self.lines = open(self.folder / manifest, "a", encoding="utf-8")
         self.previews: list[np.ndarray] = []
         self.preview, self.save_videos = preview, save_videos
+        # The report's samples come from the first process only (one writer for report/samples.jsonl).
+        self.samples = SampleWriter(self.folder) if preview else None
 
     def add(self, result: VideoResult, clip: torch.Tensor | None = None, extra: dict | None = None) -> None:
         """Write the video's files, then its manifest line (so a line always points at complete files)."""
@@ -75,6 +79,12 @@ class RunWriter:
                 record["adversarial_video"] = self._save_video(result, clip)
             if self.preview and clip is not None and len(self.previews) < PREVIEW_ROWS and result.success:
                 self.previews.append(_preview_row(clip, result))
+            if self.samples is not None and clip is not None and self.samples.wanted(result.success):
+                from .transfer import replay
+
+                files = {"perturbation": record["perturbation"]} | (
+                    {"adversarial video": record["adversarial_video"]} if "adversarial_video" in record else {})
+                self.samples.add(result, clip, replay(clip, result), safe_name(result.video_id), files)
         self.write_record(record)
 
     def write_record(self, record: dict) -> None:

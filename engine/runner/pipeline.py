@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..metrics import RunSummary, summarise
 from ..outputs import RunWriter, write_atomic
+from ..report import write_report
 from .decode import decoded
 from .folder import claim, locked
 from .manifest import (
@@ -172,6 +173,7 @@ def merge(folder: Path, meta: dict | None = None, count: int | None = None, log=
     payload = dict(meta) | {"summary": summary.as_dict(), "skipped_files": skipped,
                             "completed": expected is None or len(ordered) >= expected}
     write_atomic(folder / "metrics.json", json.dumps(payload, indent=2))
+    write_report(folder)
     return summary
 
 

@@ -144,7 +144,8 @@ def test_sava_export_takes_a_user_factory_and_falls_back_to_the_torchscript_expo
     from sava.models.loading import load_model
 
     spec = "tests.engine.toy_models:pooled_3d"
-    code = main(["export", "--model", spec, "--clip-frames", "12", "--size", "40", "56", "--out", str(tmp_path)])
+    code = main(["export", "--model", spec, "--clip-frames", "12", "--size", "40", "56", "--out", str(tmp_path),
+                 "--classes", "ccw,cw,up,down"])
     assert code == 0
     out = capsys.readouterr().out
     assert "the dynamo exporter failed" in out and "TorchScript-based exporter" in out
@@ -153,6 +154,7 @@ def test_sava_export_takes_a_user_factory_and_falls_back_to_the_torchscript_expo
     assert json.loads(metadata["sava.exporter"]) == "torchscript" and json.loads(metadata["sava.dynamo_failure"])
     assert json.loads(metadata["sava.clip_shape"]) == [12, 3, 40, 56]
     runtime = OnnxModel(path)
+    assert runtime.classes == ["ccw", "cw", "up", "down"]  # --classes, read back by the runtime
     torch_model = load_model(spec, device="cpu")
     videos = torch.rand(3, 12, 3, 40, 56, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
