@@ -115,7 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
                           f"(inter-frame difference), bo (Bayesian optimisation), brute (every frame), or frame "
                           f"indices such as 0,7 (default: deepsava {DEFAULT_SELECTOR}, keyframe keyframes, others "
                           f"first)")
-    how.add_argument("--bo-evaluations", type=int, default=6, help="candidates each video scores under --selector bo")
+    how.add_argument("--bo-evaluations", type=int, default=4,
+                     help="most candidates a video scores under --selector bo (it stops once one fools the model)")
     how.add_argument("--score-steps", type=int, default=10,
                      help="generator steps that score one candidate (bo, brute)")
     how.add_argument("--perturbation", default="combined", choices=["combined", "noise", "flow", "all"],

@@ -196,6 +196,7 @@ class SparseAttack(Attack):
             | ({"margin": float(margin)} if margin else {}))
         self.frames = frames
         self.selector = selector
+        self.selection_seconds = 0.0  # wall time inside the selector, over every batch so far
         self.perturbation = perturbation
         self.max_iters = max_iters
         self.budget = Budget(min_ssim, max_l21)
@@ -223,24 +224,33 @@ class SparseAttack(Attack):
 
     def _select(self, queued: Queued) -> Iterator[Job]:
         """Each queued video's frames, as jobs for the loop."""
-        score = lambda frame_idx, steps: self.score(queued.videos, queued.goals, frame_idx, steps)  # noqa: E731
+        def score(frame_idx, steps, rows=None):
+            if rows is None:
+                return self.score(queued.videos, queued.goals, frame_idx, steps)
+            return self.score(queued.videos[rows], queued.goals[rows], frame_idx, steps)
+
+        started = time.perf_counter()
         frame_idx = self.selector.select(self.model, queued.videos, queued.labels, self.frames, score=score).cpu()
+        self.selection_seconds += time.perf_counter() - started
         for slot, result in enumerate(queued.results):
             result.queries = self.selector.queries
             frames = frame_idx[slot]
             yield Job(queued.videos[slot], frames[frames >= 0], int(queued.goals[slot]), result)  # adaptive: -1 pads
 
-    def score(self, videos: torch.Tensor, goals: torch.Tensor, frame_idx: torch.Tensor, steps: int) -> torch.Tensor:
-        """The objective each video reaches after ``steps`` updates from scratch on
-        the frames ``frame_idx`` (``B x k``), with no early stop: how promising
-        those frames are. All videos run in one batch, each on its own frames."""
+    def score(self, videos: torch.Tensor, goals: torch.Tensor, frame_idx: torch.Tensor,
+              steps: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """How promising the frames ``frame_idx`` (``B x k``) are: each video runs up to ``steps`` updates
+        from scratch on its own frames, all in one batch. Returns the objective each reached (lower is better
+        for the attacker) and whether the candidate already fooled the model, at which point that video
+        stopped (a candidate that fools is as good as a search can find; the attack from it fools too)."""
         loop = SparseAttackLoop(self.model, self.perturbation, self.objective, targeted=self.targeted,
                                 max_iters=steps, budget=self.budget, capacity=self.batch_size,
-                                stop_on_success=False)
+                                stop_on_success=True, margin=self.margin)
         jobs = [Job(videos[i], frame_idx[i], int(goals[i]), VideoResult(str(i), int(goals[i]), -1, True))
                 for i in range(len(videos))]
-        losses = {int(r.video_id): r.loss for r in loop.run(jobs)}
-        return torch.tensor([losses[i] for i in range(len(videos))])
+        results = {int(r.video_id): r for r in loop.run(jobs)}
+        losses = torch.tensor([results[i].loss for i in range(len(videos))])
+        return losses, torch.tensor([results[i].success for i in range(len(videos))])
 
     def _check_batch(self, videos: torch.Tensor, labels: torch.Tensor, targets) -> None:
         super()._check_batch(videos, labels, targets)

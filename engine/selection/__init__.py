@@ -90,10 +90,11 @@ class Explicit(Selector):
         return ",".join(map(str, self.indices))
 
 
-def make_selector(spec, seed: int = 0, evaluations: int = 6, score_steps: int = 10) -> Selector:
+def make_selector(spec, seed: int = 0, evaluations: int = 4, score_steps: int = 10) -> Selector:
     """``"first"``, ``"random"``, ``"saliency"``, ``"keyframes"`` (adaptive, boundary 0.3) or
-    ``"keyframes:B"``, ``"ifd"``, ``"bo"`` or ``"bo:saliency"`` (BO whose first candidate is the saliency
-    pick), ``"brute"``, or frame indices such as ``"0,7"``."""
+    ``"keyframes:B"``, ``"ifd"``, ``"bo"`` (BO whose first candidate is the saliency pick; ``"bo:saliency"``
+    says the same) or ``"bo:random"`` (a random first candidate), ``"brute"``, or frame indices such as
+    ``"0,7"``."""
     if isinstance(spec, Selector):
         return spec
     if spec == "saliency":
@@ -116,10 +117,11 @@ def make_selector(spec, seed: int = 0, evaluations: int = 6, score_steps: int = 
         from .search import BruteForce
 
         return BruteForce(steps=score_steps)
-    if spec in ("bo", "bo:saliency"):
+    if spec in ("bo", "bo:saliency", "bo:random"):
         from .search import BayesOpt
 
-        return BayesOpt(evaluations=evaluations, steps=score_steps, seed=seed, start=spec.partition(":")[2] or "random")
+        return BayesOpt(evaluations=evaluations, steps=score_steps, seed=seed,
+                        start=spec.partition(":")[2] or "saliency")
     if spec == "first":
         return FirstK()
     if spec == "random":
@@ -128,5 +130,5 @@ def make_selector(spec, seed: int = 0, evaluations: int = 6, score_steps: int = 
     if all(p.strip().isdigit() for p in parts):
         return Explicit(int(p) for p in parts)
     raise ConfigError(f"unknown frame selector {spec!r}; "
-                      "use first, random, saliency, keyframes[:B], ifd, bo, bo:saliency, brute, or frame indices "
+                      "use first, random, saliency, keyframes[:B], ifd, bo, bo:random, brute, or frame indices "
                       "such as 0,7")

@@ -47,7 +47,7 @@ def test_bayes_opt_finds_most_optima_with_half_the_evaluations():
     torch.manual_seed(0)
     best = torch.randint(T, (24,))
     calls = []
-    selector = BayesOpt(evaluations=8, initial=2, steps=1, seed=1)
+    selector = BayesOpt(evaluations=8, initial=2, steps=1, seed=1, start="random")
     pick = selector.select(None, torch.zeros(24, T, 3, 12, 12), None, 1, score=synthetic_score(best, calls))
     found = (pick.view(-1) == best).float().mean()
     assert len(calls) == 8 < T
@@ -58,7 +58,7 @@ def test_bayes_opt_finds_most_optima_with_half_the_evaluations():
 
 def test_bayes_opt_samples_candidates_when_there_are_too_many():
     # C(32, 4) = 35960 sets: each step draws a sample; the pick is the best set it scored.
-    selector = BayesOpt(evaluations=5, steps=1)
+    selector = BayesOpt(evaluations=5, steps=1, start="random")
     score = lambda idx, s: (idx.float() - 11).abs().sum(1)  # noqa: E731
     pick = selector.select(None, torch.zeros(2, 32, 3, 12, 12), None, 4, score=score)
     assert pick.shape == (2, 4) and all(len(set(row)) == 4 for row in pick.tolist())
@@ -80,7 +80,7 @@ def test_bayes_opt_can_start_from_the_saliency_pick():
     model, clips = load_bundled("tsn-digits", device=DEVICE), bundled("digits", "test")
     videos, labels = clips.float_videos(slice(0, 4)), clips.labels[:4]
     selector = make_selector("bo:saliency", evaluations=3, score_steps=1)
-    assert repr(selector) == "bo:saliency" and repr(make_selector("bo")) == "bo"
+    assert repr(selector) == "bo" and repr(make_selector("bo:random")) == "bo:random"
     calls = []
     score = lambda idx, s: calls.append(idx) or idx[:, 0].double()  # noqa: E731 -- earlier frames score better
     pick = selector.select(model, videos, labels, 2, score=score)
