@@ -119,7 +119,8 @@ def test_inter_frame_difference_picks_the_frames_around_the_motion():
     assert pick.tolist() == [[4, 5], [1, 2]]
 
 
-@pytest.mark.parametrize("selector", [BruteForce(steps=1), BayesOpt(evaluations=4, initial=2, steps=1)])
+@pytest.mark.parametrize("selector", [BruteForce(steps=1), BayesOpt(evaluations=4, initial=2, steps=1,
+                                                                     start="random")])
 def test_search_selectors_report_each_candidate_they_score(selector):
     best, calls, reported = torch.tensor([2, 9, 14]), [], []
     selector.progress = lambda scored, total, videos: reported.append((scored, total, videos))
@@ -136,3 +137,24 @@ def test_a_dataset_run_with_a_search_selector_shows_a_frame_search_bar(tmp_path,
     assert code == 0
     err = capfd.readouterr().err
     assert "frame search, " in err and f"{T}/{T}" in err
+
+
+def test_bayes_opt_stops_searching_for_a_video_once_a_candidate_fools_it():
+    """Video 0 is fooled by frame 3 alone, video 1 by nothing: after video 0's first fooling candidate only
+    video 1 is scored (``rows``), and the search ends early once every video is done."""
+    seen = []
+
+    def score(frame_idx, steps, rows=None):
+        rows = torch.arange(len(frame_idx)) if rows is None else rows
+        seen.append(rows.tolist())
+        fooled = (rows == 0) & (frame_idx[:, 0] == 3)
+        return frame_idx[:, 0].double(), fooled
+
+    selector = BayesOpt(evaluations=6, initial=2, steps=1, start="random", seed=0)
+    selector.select(None, torch.zeros(2, 4, 3, 12, 12), None, 1, score=score)
+    first_fool = next(i for i, rows in enumerate(seen) if 0 in rows and selector.tried[0, i, 0] == 3)
+    assert all(rows == [1] for rows in seen[first_fool + 1:])
+    assert selector.fooled[0].any() and int(selector.spent[0]) == first_fool + 1
+    pick = selector.select(None, torch.zeros(2, 4, 3, 12, 12), None, 1,
+                           score=lambda idx, steps, rows=None: (idx[:, 0].double(), torch.ones(len(idx), dtype=bool)))
+    assert selector.evaluations == 1 and pick.shape == (2, 1)  # everything fooled at once: one round
