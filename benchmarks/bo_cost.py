@@ -16,8 +16,6 @@ import json
 import time
 from pathlib import Path
 
-import torch
-
 from sava.attacks import DeepSAVA
 from sava.data import bundled
 from sava.models.bundled import bundled_names, load_bundled
@@ -25,8 +23,7 @@ from sava.provenance import environment
 from sava.selection import make_selector
 
 
-def one(model, videos, labels, selector_spec: str, iters: int, evaluations: int) -> dict:
-    selector = make_selector(selector_spec, 0, evaluations)
+def one(model, videos, labels, selector, iters: int) -> dict:
     attack = DeepSAVA(model, frames=1, selector=selector, max_iters=iters, batch_size=len(videos))
     started = time.perf_counter()
     run = attack.run(videos, labels)
@@ -45,16 +42,15 @@ def main() -> None:
     parser.add_argument("--bo-evaluations", type=int, default=None, help="default: the selector's")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args()
-    torch.set_num_threads(torch.get_num_threads())
     env = environment("cpu")
     rows = []
     for name in args.models.split(","):
         model = load_bundled(name, device="cpu")
         clips = bundled(model.info.extra["dataset"], "test")
         videos, labels = clips.float_videos(slice(0, args.num_videos)), clips.labels[:args.num_videos]
-        evaluations = args.bo_evaluations if args.bo_evaluations is not None else 4
-        brute = one(model, videos, labels, "brute", args.iters, evaluations)
-        bo = one(model, videos, labels, args.bo, args.iters, evaluations)
+        brute = one(model, videos, labels, make_selector("brute"), args.iters)
+        budget = {} if args.bo_evaluations is None else {"evaluations": args.bo_evaluations}
+        bo = one(model, videos, labels, make_selector(args.bo, **budget), args.iters)
         pairs = [(b, f) for b, f in zip(bo.pop("_results"), brute.pop("_results")) if f.attacked]
         row = dict(env) | {"model": name, "videos": len(videos), "frames": 1, "iters": args.iters,
                            "brute": brute, "bo": bo,

@@ -75,29 +75,32 @@ class RunWriter:
             path = self.folder / "perturbations" / f"{safe_name(result.video_id)}.safetensors"
             record["perturbation"] = str(path.relative_to(self.folder))
             self._save_perturbation(path, result, clip)
-            if self.save_videos and clip is not None:
-                record["adversarial_video"] = self._save_video(result, clip)
-            if self.preview and clip is not None and len(self.previews) < PREVIEW_ROWS and result.success:
-                self.previews.append(_preview_row(clip, result))
-            if self.samples is not None and clip is not None and self.samples.wanted(result.success):
-                from .transfer import replay
+            preview = self.preview and len(self.previews) < PREVIEW_ROWS and result.success
+            sample = self.samples is not None and self.samples.wanted(result.success)
+            if clip is not None and (self.save_videos or preview or sample):
+                from .transfer import replay  # transfer reads run folders through this module
 
-                files = {"perturbation": record["perturbation"]} | (
-                    {"adversarial video": record["adversarial_video"]} if "adversarial_video" in record else {})
-                self.samples.add(result, clip, replay(clip, result), safe_name(result.video_id), files)
+                adversarial = replay(clip, result)  # once, for every output below that shows it
+                if self.save_videos:
+                    record["adversarial_video"] = self._save_video(result, adversarial)
+                if preview:
+                    self.previews.append(_preview_row(clip, adversarial, result))
+                if sample:
+                    files = {"perturbation": record["perturbation"]} | (
+                        {"adversarial video": record["adversarial_video"]} if self.save_videos else {})
+                    self.samples.add(result, clip, adversarial, safe_name(result.video_id), files)
         self.write_record(record)
 
     def write_record(self, record: dict) -> None:
         self.lines.write(json.dumps(record) + "\n")
         self.lines.flush()
 
-    def _save_video(self, result: VideoResult, clip: torch.Tensor) -> str:
+    def _save_video(self, result: VideoResult, adversarial: torch.Tensor) -> str:
         from .data.video_io import write_video
-        from .transfer import replay
 
         path = self.folder / "adversarial" / f"{safe_name(result.video_id)}.mkv"
         tmp = path.with_name("tmp-" + path.name)
-        write_video(tmp, replay(clip, result), lossless=True)
+        write_video(tmp, adversarial, lossless=True)
         os.replace(tmp, path)
         return str(path.relative_to(self.folder))
 
@@ -132,13 +135,11 @@ class RunWriter:
             Image.fromarray(np.concatenate(self.previews, axis=0)).save(self.folder / "preview.png")
 
 
-def _preview_row(clip: torch.Tensor, result: VideoResult) -> np.ndarray:
+def _preview_row(clip: torch.Tensor, adversarial: torch.Tensor, result: VideoResult) -> np.ndarray:
     """Clean frame, adversarial frame and the difference amplified, side by
     side, for the first perturbed frame, upscaled so a person can see it."""
-    from .transfer import replay  # transfer reads run folders through this module
-
     t = result.frames[0]
-    clean, adv = clip[t], replay(clip, result)[t]
+    clean, adv = clip[t], adversarial[t]
     diff = (0.5 + DIFF_GAIN * (adv - clean)).clamp(0, 1)
     row = torch.cat([clean, adv, diff], dim=-1)
     if row.shape[0] == 1:

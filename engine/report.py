@@ -1,7 +1,7 @@
 """``report.html``: the run folder as a person reads it.
 
 The attack writes, for a sample of the videos it attacked, the clean and the adversarial clip as animated
-GIFs and a heatmap of the perturbation into ``report/`` (``add_sample``, as each video finishes), with one
+GIFs and a heatmap of the perturbation into ``report/`` (``SampleWriter``, as each video finishes), with one
 JSON line per sample in ``report/samples.jsonl``. When the run's summary is written (``merge``), so is
 ``report.html`` beside it: the summary table, the samples side by side with each perturbed frame's SSIM,
 and links to every file. The page is one file with its styles inline and no script or font from the
@@ -26,12 +26,17 @@ MIN_SIDE = 128  # GIF frames are upscaled (nearest) to at least this many pixels
 FRAME_MS = 125
 
 
+def _scale(height: int) -> int:
+    """The whole factor that brings ``height`` pixels to at least ``MIN_SIDE``."""
+    return max(1, -(-MIN_SIDE // height))
+
+
 def _frames_u8(clip: torch.Tensor) -> list[np.ndarray]:
     """``T x C x H x W`` in [0, 1] -> T RGB uint8 images, upscaled for a person to see."""
     clip = clip.detach().float().cpu().clamp(0, 1)
     if clip.shape[1] == 1:
         clip = clip.expand(-1, 3, -1, -1)
-    scale = max(1, -(-MIN_SIDE // clip.shape[-2]))
+    scale = _scale(clip.shape[-2])
     clip = clip.repeat_interleave(scale, dim=-2).repeat_interleave(scale, dim=-1)
     return list((clip.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8))
 
@@ -60,7 +65,7 @@ def _save_heatmap(clean: torch.Tensor, adversarial: torch.Tensor, frames: list[i
     change = (adversarial[frames] - clean[frames]).abs().mean(dim=1).amax(dim=0).float().cpu()
     peak = float(change.max())
     image = _heat_colours((change / peak).numpy() if peak > 0 else change.numpy())
-    scale = max(1, -(-MIN_SIDE // image.shape[0]))
+    scale = _scale(image.shape[0])
     image = image.repeat(scale, axis=0).repeat(scale, axis=1)
     Image.fromarray(image).save(path)
     return peak
@@ -221,8 +226,8 @@ def write_report(folder: Path) -> Path:
         parts.append("<p class=\"note\">No video was attacked.</p>")
     parts += [_sample_block(sample, metrics.get("classes")) for sample in samples]
     parts.append("</body></html>")
+    from .outputs import write_atomic  # (outputs imports this module)
+
     path = folder / "report.html"
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text("\n".join(parts), encoding="utf-8")
-    tmp.replace(path)
+    write_atomic(path, "\n".join(parts))
     return path

@@ -7,9 +7,10 @@ video of the batch evaluates its own candidate in the same batched run.
 
 * ``BruteForce`` scores every candidate: the upper bound of DeepSAVA's Table 8.
 * ``BayesOpt`` (DeepSAVA Alg. 1): a Gaussian-process surrogate over frame
-  masks (botorch's ``SingleTaskGP``, one independent GP per video, fitted as one
-  batched model) and expected improvement pick each video's next candidate;
-  after ``evaluations`` candidates the best one is returned for the full attack.
+  masks (botorch's ``SingleTaskGP``, one independent GP per video, as one
+  batched model at its priors' hyperparameters) and expected improvement pick
+  each video's next candidate; after at most ``evaluations`` candidates the best
+  one is returned for the full attack.
   Each video's first candidate is its gradient-saliency pick (one batched forward and backward;
   ``start="random"``, ``bo:random``, draws it instead), and a video stops searching once a candidate
   fools the model. With 4 candidates this searches in about a fifth of brute force's time on the bundled
@@ -139,13 +140,11 @@ class BayesOpt(Selector):
                 pick = self._random_untried(pool, tried)
             else:
                 pick = self._most_promising(pool, tried, losses, num_frames)
-            loss, fool = losses[:, :1].clone(), fooled[:, :1].clone()
-            if step:  # the done videos' best so far
+            loss, fool = torch.zeros(batch, dtype=torch.float64), torch.zeros(batch, dtype=torch.bool)
+            if done.any():  # the done videos repeat their best so far, unscored
                 best = _rank(losses, fooled).argmin(dim=1)
                 loss, fool = losses[torch.arange(batch), best], fooled[torch.arange(batch), best]
                 pick = torch.where(done.view(-1, 1), tried[torch.arange(batch), best], pick)
-            else:
-                loss, fool = torch.zeros(batch, dtype=torch.float64), torch.zeros(batch, dtype=torch.bool)
             active = (~done).nonzero().squeeze(1)
             scored = score(pick, self.steps) if len(active) == batch else \
                 score(pick[active], self.steps, rows=active)

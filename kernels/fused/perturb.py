@@ -41,14 +41,14 @@ def _bilinear_setup(flow, offs, h, w, mask, H, W):
 
 @triton.jit
 def _locate(idx_ptr, K, si_b, si_k, H, W, BLOCK: tl.constexpr):
-    """This program's selected frame (video b, slot j, frame number t) and block of pixels (h, w)."""
+    """This program's selected frame (row ``frame`` of the B x k selected frames: video b, frame number t) and
+    block of pixels (h, w)."""
     frame = tl.program_id(0).to(tl.int64)
     b = frame // K
-    j = frame % K
-    t = tl.load(idx_ptr + b * si_b + j * si_k).to(tl.int64)
+    t = tl.load(idx_ptr + b * si_b + (frame % K) * si_k).to(tl.int64)
     offs = tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < H * W
-    return frame, b, j, t, offs, mask, offs // W, offs % W
+    return frame, b, t, offs, mask, offs // W, offs % W
 
 
 @triton.jit
@@ -93,7 +93,7 @@ def _perturb_forward_kernel(
     si_b, si_k,
     HAS_FLOW: tl.constexpr, HAS_NOISE: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    frame, b, j, t, offs, mask, h, w = _locate(idx_ptr, K, si_b, si_k, H, W, BLOCK)
+    frame, b, t, offs, mask, h, w = _locate(idx_ptr, K, si_b, si_k, H, W, BLOCK)
     src = video_ptr + b * sv_b + t * sv_t
     if HAS_FLOW:
         # Named, not `_`: the compiler types every name once per scope, and the loop below reuses `_`.
@@ -131,7 +131,7 @@ def _perturb_backward_kernel(
     gv_b, gv_t, gv_c, gv_h, gv_w,
     HAS_FLOW: tl.constexpr, HAS_NOISE: tl.constexpr, NEED_VIDEO: tl.constexpr, BLOCK: tl.constexpr,
 ):
-    frame, b, j, t, offs, mask, h, w = _locate(idx_ptr, K, si_b, si_k, H, W, BLOCK)
+    frame, b, t, offs, mask, h, w = _locate(idx_ptr, K, si_b, si_k, H, W, BLOCK)
     src = video_ptr + b * sv_b + t * sv_t
     gsrc = grad_video_ptr + b * gv_b + t * gv_t
     if HAS_FLOW:
@@ -319,18 +319,19 @@ def _check(video, frame_idx, flow, noise, check_indices: bool = True) -> None:
     # (The object, not its address: a new tensor may reuse a freed one's memory.)
     if not check_indices or torch.compiler.is_compiling() or not frame_idx.numel():
         return
-    global _checked, _checked_ref
-    if _checked == (id(frame_idx), frame_idx._version, frames) and _checked_ref() is frame_idx:
+    global _checked
+    tensor, version, checked_frames = _checked
+    if tensor() is frame_idx and (version, checked_frames) == (frame_idx._version, frames):
         return
     low, high = torch.stack(torch.aminmax(frame_idx)).tolist()  # one transfer
     if low < 0 or high >= frames:
         raise ValueError(f"perturb: frame indices must lie in [0, {frames}), got {low}..{high}")
-    _checked, _checked_ref = (id(frame_idx), frame_idx._version, frames), weakref.ref(frame_idx)
+    _checked = (weakref.ref(frame_idx), frame_idx._version, frames)
 
 
-# The last index tensor found inside its video's frames: (id, version counter, frames), and the tensor.
-_checked: tuple = ()
-_checked_ref = weakref.ref(torch.empty(0))  # dead from the start
+# The last index tensor found inside its video's frames: (weak reference, version counter, frames). The
+# reference starts dead.
+_checked = (weakref.ref(torch.empty(0)), -1, -1)
 
 
 def perturb_selected(video: torch.Tensor, frame_idx: torch.Tensor, flow: torch.Tensor | None = None,
