@@ -89,6 +89,7 @@ def test_bayes_opt_can_start_from_the_saliency_pick():
     candidates = torch.stack(calls, dim=1)  # videos x evaluations x k
     best = candidates[:, :, 0].argmin(dim=1)
     assert torch.equal(pick, candidates[torch.arange(4), best])
+    assert selector.initial == 1 and make_selector("bo:random").initial == 2  # then the surrogate's picks
     with pytest.raises(ConfigError, match="random or the saliency"):
         BayesOpt(start="ifd")
 
