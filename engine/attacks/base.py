@@ -193,7 +193,10 @@ class SparseAttack(Attack):
             "frames": frames, "selector": repr(selector), "max_iters": max_iters, "min_ssim": min_ssim,
             "max_l21": max_l21, "adv_loss": adv_loss} | settings
             # Recorded only when set, so that run folders from before the option still resume.
-            | ({"margin": float(margin)} if margin else {}))
+            | ({"margin": float(margin)} if margin else {})
+            # A search selector's own settings: a folder made under another search (BO's settings changed
+            # with this record's introduction) refuses to resume rather than mixing two searches' picks.
+            | ({"selection": selector.settings()} if selector.settings() else {}))
         self.frames = frames
         self.selector = selector
         self.selection_seconds = 0.0  # wall time inside the selector, over every batch so far

@@ -32,6 +32,11 @@ class Selector:
     def select(self, model, videos: torch.Tensor, labels: torch.Tensor, k: int, score=None) -> torch.Tensor:
         raise NotImplementedError
 
+    def settings(self) -> dict:
+        """What, beyond its name, decides this selector's picks (recorded with a run, so that a run folder
+        resumes only under the same search); empty for the selectors the name fully describes."""
+        return {}
+
     def __repr__(self) -> str:
         return self.name
 

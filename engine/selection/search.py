@@ -79,6 +79,9 @@ class BruteForce(Selector):
         self.steps, self.max_subsets = steps, max_subsets
         self.evaluations = 0  # candidates scored per video in the last call
 
+    def settings(self) -> dict:
+        return {"score_steps": self.steps}
+
     def select(self, model, videos, labels, k, score=None):
         _need_score(score, self.name)
         num_frames = videos.shape[1]
@@ -117,8 +120,13 @@ class BayesOpt(Selector):
         if steps < 1:
             raise ConfigError(f"scoring steps must be >= 1, got {steps}")
         self.budget, self.initial, self.steps = evaluations, initial, steps
+        self.seed = seed
         self.generator = torch.Generator().manual_seed(seed)
         self.evaluations = 0
+
+    def settings(self) -> dict:
+        return {"evaluations": self.budget, "initial": self.initial, "score_steps": self.steps, "seed": self.seed,
+                "start": self.start, "temporal_sigma": TEMPORAL_SIGMA}
 
     def select(self, model, videos, labels, k, score=None):
         _need_score(score, self.name)

@@ -111,6 +111,24 @@ def test_changed_settings_refuse_to_resume(uninterrupted, capsys):
     assert "settings.max_iters: 30 then, 31 now" in capsys.readouterr().err
 
 
+def test_a_run_under_another_search_does_not_resume(tmp_path, capsys):
+    """BO's picks depend on more than its name: its settings are recorded, and a folder whose record lacks them
+    (made before they were recorded, under an older BO) or differs in them refuses to resume."""
+    folder = tmp_path / "bo"
+    argv = ["attack", "--model", "tsn-digits", "--num-videos", "1", "--iters", "2", "--selector", "bo",
+            "--bo-evaluations", "2", "--score-steps", "1", "--no-progress", "--device", "cpu", "--out", str(folder)]
+    assert main(argv) == 0
+    run = json.loads((folder / "run.json").read_text())
+    assert run["settings"]["selection"] == {"evaluations": 2, "initial": 1, "score_steps": 1, "seed": 0,
+                                            "start": "saliency", "temporal_sigma": 2.5}
+    assert main([a if a != "2" else "3" for a in argv]) == 2  # --bo-evaluations 3 (and --iters 3)
+    assert "settings.selection: {'evaluations': 2, " in capsys.readouterr().err
+    del run["settings"]["selection"]
+    (folder / "run.json").write_text(json.dumps(run))
+    assert main(argv) == 2
+    assert "settings.selection: None then" in capsys.readouterr().err
+
+
 def test_a_bf16_run_is_recorded_and_an_fp32_run_does_not_resume_it(tmp_path, capsys):
     folder = tmp_path / "bf16"
     argv = ["attack", "--model", "tsn-digits", "--num-videos", "2", "--iters", "3", "--no-progress",
