@@ -12,8 +12,8 @@ The clips are test clips 160 to 223 by default: BO's settings (its first candida
 blur) were chosen on clips 0-31 and 96-159, so the figures come from clips they were not tuned on. botorch is
 imported before anything is timed: a process pays for that once, not per batch.
 
-Timings on a shared 2-core machine vary by 10-20% from run to run (the same BO search took 13.8 s and 17.4 s
-in one process), so each selector runs ``--repeats`` times, in alternating order (brute force first, then BO
+Timings on a shared 2-core machine vary by up to a quarter from run to run (the same BO search took 13.8 s
+and 17.4 s in one process), so each selector runs ``--repeats`` times, in alternating order (brute force first, then BO
 first, ...), and the rows give the median times with every sample; the outcomes, which do not depend on
 timing, must agree across repeats.
 """

@@ -13,8 +13,8 @@ video of the batch evaluates its own candidate in the same batched run.
   one is returned for the full attack, and a video stops searching once a candidate fools the model.
   Each video's first candidate is its gradient-saliency pick (one batched forward and backward) and
   every later one the surrogate's; ``start="random"`` (``bo:random``, the paper's setting) draws the
-  first two at random instead. With 4 candidates this searches in 0.14-0.25x of brute force's time on
-  the bundled models, 0.25x where no candidate fools during scoring (``benchmarks/bo_cost.py``).
+  first two at random instead. With 4 candidates this searches in 0.13-0.25x of brute force's time on
+  the bundled models, nearly 0.25x where almost no candidate fools during scoring (``benchmarks/bo_cost.py``).
   The authors' code scored with a single Adam step, too noisy to rank frames,
   and then never used the chosen frame; here the score uses ``steps`` steps and
   the choice is what the attack perturbs.
