@@ -67,6 +67,19 @@ def _user_model_arguments(group) -> None:
                             "line (default: the model's own, or a classes.txt beside the model or weights file)")
 
 
+def _refuse_user_model_options(args, bundled: list[str]) -> None:
+    """The options ``_user_model_arguments`` adds describe a model sava does not bundle: an error with a
+    bundled model (or ``all`` of them), which carries its own."""
+    if args.model != "all" and args.model not in bundled:
+        return
+    given = [name for name in ("layout", "mean", "std", "weights", "classes") if getattr(args, name) is not None]
+    if given:
+        owner = ("the bundled models carry their own" if args.model == "all" else
+                 f"the bundled model {args.model!r} carries its own")
+        raise SavaError(f"{', '.join('--' + n for n in given)} {'describes' if len(given) == 1 else 'describe'} "
+                        f"a user model; {owner} (drop them)")
+
+
 def _load_model_from_args(args, device):
     """``--model`` with the options ``_user_model_arguments`` adds; its class names set from wherever
     ``classes.model_names`` finds them (recorded in ``model.info.extra["class_order"]``)."""
@@ -343,11 +356,7 @@ def _check_run_settings(args) -> None:
     if args.workers < 0:
         raise SavaError(f"--workers must be >= 0, got {args.workers}")
     if args.model in bundled_names():
-        given = [name for name in ("layout", "mean", "std", "weights", "classes") if getattr(args, name) is not None]
-        if given:
-            raise SavaError(f"{', '.join('--' + n for n in given)} {'describes' if len(given) == 1 else 'describe'} "
-                            f"a user model; the bundled model "
-                            f"{args.model!r} carries its own (drop them)")
+        _refuse_user_model_options(args, bundled_names())
     if args.out is not None and args.out.exists() and not args.out.is_dir():
         raise SavaError(f"--out {args.out} is a file, not a folder")
     resolve_device(args.device)
@@ -473,12 +482,8 @@ def cmd_export(args) -> int:
     from .models.bundled import bundled_names, load_bundled
 
     bundled = bundled_names()
-    user_options = [flag for flag, value in (("--weights", args.weights), ("--layout", args.layout),
-                                             ("--mean", args.mean), ("--std", args.std), ("--classes", args.classes))
-                    if value is not None]
+    _refuse_user_model_options(args, bundled)
     if args.model == "all" or args.model in bundled:
-        if user_options:
-            raise SavaError(f"{', '.join(user_options)} describe a user model; {args.model!r} is bundled")
         models = [(name, load_bundled(name), None) for name in (bundled if args.model == "all" else [args.model])]
     else:  # any model sava attack takes; its clip shape comes from the options
         if (args.clip_frames is not None and args.clip_frames < 1) or (args.size and min(args.size) < 1):

@@ -168,4 +168,4 @@ def test_sava_export_errors_name_the_problem(tmp_path, capsys):
     assert main(["export", "--model", "tests.engine.toy_models:no_such_factory", "--out", str(tmp_path)]) == 2
     assert "sava export: error:" in capsys.readouterr().err
     assert main(["export", "--model", "c3d-camera", "--weights", "w.pt", "--out", str(tmp_path)]) == 2
-    assert "describe a user model" in capsys.readouterr().err
+    assert "--weights describes a user model; the bundled model 'c3d-camera' carries its own" in capsys.readouterr().err
