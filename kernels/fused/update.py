@@ -103,6 +103,12 @@ def _check(rows: int, active: torch.Tensor, **tensors: torch.Tensor) -> None:
             raise ValueError(f"update: {name} must be float32, got {tensor.dtype}")
 
 
+def _check_step(step: torch.Tensor, rows: int) -> None:
+    """Adam's step counts: int64, one per row."""
+    if step.shape != (rows,) or step.dtype != torch.int64:
+        raise ValueError(f"update: step must be int64 with one count per row, got {tuple(step.shape)} {step.dtype}")
+
+
 def _launch_adam(param, grad, exp_avg, exp_avg_sq, step, active, lr, beta1, beta2, eps) -> None:
     step += active.to(step.dtype)
     rows = param.shape[0]
@@ -159,8 +165,7 @@ def _(delta, grad, active, alpha, epsilon, has_epsilon, clean):
 @torch.no_grad()
 def masked_adam_step_(param, grad, exp_avg, exp_avg_sq, step, active, lr, betas=(0.9, 0.999), eps=1e-8) -> None:
     _check(param.shape[0], active, param=param, grad=grad, exp_avg=exp_avg, exp_avg_sq=exp_avg_sq)
-    if step.shape != (param.shape[0],) or step.dtype != torch.int64:
-        raise ValueError(f"update: step must be int64 with one count per row, got {tuple(step.shape)} {step.dtype}")
+    _check_step(step, param.shape[0])
     # Eager calls launch directly; torch.compile traces the custom op.
     launch = _adam_op if torch.compiler.is_compiling() else _launch_adam
     launch(param, grad, exp_avg, exp_avg_sq, step, active, float(lr), float(betas[0]), float(betas[1]), float(eps))
@@ -174,8 +179,7 @@ def masked_adam_multi_(params, grads, exp_avgs, exp_avg_sqs, step, active, lrs, 
     for tensors in zip(params, grads, exp_avgs, exp_avg_sqs):
         _check(params[0].shape[0], active, param=tensors[0], grad=tensors[1], exp_avg=tensors[2],
                exp_avg_sq=tensors[3])
-    if step.shape != (params[0].shape[0],) or step.dtype != torch.int64:
-        raise ValueError(f"update: step must be int64 with one count per row, got {tuple(step.shape)} {step.dtype}")
+    _check_step(step, params[0].shape[0])
     beta1, beta2 = float(betas[0]), float(betas[1])
     if len(params) == 2 and not torch.compiler.is_compiling():
         _launch_adam_pair(params, grads, exp_avgs, exp_avg_sqs, step, active, [float(lr) for lr in lrs], beta1,
