@@ -196,7 +196,7 @@ class SparseAttack(Attack):
             | ({"margin": float(margin)} if margin else {})
             # A search selector's own settings: a folder made under another search (BO's settings changed
             # with this record's introduction) refuses to resume rather than mixing two searches' picks.
-            | ({"selection": selector.settings()} if selector.settings() else {}))
+            | ({"selection": selection} if (selection := selector.settings()) else {}))
         self.frames = frames
         self.selector = selector
         self.selection_seconds = 0.0  # wall time inside the selector, over every batch so far
