@@ -107,16 +107,12 @@ class SampleWriter:
 
 
 def read_samples(folder: Path) -> list[dict]:
-    path = Path(folder) / REPORT_DIR / SAMPLES
-    if not path.is_file():
-        return []
-    samples = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            samples.append(json.loads(line))
-        except json.JSONDecodeError:  # a line cut by a crash: that sample is left out
-            continue
-    return samples
+    """The samples written so far, read as the manifest is (one JSON record per video): a line cut by a crash
+    is cut off the file, so the next sample appended starts a line of its own, and other damaged lines are
+    left out."""
+    from .runner.manifest import read_records  # (the runner imports this module through outputs)
+
+    return read_records(Path(folder) / REPORT_DIR / SAMPLES)
 
 
 # --------------------------------------------------------------------------- the page
