@@ -168,6 +168,10 @@ class SparseAttack(Attack):
     poll_every = 1
     # On CUDA, each step captured once as a CUDA graph and replayed (None: unless SAVA_CUDA_GRAPHS=0).
     cuda_graphs: bool | None = None
+    # Read the finished flags one step late (None: on CUDA) and step the slots in power-of-two widths (None:
+    # when replaying graphs). Results depend on neither; the tests turn them on to show it on the CPU.
+    lagged_poll: bool | None = None
+    round_widths: bool | None = None
 
     def __init__(self, model, perturbation, *, frames: int | None, selector: str | Selector, max_iters: int,
                  min_ssim: float | None, max_l21: float | None, targeted: bool, adv_loss: str, batch_size: int,
@@ -205,6 +209,7 @@ class SparseAttack(Attack):
         self.budget = Budget(min_ssim, max_l21)
         self.adv_loss = adv_loss
         self.margin = float(margin)
+        self._scoring_loops: dict[int, SparseAttackLoop] = {}
 
     def objective(self, step: Step) -> torch.Tensor:
         """Per-video loss to minimise; see :class:`sava.attacks.loop.Step`."""
@@ -214,7 +219,7 @@ class SparseAttack(Attack):
         loop = SparseAttackLoop(self.model, self.perturbation, self.objective, targeted=self.targeted,
                                 max_iters=self.max_iters, budget=self.budget, capacity=self.batch_size,
                                 stop_on_success=self.stop_on_success, refine=self.refine, margin=self.margin,
-                                poll_every=self.poll_every, cuda_graphs=self.cuda_graphs)
+                                **self._loop_options())
         skipped: list[VideoResult] = []
         yield from loop.run(self._jobs(items, skipped))
         yield from skipped
@@ -246,14 +251,26 @@ class SparseAttack(Attack):
         from scratch on its own frames, all in one batch. Returns the objective each reached (lower is better
         for the attacker) and whether the candidate already fooled the model, at which point that video
         stopped (a candidate that fools is as good as a search can find; the attack from it fools too)."""
-        loop = SparseAttackLoop(self.model, self.perturbation, self.objective, targeted=self.targeted,
-                                max_iters=steps, budget=self.budget, capacity=self.batch_size,
-                                stop_on_success=True, margin=self.margin)
+        loop = self._scoring_loop(steps)
         jobs = [Job(videos[i], frame_idx[i], int(goals[i]), VideoResult(str(i), int(goals[i]), -1, True))
                 for i in range(len(videos))]
         results = {int(r.video_id): r for r in loop.run(jobs)}
         losses = torch.tensor([results[i].loss for i in range(len(videos))])
         return losses, torch.tensor([results[i].success for i in range(len(videos))])
+
+    def _loop_options(self) -> dict:
+        return {"poll_every": self.poll_every, "cuda_graphs": self.cuda_graphs, "lagged_poll": self.lagged_poll,
+                "round_widths": self.round_widths}
+
+    def _scoring_loop(self, steps: int) -> SparseAttackLoop:
+        """One loop per number of scoring steps, kept across candidates: its slots, and on CUDA the graphs
+        captured on them, serve every candidate of the same shape (a new loop would capture anew each time)."""
+        loops = self._scoring_loops
+        if steps not in loops:
+            loops[steps] = SparseAttackLoop(self.model, self.perturbation, self.objective, targeted=self.targeted,
+                                            max_iters=steps, budget=self.budget, capacity=self.batch_size,
+                                            stop_on_success=True, margin=self.margin, **self._loop_options())
+        return loops[steps]
 
     def _check_batch(self, videos: torch.Tensor, labels: torch.Tensor, targets) -> None:
         super()._check_batch(videos, labels, targets)

@@ -27,19 +27,29 @@ first success.
 
 Results are yielded as each video finishes.
 
+Where the host cannot read for free (CUDA), the status is read one step late
+(``lagged_poll``, on by default there; CPU tests turn it on to check that the
+results do not change).
+
 On CUDA each step is captured once as a CUDA graph per shape (the number of
 slots stepped, rounded up to a power of two so that a shrinking run needs
-few graphs) after two eager warm-up steps, then replayed: one launch from the
-host per step instead of hundreds. ``cuda_graphs=False`` (or the environment
-variable ``SAVA_CUDA_GRAPHS=0``, or ``sava attack --no-cuda-graphs``) keeps
-every step eager; a capture that fails says why and falls back to eager.
+few graphs; ``round_widths`` rounds the eager steps the same way) after two
+eager warm-up steps, then replayed: one launch from the host per step instead
+of hundreds (:mod:`sava.attacks.graphs`). ``cuda_graphs=False`` (or the
+environment variable ``SAVA_CUDA_GRAPHS=0``, or ``sava attack
+--no-cuda-graphs``) keeps every step eager; a capture that fails says why and
+falls back to eager. A loop keeps its slots and graphs from one ``run`` to
+the next when the next one's videos fit them (a search selector scores its
+candidates this way).
+
+Each video's ``seconds`` is its share of the steps it was in, timed on the
+device (:mod:`sava.attacks.clock`).
 """
 
 from __future__ import annotations
 
 import itertools
 import os
-import time
 import warnings
 from collections.abc import Iterable, Iterator
 
@@ -48,6 +58,8 @@ import torch
 from ..metrics import VideoResult
 from ..models.adapter import non_finite_logits
 from .budget import BISECTION_STEPS, Budget
+from .clock import StepClock
+from .graphs import CaptureFailed, StepGraphs
 from .results import fill_result
 from .slots import LOGITS, LOSS, SUCCESS, Job, Slots, pad_frames
 from .step import IntoClip, Objective, Step, StepSettings, attack_step
@@ -59,7 +71,8 @@ __all__ = ["BISECTION_STEPS", "Budget", "IntoClip", "Job", "Objective", "SparseA
 class SparseAttackLoop:
     def __init__(self, model, perturbation, objective: Objective, *, targeted: bool, max_iters: int,
                  budget: Budget, capacity: int, stop_on_success: bool = True, refine: bool = False,
-                 margin: float = 0.0, poll_every: int = 1, cuda_graphs: bool | None = None):
+                 margin: float = 0.0, poll_every: int = 1, cuda_graphs: bool | None = None,
+                 lagged_poll: bool | None = None, round_widths: bool | None = None):
         if not isinstance(poll_every, int) or poll_every < 1:
             raise ValueError(f"poll_every must be a positive integer, got {poll_every!r}")
         self.model = model
@@ -67,18 +80,21 @@ class SparseAttackLoop:
         self.capacity = capacity
         self.poll_every = poll_every
         self.refine = refine
-        device = torch.device(model.device)
+        self.device = torch.device(model.device)
+        on_cuda = self.device.type == "cuda"
         # Off when a selector scores candidate frames: every video then runs exactly max_iters updates.
         self.settings = StepSettings(model, perturbation, objective, targeted, max_iters, budget,
                                      stop_on_success and not refine, refine, margin,
-                                     host_reads_are_free=device.type == "cpu")
-        self.lagged = device.type == "cuda"  # read the status a step late, while the next step runs
+                                     host_reads_are_free=not on_cuda)
+        self.lagged = on_cuda if lagged_poll is None else bool(lagged_poll)  # read the status a step late
         if cuda_graphs is None:
             cuda_graphs = os.environ.get("SAVA_CUDA_GRAPHS", "1") != "0"
         # A compiled model brings its own graphs (and keeps the full batch).
-        self.graphed = cuda_graphs and device.type == "cuda" and not getattr(model, "static_batch", False)
-        self.graphs: dict[tuple, torch.cuda.CUDAGraph] = {}
-        self.warm_steps: dict[tuple, int] = {}
+        self.static = getattr(model, "static_batch", False)
+        self.graphs = StepGraphs(self.device) if cuda_graphs and on_cuda and not self.static else None
+        # Replayed graphs need the rounded widths; eager steps take them when asked (tests compare the two).
+        self.round_widths = self.graphs is not None if round_widths is None else bool(round_widths)
+        self.capture_error: BaseException | None = None  # why graphs were given up, if they were
         self.slots: Slots | None = None
 
     @property
@@ -92,20 +108,23 @@ class SparseAttackLoop:
         first = next(queue, None)
         if first is None:
             return
-        self.slots = Slots(self.capacity, first, self.perturbation.parameter_shapes(*first.video.shape[1:]),
-                           self.model.device, self.refine)
+        shapes = self.perturbation.parameter_shapes(*first.video.shape[1:])
+        if self.slots is not None and self.slots.fits(self.capacity, first, shapes, self.refine):
+            self.slots.reset()  # same tensors: the graphs captured on them stay valid
+        else:
+            self.slots = Slots(self.capacity, first, shapes, self.model.device, self.refine)
         self.queue = itertools.chain([first], queue)
         self.occupied = 0  # slots [0, occupied) hold videos
+        self.clock = StepClock(self.device)
         self._refill()
-        static = getattr(self.model, "static_batch", False)
         pending, since = None, 0
         with self.model.attack_mode():
             while self.occupied or pending is not None:
                 if self.occupied:
-                    started = time.perf_counter()
+                    self.clock.start()
                     # A compiled model keeps one batch shape (its CUDA graph is replayed, not recaptured).
-                    self._step(self.capacity if static else self.occupied)
-                    self._charge(time.perf_counter() - started)
+                    self._step(self.capacity if self.static else self.occupied)
+                    self.clock.stop(tuple(self.slots.jobs[:self.occupied]))
                     since += 1
                 if pending is not None:
                     yield from self._handle(*pending)
@@ -117,44 +136,32 @@ class SparseAttackLoop:
                         pending = None
 
     def _step(self, width: int) -> None:
-        if not self.graphed:
-            attack_step(self.settings, self.slots, width)
-            return
-        width = min(1 << (width - 1).bit_length(), self.capacity)  # idle slots ride along, masked
+        if self.round_widths:
+            width = min(1 << (width - 1).bit_length(), self.capacity)  # idle slots ride along, masked
         s = self.slots
-        key = (width, s.width, s.classes, s.padded)  # what the captured step's shapes and branches depend on
-        graph = self.graphs.get(key)
-        if graph is None:
-            # Warm-up steps (real ones) settle lazy state: kernel compilation, cuBLAS handles, cached tables.
-            if self.warm_steps.get(key, 0) < 2:
-                self.warm_steps[key] = self.warm_steps.get(key, 0) + 1
-                attack_step(self.settings, s, width)
-                return
-            graph = torch.cuda.CUDAGraph()
-            try:
-                with torch.cuda.graph(graph):  # records the step; nothing runs until the replay below
-                    attack_step(self.settings, s, width)
-            except Exception as error:  # noqa: BLE001  (any capture failure: the eager step is still right)
-                warnings.warn(f"capturing the attack step as a CUDA graph failed ({error}); running eagerly "
-                              "(SAVA_CUDA_GRAPHS=0 skips the attempt)", RuntimeWarning, stacklevel=2)
-                self.graphed = False
-                attack_step(self.settings, s, width)
-                return
-            self.graphs[key] = graph
-        graph.replay()
+        if self.graphs is None:
+            attack_step(self.settings, s, width)
+            return
+        key = (width, s.padded)  # besides the slots' generation, what the captured shapes and branches depend on
+        try:
+            self.graphs.step(key, (id(s), s.generation), lambda: attack_step(self.settings, s, width))
+        except CaptureFailed as failure:
+            self.capture_error = failure.cause
+            warnings.warn(f"capturing the attack step as a CUDA graph failed ({failure}); running eagerly "
+                          "(SAVA_CUDA_GRAPHS=0 skips the attempt)", RuntimeWarning, stacklevel=2)
+            self.graphs.drop()
+            self.graphs = None
+            attack_step(self.settings, s, width)
 
-    def _charge(self, seconds: float) -> None:
-        """Each occupied slot's share of a step's host time (the videos' ``seconds``)."""
-        share = seconds / max(self.occupied, 1)
-        for slot in range(self.occupied):
-            self.slots.seconds[slot] += share
-
-    def _snapshot(self) -> tuple[torch.Tensor, int]:
-        """Which occupied slots finished, copied towards the host (asynchronously into pinned memory on CUDA)."""
+    def _snapshot(self):
+        """Which occupied slots finished, copied towards the host (asynchronously into pinned memory on CUDA;
+        a copy taken now on the CPU, read as late as on CUDA when the poll is lagged)."""
         s, n = self.slots, self.occupied
         status = s.finished[:n]
         if not self.lagged:
             return status, n
+        if self.device.type != "cuda":
+            return (status.clone(), None), n
         host = torch.empty(n, dtype=torch.bool, pin_memory=True)
         host.copy_(status, non_blocking=True)
         event = torch.cuda.Event()
@@ -164,7 +171,9 @@ class SparseAttackLoop:
     def _handle(self, snapshot, count: int) -> Iterator[VideoResult]:
         if self.lagged:
             snapshot, event = snapshot
-            event.synchronize()
+            if event is not None:
+                event.synchronize()
+        self.clock.settle()
         status = snapshot.tolist()
         s = self.slots
         for slot in range(count):
@@ -214,4 +223,4 @@ class SparseAttackLoop:
                            ssim=record[LOGITS + s.classes:][valid.cpu()],
                            delta=delta, clip_numel=s.clip[slot].numel(), pred=int(logits.argmax()),
                            prob=float(probs.max()), label_prob=float(probs[job.result.label]), loss=float(record[LOSS]),
-                           seconds=s.seconds[slot], flow=tensors.get("flow"), noise=tensors.get("noise"))
+                           seconds=job.seconds, flow=tensors.get("flow"), noise=tensors.get("noise"))

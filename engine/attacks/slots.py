@@ -19,7 +19,9 @@ no host synchronisation, fixed shapes. Per slot:
 
 A step reads the rows through :meth:`Slots.prefix`, views made once per width.
 
-The host side (``jobs``, ``seconds``) is bookkeeping only.
+The host side (``jobs``) is bookkeeping only. ``generation`` changes whenever
+the tensors themselves are replaced (a wider video, a new record size): what
+holds their addresses (a captured CUDA graph) is stale from then on.
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ class Job:
     frame_idx: torch.Tensor  # k, int64 (k may differ between jobs)
     goal: int  # true label (untargeted) or target label
     result: VideoResult  # filled in as the attack finishes
+    seconds: float = 0.0  # its share of the steps it was in (see sava.attacks.clock)
 
 
 def pad_frames(frame_idx: torch.Tensor, width: int, num_frames: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -82,8 +85,9 @@ class Slots:
             self.best_l21 = zeros()
             self.best_record = zeros(LOGITS)
             self.best_params = {name: zeros(0, *shape) for name, shape in parameter_shapes.items()}
+        self.parameter_shapes = dict(parameter_shapes)
+        self.generation = 0
         self.jobs: list[Job | None] = [None] * capacity
-        self.seconds = [0.0] * capacity
         self._prefixes: dict[int, SimpleNamespace] = {}
         self.padded = False  # some loaded video perturbs fewer frames than the width (its parameters are masked)
 
@@ -92,6 +96,7 @@ class Slots:
         if classes == self.classes:
             return
         self.classes = classes
+        self.generation += 1
         self._prefixes.clear()
         self.record = torch.zeros(self.capacity, LOGITS + classes + self.width, device=self.device)
         if self.refine:
@@ -142,6 +147,7 @@ class Slots:
     def widen(self, width: int) -> None:
         """Grow every per-frame tensor to ``width`` frames; loaded videos pad with frames they do not perturb."""
         extra = width - self.width
+        self.generation += 1
         self._prefixes.clear()  # the tensors are replaced
         for name, value in self._tensors().items():
             if name in self.FRAME_WISE or name.partition(":")[2]:
@@ -177,7 +183,7 @@ class Slots:
         if self.refine:
             self.first_success[slot] = -1
             self.best_l21[slot] = float("inf")
-        self.jobs[slot], self.seconds[slot] = job, 0.0
+        self.jobs[slot] = job
         self.padded = self.padded or len(job.frame_idx) < self.width
 
     def move(self, source: int, target: int) -> None:
@@ -187,5 +193,19 @@ class Slots:
         self.running[source] = False
         self.finished[source] = False
         self.jobs[target], self.jobs[source] = self.jobs[source], None
-        self.seconds[target] = self.seconds[source]
+
+    # ------------------------------------------------------------------ reuse
+    def fits(self, capacity: int, first: Job, parameter_shapes: dict[str, tuple[int, ...]], refine: bool) -> bool:
+        """Whether a new run of these jobs can reuse these slots (and so the graphs captured on them): same
+        capacity, clip shape, parameters and mode, and a first video exactly as wide as the slots."""
+        return (capacity == self.capacity and tuple(first.video.shape) == (self.num_frames, *self.clip.shape[2:])
+                and dict(parameter_shapes) == self.parameter_shapes and refine == self.refine
+                and len(first.frame_idx) == self.width)
+
+    def reset(self) -> None:
+        """Empty every slot for a new run; the tensors (and what holds their addresses) stay."""
+        self.jobs = [None] * self.capacity
+        self.running.zero_()
+        self.finished.zero_()
+        self.padded = False
 

@@ -16,6 +16,8 @@ import torch
 import triton
 import triton.language as tl
 
+from .grid import launch_grid
+
 BLOCK = 1024  # pixels per program; every channel of those pixels is handled by the same program
 # 8 warps, 4 pixels per thread. At 4 warps ptxas gives the flow backward 146-253 registers and the forward
 # 96-128 (8 to 12 resident warps of 64 per SM); at 8 warps 94-150 and 48-80, with no spills either way
@@ -185,7 +187,8 @@ def _dense(tensor: torch.Tensor | None) -> torch.Tensor | None:
 
 
 def _grid(frames: int, height: int, width: int) -> tuple[int, int]:
-    return (frames, triton.cdiv(height * width, BLOCK))
+    """(selected frames, pixel blocks): the blocks on axis y reach 65,535 x 1,024 pixels, a 67 MP frame."""
+    return launch_grid("perturb", frames, triton.cdiv(height * width, BLOCK))
 
 
 def _launch_forward(video, frame_idx, flow, noise):
@@ -345,16 +348,23 @@ def perturb_selected(video: torch.Tensor, frame_idx: torch.Tensor, flow: torch.T
     return _PerturbSelected.apply(video, frame_idx, flow, noise)
 
 
+# Indices 0..k-1 per k and device, never freed: a captured CUDA graph reads them by address for as long as it
+# can replay (a few bytes each, one per frame count). The B x k views of them are cached per shape (an attack
+# asks at every step) and may be evicted freely: a view holds no memory of its own.
+_ARANGE: dict[tuple[int, torch.device], torch.Tensor] = {}
 _IDENTITY: dict[tuple[int, int, torch.device], torch.Tensor] = {}
 
 
 def _identity(batch: int, k: int, device) -> torch.Tensor:
-    """``B x k`` indices 0..k-1 of every row, made once per shape (an attack calls this at every step)."""
-    key = (batch, k, torch.device(device))
+    """``B x k`` indices 0..k-1 of every row."""
+    device = torch.device(device)
+    key = (batch, k, device)
     if key not in _IDENTITY:
         if len(_IDENTITY) > 64:
             _IDENTITY.clear()
-        _IDENTITY[key] = torch.arange(k, device=device).expand(batch, k)
+        if (k, device) not in _ARANGE:
+            _ARANGE[k, device] = torch.arange(k, device=device)
+        _IDENTITY[key] = _ARANGE[k, device].expand(batch, k)
     return _IDENTITY[key]
 
 

@@ -38,6 +38,7 @@ import triton
 import triton.language as tl
 
 from ..reference import SSIM_K1, SSIM_K2, SSIM_WINDOW, gaussian_window
+from .grid import launch_grid
 
 # Launch constants, read at each launch (`bench_ssim.py --sweep` tries others). One program covers SEG rows of
 # COLS columns; at 4 warps a COLS of 128 is one column per thread, so the 50 open sums take 50 registers.
@@ -207,7 +208,7 @@ def _grid(planes: int, rows: int, cols: int, device: torch.device) -> tuple[tupl
     seg, strips = SEG, triton.cdiv(cols, COLS)
     while seg > 16 and planes * strips * triton.cdiv(rows, seg) < PROGRAMS_PER_SM * _multiprocessors(device):
         seg //= 2
-    return (planes, strips, triton.cdiv(rows, seg)), seg
+    return launch_grid("ssim", planes, strips, triton.cdiv(rows, seg)), seg
 
 
 def _launch_forward(x: torch.Tensor, y: torch.Tensor, keep_maps: bool):

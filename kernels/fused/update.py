@@ -11,7 +11,17 @@ import torch
 import triton
 import triton.language as tl
 
+from .grid import launch_grid
+
 BLOCK = 1024
+# Every launch is (blocks of a row, rows): a row (one video's state, k x C x H x W) can need more blocks than
+# grid axis y allows (a 16-frame 1080p clip: 97,200), the batch never does.
+
+
+def row_grid(kernel: str, rows: int, blocks: int) -> tuple[int, int]:
+    """The grid of ``rows`` rows of ``blocks`` blocks each."""
+    return launch_grid(kernel, blocks, rows)
+
 
 
 # --------------------------------------------------------------------------- kernels
@@ -39,15 +49,15 @@ def _adam_block(param_ptr, grad_ptr, m_ptr, v_ptr, row_start, start, ROW, t, lr,
 @triton.jit
 def _adam_kernel(param_ptr, grad_ptr, m_ptr, v_ptr, step_ptr, active_ptr, ROW, lr, beta1, beta2, eps,
                  BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
+    row = tl.program_id(1).to(tl.int64)
     if tl.load(active_ptr + row) == 0:
         return
     t = tl.load(step_ptr + row).to(tl.float32)
-    _adam_block(param_ptr, grad_ptr, m_ptr, v_ptr, row * ROW, tl.program_id(1).to(tl.int64) * BLOCK, ROW, t, lr,
+    _adam_block(param_ptr, grad_ptr, m_ptr, v_ptr, row * ROW, tl.program_id(0).to(tl.int64) * BLOCK, ROW, t, lr,
                 beta1, beta2, eps, BLOCK)
 
 
-# Adam on two tensors in one launch (a perturbation's flow and noise): program (row, block) takes block of the
+# Adam on two tensors in one launch (a perturbation's flow and noise): program (block, row) takes block of the
 # first tensor's row while block < BLOCKS_A, else the second's. The step count t is read, not advanced: the
 # caller adds the active mask to it after the launch (stream order makes that safe; a program of the row
 # writing it would race the others reading it).
@@ -55,10 +65,10 @@ def _adam_kernel(param_ptr, grad_ptr, m_ptr, v_ptr, step_ptr, active_ptr, ROW, l
 def _adam_pair_kernel(pa_ptr, ga_ptr, ma_ptr, va_ptr, ROW_A, BLOCKS_A, lr_a,
                       pb_ptr, gb_ptr, mb_ptr, vb_ptr, ROW_B, lr_b,
                       step_ptr, active_ptr, beta1, beta2, eps, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
+    row = tl.program_id(1).to(tl.int64)
     if tl.load(active_ptr + row) == 0:
         return
-    block = tl.program_id(1).to(tl.int64)
+    block = tl.program_id(0).to(tl.int64)
     t = tl.load(step_ptr + row).to(tl.float32) + 1.0
     if block < BLOCKS_A:
         _adam_block(pa_ptr, ga_ptr, ma_ptr, va_ptr, row * ROW_A, block * BLOCK, ROW_A, t, lr_a, beta1, beta2, eps,
@@ -72,10 +82,10 @@ def _adam_pair_kernel(pa_ptr, ga_ptr, ma_ptr, va_ptr, ROW_A, BLOCKS_A, lr_a,
 @triton.jit
 def _sign_kernel(delta_ptr, grad_ptr, clean_ptr, active_ptr, ROW, alpha, epsilon,
                  HAS_EPSILON: tl.constexpr, HAS_CLEAN: tl.constexpr, BLOCK: tl.constexpr):
-    row = tl.program_id(0).to(tl.int64)
+    row = tl.program_id(1).to(tl.int64)
     if tl.load(active_ptr + row) == 0:
         return
-    offs = row * ROW + tl.program_id(1).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    offs = row * ROW + tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < (row + 1) * ROW
     g = tl.load(grad_ptr + offs, mask=mask, other=0.0)
     sign = tl.where(g > 0, 1.0, tl.where(g < 0, -1.0, 0.0))
@@ -114,8 +124,8 @@ def _launch_adam(param, grad, exp_avg, exp_avg_sq, step, active, lr, beta1, beta
     rows = param.shape[0]
     row = param.numel() // rows if rows else 0  # not param[0]: indexing is an operation of its own
     if rows and row:
-        _adam_kernel[(rows, triton.cdiv(row, BLOCK))](param, grad, exp_avg, exp_avg_sq, step, active, row, lr,
-                                                      beta1, beta2, eps, BLOCK=BLOCK)
+        _adam_kernel[row_grid("masked_adam_step_", rows, triton.cdiv(row, BLOCK))](
+            param, grad, exp_avg, exp_avg_sq, step, active, row, lr, beta1, beta2, eps, BLOCK=BLOCK)
 
 
 def _launch_adam_pair(params, grads, exp_avgs, exp_avg_sqs, step, active, lrs, beta1, beta2, eps) -> None:
@@ -123,7 +133,7 @@ def _launch_adam_pair(params, grads, exp_avgs, exp_avg_sqs, step, active, lrs, b
     row_a, row_b = (params[0].numel() // rows, params[1].numel() // rows) if rows else (0, 0)
     blocks_a = triton.cdiv(row_a, BLOCK)
     if rows and (row_a or row_b):
-        _adam_pair_kernel[(rows, blocks_a + triton.cdiv(row_b, BLOCK))](
+        _adam_pair_kernel[row_grid("masked_adam_multi_", rows, blocks_a + triton.cdiv(row_b, BLOCK))](
             params[0], grads[0], exp_avgs[0], exp_avg_sqs[0], row_a, blocks_a, lrs[0],
             params[1], grads[1], exp_avgs[1], exp_avg_sqs[1], row_b, lrs[1],
             step, active, beta1, beta2, eps, BLOCK=BLOCK)
@@ -145,9 +155,9 @@ def _launch_sign(delta, grad, active, alpha, epsilon, has_epsilon, clean) -> Non
     rows = delta.shape[0]
     row = delta.numel() // rows if rows else 0
     if rows and row:
-        _sign_kernel[(rows, triton.cdiv(row, BLOCK))](delta, grad, clean if clean is not None else delta, active,
-                                                      row, alpha, epsilon, HAS_EPSILON=has_epsilon,
-                                                      HAS_CLEAN=clean is not None, BLOCK=BLOCK)
+        _sign_kernel[row_grid("masked_sign_step_", rows, triton.cdiv(row, BLOCK))](
+            delta, grad, clean if clean is not None else delta, active, row, alpha, epsilon,
+            HAS_EPSILON=has_epsilon, HAS_CLEAN=clean is not None, BLOCK=BLOCK)
 
 
 @torch.library.custom_op("sava::masked_sign_step", mutates_args=("delta",))
