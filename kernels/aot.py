@@ -75,6 +75,8 @@ def _scenarios() -> Iterator[tuple[str, Callable[[], None]]]:
         for parts, f, n in (("flow+noise", flow, noise), ("flow", flow, None), ("noise", None, noise)):
             yield (f"perturb forward {parts} {layout}",
                    lambda v=video, f=f, n=n: perturb._launch_forward(v, idx, f, n))
+            yield (f"perturb forward {parts} {layout} +rows",  # the budget projection's masked evaluation
+                   lambda v=video, f=f, n=n: perturb._launch_forward(v, idx, f, n, torch.ones(BATCH, dtype=bool)))
             for need_video in (False, True):
                 yield (f"perturb backward {parts}{' +video' if need_video else ''} {layout}",
                        lambda v=video, f=f, n=n, nv=need_video: perturb._launch_backward(grad, v, idx, f, n, nv))
@@ -82,6 +84,8 @@ def _scenarios() -> Iterator[tuple[str, Callable[[], None]]]:
     for keep in (False, True):
         yield f"ssim forward {'keep maps' if keep else 'value only'}", lambda k=keep: ssim._launch_forward(
             frames, frames, k)
+    yield "ssim forward value only +rows", lambda: ssim._launch_forward(
+        frames, frames, False, torch.ones(BATCH, dtype=torch.bool))
     ho, wo = HEIGHT - ssim.SSIM_WINDOW + 1, WIDTH - ssim.SSIM_WINDOW + 1
     maps = torch.zeros(frames.shape[0], CHANNELS, 3, ho, wo)
     yield "ssim backward", lambda: ssim._launch_backward(torch.ones(frames.shape[0]), frames, frames, maps)

@@ -71,11 +71,29 @@ def _triton(module: str):
     return importlib.import_module(f"{__package__}.fused.{module}")
 
 
-def perturb_frames(frames, flow=None, noise=None, backend: str | None = None):
-    """``clamp(clamp(warp(frames, flow)) + noise)`` on ``(..., C, H, W)`` frames."""
+def _check_rows(operation: str, rows, first, *inputs) -> None:
+    """``rows`` limits an evaluation to some entries of the first dimension: one bool per entry, on the inputs'
+    device, and no gradient asked for (the rows left out would have none to give)."""
+    if rows is None:
+        return
+    if rows.dtype != torch.bool or rows.shape != (first.shape[0],) or first.dim() < 4:
+        raise ValueError(f"{operation}: rows must be a bool mask of shape ({first.shape[0]},) over the first "
+                         f"dimension of (N, ..., C, H, W) inputs, got {rows.dtype} of shape {tuple(rows.shape)} "
+                         f"for inputs of shape {tuple(first.shape)}")
+    if rows.device != first.device:
+        raise ValueError(f"{operation}: rows is on {rows.device}, the inputs on {first.device}")
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in inputs):
+        raise ValueError(f"{operation}: rows is for evaluation only; the inputs need a gradient "
+                         "(call it under torch.no_grad())")
+
+
+def perturb_frames(frames, flow=None, noise=None, backend: str | None = None, rows=None):
+    """``clamp(clamp(warp(frames, flow)) + noise)`` on ``(..., C, H, W)`` frames. ``rows`` (an evaluation's
+    bool mask over the first dimension) lets the kernel skip the other rows: their output is unspecified."""
+    _check_rows("perturb_frames", rows, frames, frames, flow, noise)
     choice = resolve(backend, frames, flow, noise)
     if choice == "triton":
-        return _triton("perturb").perturb_frames(frames, flow, noise)
+        return _triton("perturb").perturb_frames(frames, flow, noise, rows=rows)
     if choice == "native":
         return _native().perturb_frames(frames, flow, noise)
     return reference.perturb_frames(frames, flow, noise)
@@ -94,14 +112,16 @@ def apply_perturbation(video, frame_idx, flow=None, noise=None, backend: str | N
     return reference.scatter_frames(video, frame_idx, perturb_selected(video, frame_idx, flow, noise, backend))
 
 
-def ssim(x, y, backend: str | None = None):
+def ssim(x, y, backend: str | None = None, rows=None):
     """Per-frame SSIM ``(..., C, H, W) -> (...)``. The fused kernel differentiates
-    ``x`` only; under ``auto`` a ``y`` that needs a gradient takes the reference."""
+    ``x`` only; under ``auto`` a ``y`` that needs a gradient takes the reference. ``rows`` (an evaluation's
+    bool mask over the first dimension) lets the kernel skip the other rows: their values are unspecified."""
+    _check_rows("ssim", rows, x, x, y)
     if backend is None and y.requires_grad:
         return reference.ssim(x, y)
     choice = resolve(backend, x, y)
     if choice == "triton":
-        return _triton("ssim").ssim(x, y)
+        return _triton("ssim").ssim(x, y, rows=rows)
     if choice == "native":
         return _native().ssim(x, y)
     return reference.ssim(x, y)

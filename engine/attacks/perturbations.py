@@ -36,8 +36,11 @@ class FlowNoise:
         shapes = {"flow": (2, height, width), "noise": (channels, height, width)}
         return {name: shapes[name] for name in self.learning_rates}
 
-    def apply(self, clean: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        return kernels.perturb_frames(clean, params.get("flow"), params.get("noise"))
+    def apply(self, clean: torch.Tensor, params: dict[str, torch.Tensor],
+              rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Adversarial frames. ``rows`` (bool per video, evaluation only) may skip the others' work; their
+        frames are then unspecified."""
+        return kernels.perturb_frames(clean, params.get("flow"), params.get("noise"), rows=rows)
 
     def result_tensors(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The parameters a result keeps (``k`` frames, on the CPU): the perturbation file's tensors."""
@@ -55,5 +58,6 @@ class FrameOffset(FlowNoise):
     def parameter_shapes(self, channels: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
         return {"noise": (channels, 1, 1)}
 
-    def apply(self, clean: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tensor:
-        return (clean + params["noise"]).clamp(0.0, 1.0)
+    def apply(self, clean: torch.Tensor, params: dict[str, torch.Tensor],
+              rows: torch.Tensor | None = None) -> torch.Tensor:
+        return (clean + params["noise"]).clamp(0.0, 1.0)  # one add per pixel: no work worth skipping

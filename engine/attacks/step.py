@@ -130,15 +130,17 @@ def attack_step(s: StepSettings, slots: Slots, width: int) -> None:
                                    [v.moments[n][1] for n in names], v.iters, keep,
                                    [s.perturbation.learning_rates[n] for n in names])
         if s.budget.active:
-            project_(s.budget, v.params, keep, lambda p: _distances(s, v.clean, _masked(p, v.scale)),
+            project_(s.budget, v.params, keep, lambda p, rows: _distances(s, v.clean, _masked(p, v.scale), rows),
                      skip_when_inside=s.host_reads_are_free)
         v.running.copy_(keep)
         v.finished |= finish
 
 
-def _distances(s: StepSettings, clean: torch.Tensor, params: dict[str, torch.Tensor]):
-    adv = s.perturbation.apply(clean, params)
-    return kernels.ssim(adv, clean), (kernels.l21_norm(adv - clean) if s.budget.max_l21 is not None else None)
+def _distances(s: StepSettings, clean: torch.Tensor, params: dict[str, torch.Tensor], rows: torch.Tensor | None):
+    """Per-frame SSIM and per-video l2,1 of the perturbation ``params`` make; rows outside ``rows`` unspecified."""
+    adv = s.perturbation.apply(clean, params, rows=rows)
+    ssim = kernels.ssim(adv, clean, rows=rows)
+    return ssim, (kernels.l21_norm(adv - clean) if s.budget.max_l21 is not None else None)
 
 
 def _keep_best(v, done: torch.Tensor, l21: torch.Tensor, now: torch.Tensor, params: dict[str, torch.Tensor]) -> None:

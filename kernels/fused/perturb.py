@@ -89,13 +89,17 @@ def _perturb_pixels(plane, noise, wy, wx, sv_h, sv_w, mask, HAS_FLOW: tl.constex
 
 @triton.jit
 def _perturb_forward_kernel(
-    video_ptr, idx_ptr, flow_ptr, noise_ptr, out_ptr,
+    video_ptr, idx_ptr, flow_ptr, noise_ptr, out_ptr, rows_ptr,
     K, C, H, W,
     sv_b, sv_t, sv_c, sv_h, sv_w,
     si_b, si_k,
-    HAS_FLOW: tl.constexpr, HAS_NOISE: tl.constexpr, BLOCK: tl.constexpr,
+    HAS_FLOW: tl.constexpr, HAS_NOISE: tl.constexpr, HAS_ROWS: tl.constexpr, BLOCK: tl.constexpr,
 ):
     frame, b, t, offs, mask, h, w = _locate(idx_ptr, K, si_b, si_k, H, W, BLOCK)
+    if HAS_ROWS:
+        # A video outside the row mask moves no bytes: every load and store of its programs is masked off.
+        # (As a vector: the interpreter cannot mask with a scalar.)
+        mask = mask & (tl.zeros_like(offs) + tl.load(rows_ptr + b).to(tl.int64) != 0)
     src = video_ptr + b * sv_b + t * sv_t
     if HAS_FLOW:
         # Named, not `_`: the compiler types every name once per scope, and the loop below reuses `_`.
@@ -191,7 +195,7 @@ def _grid(frames: int, height: int, width: int) -> tuple[int, int]:
     return launch_grid("perturb", frames, triton.cdiv(height * width, BLOCK))
 
 
-def _launch_forward(video, frame_idx, flow, noise):
+def _launch_forward(video, frame_idx, flow, noise, rows=None):
     flow, noise = _dense(flow), _dense(noise)
     batch, _, channels, height, width = video.shape
     k = frame_idx.shape[1]
@@ -200,11 +204,18 @@ def _launch_forward(video, frame_idx, flow, noise):
         return out
     _perturb_forward_kernel[_grid(batch * k, height, width)](
         video, frame_idx, flow if flow is not None else video, noise if noise is not None else video, out,
+        _row_flags(rows) if rows is not None else frame_idx,
         k, channels, height, width,
         *video.stride(), *frame_idx.stride(),
-        HAS_FLOW=flow is not None, HAS_NOISE=noise is not None, BLOCK=BLOCK, num_warps=NUM_WARPS,
+        HAS_FLOW=flow is not None, HAS_NOISE=noise is not None, HAS_ROWS=rows is not None, BLOCK=BLOCK,
+        num_warps=NUM_WARPS,
     )
     return out
+
+
+def _row_flags(rows: torch.Tensor) -> torch.Tensor:
+    """A bool row mask as bytes (the same memory): the kernels compare a byte with zero."""
+    return rows.contiguous().view(torch.uint8)
 
 
 def _launch_backward(grad, video, frame_idx, flow, noise, need_video: bool):
@@ -369,8 +380,9 @@ def _identity(batch: int, k: int, device) -> torch.Tensor:
 
 
 def perturb_frames(frames: torch.Tensor, flow: torch.Tensor | None = None,
-                   noise: torch.Tensor | None = None) -> torch.Tensor:
-    """``reference.perturb_frames`` for ``(..., C, H, W)`` frames."""
+                   noise: torch.Tensor | None = None, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """``reference.perturb_frames`` for ``(..., C, H, W)`` frames. ``rows`` (bool, one per entry of the first
+    dimension; evaluation only) limits the work to those rows: the others' output is left unspecified."""
     lead = frames.shape[:-3]
     if frames.dim() == 5:
         batch, k = lead
@@ -380,5 +392,11 @@ def perturb_frames(frames: torch.Tensor, flow: torch.Tensor | None = None,
         batch, k = grid.shape[:2]
         flow = flow.reshape(batch, 1, *flow.shape[-3:]) if flow is not None else None
         noise = noise.reshape(batch, 1, *noise.shape[-3:]) if noise is not None else None
+        if rows is not None:  # one flag per frame of the flattened grid
+            rows = rows.view(-1, *[1] * (len(lead) - 1)).expand(lead).reshape(-1)
+    if rows is not None:
+        _check(grid, _identity(batch, k, frames.device), flow, noise, check_indices=False)
+        return _launch_forward(grid, _identity(batch, k, frames.device), flow, noise, rows).reshape(
+            *lead, *frames.shape[-3:])
     out = perturb_selected(grid, _identity(batch, k, frames.device), flow, noise, check_indices=False)
     return out.reshape(*lead, *frames.shape[-3:])

@@ -94,13 +94,18 @@ def _locate(C, COLS: tl.constexpr, SEG: tl.constexpr):
 
 @triton.jit
 def _ssim_forward_kernel(
-    x_ptr, y_ptr, partial_ptr, maps_ptr,
-    C, H, W, HO, WO,
+    x_ptr, y_ptr, partial_ptr, maps_ptr, rows_ptr,
+    C, H, W, HO, WO, PER_ROW,
     sx_n, sx_c, sx_h, sx_w,
     sy_n, sy_c, sy_h, sy_w,
-    C1: tl.constexpr, C2: tl.constexpr, KEEP_MAPS: tl.constexpr, SEG: tl.constexpr, COLS: tl.constexpr,
+    C1: tl.constexpr, C2: tl.constexpr, KEEP_MAPS: tl.constexpr, HAS_ROWS: tl.constexpr, SEG: tl.constexpr,
+    COLS: tl.constexpr,
 ):
     frame, c, cols, first = _locate(C, COLS, SEG)
+    steps = tl.minimum(SEG, HO - first) + _WIN - 1
+    if HAS_ROWS:
+        # A frame outside the row mask walks no rows: it reads nothing and its partial sum is zero.
+        steps = tl.where(tl.load(rows_ptr + frame // PER_ROW) != 0, steps, 0)
     xs = x_ptr + frame * sx_n + c * sx_c
     ys = y_ptr + frame * sy_n + c * sy_c
     # Partial vertical sums of the five statistics (x, y, x^2, y^2, xy) for the next 10 output rows, nearest
@@ -113,7 +118,7 @@ def _ssim_forward_kernel(
     p0, p1, p2, p3, p4, p5, p6, p7, p8, p9 = zero, zero, zero, zero, zero, zero, zero, zero, zero, zero
     total = zero
     valid_cols = cols < WO
-    for r in range(tl.minimum(SEG, HO - first) + _WIN - 1):
+    for r in range(steps):
         h_x, h_y, h_xx, h_yy, h_xy = _filter_row(xs, ys, first + r, cols, W, sx_h, sx_w, sy_h, sy_w)
         mu_x, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9 = _slide(h_x, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9)
         mu_y, y0, y1, y2, y3, y4, y5, y6, y7, y8, y9 = _slide(h_y, y0, y1, y2, y3, y4, y5, y6, y7, y8, y9)
@@ -211,7 +216,9 @@ def _grid(planes: int, rows: int, cols: int, device: torch.device) -> tuple[tupl
     return launch_grid("ssim", planes, strips, triton.cdiv(rows, seg)), seg
 
 
-def _launch_forward(x: torch.Tensor, y: torch.Tensor, keep_maps: bool):
+def _launch_forward(x: torch.Tensor, y: torch.Tensor, keep_maps: bool, rows: torch.Tensor | None = None):
+    """Per-frame SSIM of N x C x H x W frames and, when kept, the derivative maps. ``rows`` (bool, N / per_row
+    entries) limits the work to the frames of those rows, ``N / len(rows)`` consecutive frames per row."""
     frames, channels, height, width = x.shape
     ho, wo = height - SSIM_WINDOW + 1, width - SSIM_WINDOW + 1
     grid, seg = _grid(frames * channels, ho, wo, x.device)
@@ -221,8 +228,10 @@ def _launch_forward(x: torch.Tensor, y: torch.Tensor, keep_maps: bool):
     if frames:
         _ssim_forward_kernel[grid](
             x, y, partial, maps if keep_maps else partial,
-            channels, height, width, ho, wo, *x.stride(), *y.stride(),
-            C1=SSIM_K1 ** 2, C2=SSIM_K2 ** 2, KEEP_MAPS=keep_maps, SEG=seg, COLS=COLS, num_warps=NUM_WARPS,
+            rows.contiguous().view(torch.uint8) if rows is not None else partial,
+            channels, height, width, ho, wo, frames // rows.numel() if rows is not None else 1,
+            *x.stride(), *y.stride(), C1=SSIM_K1 ** 2, C2=SSIM_K2 ** 2, KEEP_MAPS=keep_maps,
+            HAS_ROWS=rows is not None, SEG=seg, COLS=COLS, num_warps=NUM_WARPS,
         )
     # Per-program partial sums, added in a fixed order: deterministic, unlike atomics.
     return partial.sum(dim=1) / (channels * ho * wo), maps
@@ -281,8 +290,9 @@ class _SSIM(torch.autograd.Function):
 
 
 # --------------------------------------------------------------------------- public
-def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Per-frame SSIM ``(..., C, H, W) -> (...)``; differentiable in ``x`` only."""
+def ssim(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-frame SSIM ``(..., C, H, W) -> (...)``; differentiable in ``x`` only. ``rows`` (bool, one per entry
+    of the first dimension; evaluation only) limits the work to those rows: the others' values are zero."""
     if x.shape != y.shape:
         raise ValueError(f"ssim: shapes differ: {tuple(x.shape)} vs {tuple(y.shape)}")
     if x.dim() < 3:
@@ -295,5 +305,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     if y.requires_grad:
         raise ValueError("ssim: the fused kernel differentiates the first argument only; use backend='reference'")
     lead = x.shape[:-3]
+    if rows is not None:
+        values, _ = _launch_forward(x.reshape(-1, *x.shape[-3:]), y.reshape(-1, *y.shape[-3:]), False, rows)
+        return values.reshape(lead)
     values = _SSIM.apply(x.reshape(-1, *x.shape[-3:]), y.reshape(-1, *y.shape[-3:]))
     return values.reshape(lead)

@@ -175,9 +175,9 @@ def test_graphs_share_one_pool_and_stale_graphs_are_dropped():
 class HostReading(FlowNoise):
     """A perturbation that reads a value on the host at every application: fine eagerly, fatal to a capture."""
 
-    def apply(self, clean, params):
+    def apply(self, clean, params, rows=None):
         float(params["noise"].sum())
-        return super().apply(clean, params)
+        return super().apply(clean, params, rows)
 
 
 @needs_cuda

@@ -99,6 +99,35 @@ def test_perturb_frames_any_leading_dims():
                  ref.perturb_frames(flat, flow.reshape(4, 2, 12, 13), noise.reshape(4, 3, 12, 13)), "N frames")
 
 
+def test_a_row_mask_evaluates_the_rows_it_names():
+    """The budget projection's masked evaluation: the rows named come out as the reference's, through the
+    dispatcher, for B x k frames and for frames with other leading dimensions."""
+    video, idx, flow, noise = make_case(3, 4, 3, 12, 13, 2)
+    frames = ref.gather_frames(video, idx)
+    rows = torch.tensor([True, False, True], device=DEVICE)
+    out = dispatch.perturb_frames(frames, flow, noise, backend="triton", rows=rows)
+    assert_close(out[rows], ref.perturb_frames(frames, flow, noise)[rows], "named rows, B x k")
+    flat = [t.flatten(0, 1).unflatten(0, (3, 2)).flatten(1, 2).unflatten(1, (2, -1)) for t in (frames, flow, noise)]
+    out = dispatch.perturb_frames(*flat, backend="triton", rows=rows)
+    assert_close(out[rows], ref.perturb_frames(*flat)[rows], "named rows, B x k as (B, k, ...)")
+
+
+@pytest.mark.parametrize(
+    "rows, message",
+    [
+        (torch.ones(2, dtype=torch.bool), "shape \\(3,\\)"),
+        (torch.ones(3, dtype=torch.int64), "bool mask"),
+    ],
+)
+def test_a_bad_row_mask_is_named(rows, message):
+    video, idx, flow, noise = make_case(3, 4, 3, 12, 13, 2)
+    with pytest.raises(ValueError, match=message):
+        dispatch.perturb_frames(ref.gather_frames(video, idx), flow, noise, rows=rows.to(DEVICE))
+    with pytest.raises(ValueError, match="evaluation only"):
+        dispatch.perturb_frames(ref.gather_frames(video, idx), flow.requires_grad_(), noise,
+                                rows=torch.ones(3, dtype=torch.bool, device=DEVICE))
+
+
 def test_custom_op_registration_and_compile():
     video, idx, flow, noise = make_case(1, 2, 3, 11, 12, 1)
     torch.library.opcheck(perturb._perturb_selected_op, (video, idx, flow, noise))

@@ -87,6 +87,19 @@ def test_custom_op_registration():
     torch.library.opcheck(fused._ssim_backward_op, (torch.ones(1, device=DEVICE), x, y, maps))
 
 
+def test_a_row_mask_evaluates_the_rows_it_names_and_skips_the_others():
+    """The rows named agree with pytorch_msssim; a row left out is not computed at all (its value is the
+    kernel's untouched zero, not its SSIM)."""
+    x, y = pair((3, 2, 3, 12, 13))
+    rows = torch.tensor([False, True, True], device=DEVICE)
+    values = dispatch.ssim(x, y, backend="triton", rows=rows)
+    expected = msssim_ssim(x.flatten(0, 1), y.flatten(0, 1), data_range=1.0, size_average=False, win_size=11,
+                           win_sigma=1.5).view(3, 2)
+    assert_close(values[rows], expected[rows], "named rows")
+    assert float(expected[0].min()) > 0.1
+    assert values[0].tolist() == [0.0, 0.0]
+
+
 def test_clear_errors():
     x, y = pair((1, 1, 11, 11))
     with pytest.raises(ValueError, match="first argument only"):
