@@ -9,7 +9,9 @@ the same model, clips, iteration cap and settings, in one run.
 Rows: the environment, the model, the implementation (``one_at_a_time``,
 ``sava_batch<B>``, ``sava_batch<B>_<lever>`` for ``--levers`` eager (steps not replayed as CUDA graphs) /
 bf16 / compile,
-``sava_torchrun<P>`` for P CPU processes), videos, FR (and FR re-checked by the
+``sava_torchrun<P>`` for P CPU processes, ``sava_<selector>_graphs`` / ``sava_<selector>_eager`` for
+``--selectors``: a search selector's candidate scoring, replayed through one reused loop's CUDA graphs or run
+eagerly, which is the choice the engine's scoring loop makes), videos, FR (and FR re-checked by the
 float32 eager model), mean SSIM,
 ANI, seconds, videos per second, the speed-up over ``one_at_a_time`` and peak
 memory (CUDA: allocated bytes; CPU: the process's peak resident set).
@@ -42,6 +44,7 @@ from sava import DeepSAVA
 from sava.data import bundled
 from sava.models import load_bundled
 from sava.provenance import environment
+from sava.selection import make_selector
 from sava.transfer import replay
 
 
@@ -84,8 +87,8 @@ def run_reference(model, videos, labels, iters, fixed=False):
             "fooling_rate": len(wins) / max(len(outcomes), 1)}
 
 
-def run_sava(model, videos, labels, iters, batch, fixed=False):
-    attack = DeepSAVA(model, max_iters=iters, batch_size=batch)
+def run_sava(model, videos, labels, iters, batch, fixed=False, selector="random"):
+    attack = DeepSAVA(model, max_iters=iters, batch_size=batch, selector=selector)
     attack.stop_on_success = not fixed  # fixed: every video runs exactly ``iters`` steps
     run = attack.run(videos, labels)
     summary = run.summary
@@ -178,6 +181,9 @@ def main() -> None:
                         help="levers tried one at a time on the largest batch: eager (no CUDA graphs of the "
                              "step), bf16, compile (CUDA graphs on "
                              "CUDA); default: none on CPU, bf16,compile on CUDA")
+    parser.add_argument("--selectors", default=None,
+                        help="search selectors whose candidate scoring is timed with the step's CUDA graphs and "
+                             "without, on the largest batch (default: brute on CUDA, none on CPU)")
     parser.add_argument("--fixed-steps", type=int, default=None, metavar="N",
                         help="no early stop: every video runs exactly N steps; rows then report video-steps per "
                              "second and the engine efficiency (the model's forward+backward time / step time). "
@@ -190,6 +196,8 @@ def main() -> None:
     default = "c3d-camera,r3d18" if args.device == "cuda" else "c3d-camera"
     if args.levers is None:
         args.levers = "eager,bf16,compile" if args.device == "cuda" else ""
+    if args.selectors is None:
+        args.selectors = "brute" if args.device == "cuda" else ""
     env = environment(args.device)
     rows = []
     for name in (args.models or default).split(","):
@@ -215,6 +223,15 @@ def main() -> None:
             outcome["fooling_rate_fp32"] = fooling_rate_in_fp32(model, videos, results)
             measured.append((f"sava_batch{batch}" + (f"_{lever}" if lever else ""), batch, outcome, seconds,
                              peak_memory(args.device)))
+        for selector in [s for s in args.selectors.split(",") if s]:
+            for graphed in (True, False):  # whichever is faster becomes the default
+                with steps_graphed(graphed):
+                    (outcome, _), seconds = timed(args.device, run_sava, model, videos, labels, iters,
+                                                  batches[-1], bool(fixed),
+                                                  make_selector(selector, score_steps=2 if args.tiny else 10))
+                outcome["selector"] = selector  # its steps include the scoring: no per-step efficiency
+                measured.append((f"sava_{selector}_{'graphs' if graphed else 'eager'}", batches[-1], outcome,
+                                 seconds, peak_memory(args.device)))
         if args.device == "cpu" and name != "r3d18" and not fixed:
             for processes in [int(p) for p in args.processes.split(",") if p]:
                 outcome, seconds = run_torchrun(name, args.videos, args.iters, processes)
@@ -226,7 +243,7 @@ def main() -> None:
                          "iters": iters, "fixed_steps": fixed, "batch": batch, "seconds": seconds,
                          "videos_per_second": len(videos) / seconds, "speedup_vs_one_at_a_time": base / seconds,
                          "peak_memory_bytes": memory} | outcome
-            if fixed and batch is not None and outcome["attacked"]:
+            if fixed and batch is not None and outcome["attacked"] and "selector" not in outcome:
                 # Every attacked video runs ``fixed`` steps, in lockstep groups of ``batch`` slots.
                 steps = -(-outcome["attacked"] // batch) * fixed
                 if batch not in model_ms:

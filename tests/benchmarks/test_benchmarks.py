@@ -68,8 +68,14 @@ def test_pipeline_benchmark_compares_against_one_video_at_a_time(tmp_path):
 
 
 def test_pipeline_benchmark_at_a_fixed_number_of_steps_reports_the_engine_efficiency(tmp_path):
-    rows = run_benchmark("pipeline", tmp_path, "--levers", "", "--fixed-steps", "2")
-    assert [row["impl"] for row in rows] == ["one_at_a_time", "sava_batch4"]
+    rows = run_benchmark("pipeline", tmp_path, "--levers", "", "--fixed-steps", "2", "--selectors", "brute")
+    assert [row["impl"] for row in rows] == ["one_at_a_time", "sava_batch4", "sava_brute_graphs", "sava_brute_eager"]
+    scoring = rows[2:]
+    for row in scoring:  # the scoring rows time the whole attack, selection included: no per-step figures
+        assert row["selector"] == "brute" and row["videos_per_second"] > 0 and "step_ms" not in row
+    # Graphs or none, the same attack: on CPU both run eagerly and must agree.
+    assert scoring[0]["fooling_rate"] == scoring[1]["fooling_rate"]
+    rows = rows[:2]
     for row in rows:
         assert row["fixed_steps"] == 2 and row["iters"] == 2
         assert row["video_steps_per_second"] == pytest.approx(row["attacked"] * 2 / row["seconds"])
