@@ -40,7 +40,9 @@ setup(
     # ONNX Runtime black box are an extra: a GPU user installs onnxruntime-gpu instead (same import name).
     extras_require={
         "onnx": ONNX,
-        "test": ["pytest>=7", "pytorch-msssim>=1.0", "triton>=3.6", *ONNX],
+        "hf": ["transformers>=4.40"],  # --model hf:FOLDER
+        "torchvision": ["torchvision>=0.26"],  # --model torchvision:NAME; must be the build made for the torch
+        "test": ["pytest>=7", "pytorch-msssim>=1.0", "triton>=3.6", "transformers>=4.40", *ONNX],
     },
     entry_points={"console_scripts": ["sava=sava.cli:main"]},
 )

@@ -42,14 +42,20 @@ from r3d import r3d18_model
 
 from sava import DeepSAVA
 from sava.data import bundled
-from sava.models import load_bundled
+from sava.models import load_bundled, load_model
 from sava.provenance import environment
 from sava.selection import make_selector
 from sava.transfer import replay
 
 
+def random_weights(name: str) -> bool:
+    """The R3D-18-sized model and torchvision's real video models, untrained: attacked on random clips at a
+    fixed number of steps."""
+    return name.startswith(("r3d18", "torchvision:"))
+
+
 def clips_for(model, count: int):
-    if model.name.startswith("r3d18"):
+    if random_weights(model.name):
         generator = torch.Generator().manual_seed(0)
         videos = torch.rand(count, *model.info.clip_shape, generator=generator)
         return videos, model.predict(videos)[0].cpu()  # attack the model's own decisions
@@ -110,7 +116,9 @@ def model_forward_backward_ms(model, videos, batch: int, device: str, repeats: i
 
 
 def load(name: str, device: str):
-    return r3d18_model(device) if name == "r3d18" else load_bundled(name, device=device)
+    if name == "r3d18":
+        return r3d18_model(device)
+    return load_model(name, device=device) if name.startswith("torchvision:") else load_bundled(name, device=device)
 
 
 def with_lever(model, name: str, lever: str, device: str):
@@ -170,8 +178,9 @@ def run_torchrun(model_name, count, iters, processes):
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tiny", action="store_true", help="4 videos, 5 iterations (proves the benchmark runs)")
-    parser.add_argument("--models", default=None, help="bundled models and/or r3d18 (default: c3d-camera; "
-                                                       "with r3d18 on CUDA)")
+    parser.add_argument("--models", default=None,
+                        help="bundled models, r3d18 and/or torchvision presets such as torchvision:r2plus1d_18 "
+                             "(random weights, 16 x 112 x 112; default: c3d-camera; with r3d18 on CUDA)")
     parser.add_argument("--videos", type=int, default=32)
     parser.add_argument("--iters", type=int, default=100)
     parser.add_argument("--batches", default="1,8,32")
@@ -203,7 +212,7 @@ def main() -> None:
     for name in (args.models or default).split(","):
         model = load(name, args.device)
         videos, labels = clips_for(model, args.videos)
-        fixed = args.fixed_steps or (20 if name == "r3d18" else None)
+        fixed = args.fixed_steps or (20 if random_weights(name) else None)
         iters = fixed or args.iters
         measured = []
         outcome, seconds = timed(args.device, run_reference, model, videos, labels, iters, bool(fixed))
@@ -232,7 +241,7 @@ def main() -> None:
                 outcome["selector"] = selector  # its steps include the scoring: no per-step efficiency
                 measured.append((f"sava_{selector}_{'graphs' if graphed else 'eager'}", batches[-1], outcome,
                                  seconds, peak_memory(args.device)))
-        if args.device == "cpu" and name != "r3d18" and not fixed:
+        if args.device == "cpu" and not random_weights(name) and not fixed:
             for processes in [int(p) for p in args.processes.split(",") if p]:
                 outcome, seconds = run_torchrun(name, args.videos, args.iters, processes)
                 measured.append((f"sava_torchrun{processes}", None, outcome, seconds, None))

@@ -4,14 +4,16 @@ A model's outputs are numbered; a dataset's labels are names (folder names, CSV 
 names of the model's outputs come, first found first, from ``--classes`` (a comma-separated list or a
 text file of one name per line), the model itself (a bundled model's metadata, an ONNX file's ``classes``
 metadata, a ``classes`` attribute of the module or of the factory's Python module) or a ``classes.txt``
-beside the model or weights file. Dataset names are then matched to them by name; a name the model does
-not have is an error. With no names for the model, labels follow the dataset's own order (sorted folder
+beside the model or weights file. Dataset names are then matched to them by name (exactly, else ignoring
+case, underscores and hyphens, as Kinetics' folders spell them); a name the model does not have is an error.
+With no names for the model, labels follow the dataset's own order (sorted folder
 names), and the run says so.
 """
 
 from __future__ import annotations
 
 import importlib
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -79,6 +81,11 @@ def model_names(model, spec: str, weights: str | None, given: str | None) -> Cla
     return ClassNames(None, "none")
 
 
+def spelling(name: str) -> str:
+    """A class name with case, underscores, hyphens and repeated spaces left out of the comparison."""
+    return " ".join(re.sub(r"[_\-]+", " ", name).lower().split())
+
+
 def label_map(dataset, names: ClassNames, model_name: str, data_spec: str) -> tuple[list[int], str | None]:
     """Dataset label -> model output, and a notice to print (or None).
 
@@ -97,14 +104,19 @@ def label_map(dataset, names: ClassNames, model_name: str, data_spec: str) -> tu
         return list(range(len(data_classes))), (
             f"no class names for model {model_name!r}: dataset labels follow {data_spec}'s sorted class names "
             f"({shown}{more}); if the model numbers its classes otherwise, give --classes in its order")
-    missing = [name for name in data_classes if name not in names.names]
+    model_index = {name: i for i, name in enumerate(names.names)}
+    by_spelling = {}  # Kinetics folders spell "air drumming" as air_drumming, Air-Drumming, ...
+    for i, name in enumerate(names.names):
+        by_spelling.setdefault(spelling(name), i)
+    found = {name: model_index.get(name, by_spelling.get(spelling(name))) for name in data_classes}
+    missing = [name for name, index in found.items() if index is None]
     if missing:
         raise SavaError(
             f"dataset {data_spec!r} has classes the model {model_name!r} does not name: {', '.join(missing[:8])}"
             f"{', ...' if len(missing) > 8 else ''}; the model's classes ({names.source}): "
             f"{', '.join(names.names[:8])}{', ...' if len(names.names) > 8 else ''}. Rename the class folders, "
             "or give the model's names in its order with --classes")
-    mapping = [names.names.index(name) for name in data_classes]
+    mapping = [found[name] for name in data_classes]
     if mapping == list(range(len(data_classes))):
         return mapping, None
     return mapping, f"class order from {names.source}; dataset classes matched to it by name"

@@ -57,9 +57,10 @@ REPRODUCIBLE = list(REPRODUCIBLE_TABLES)
 
 def _user_model_arguments(group) -> None:
     """What describes a model sava does not bundle (``sava attack`` and ``sava export``)."""
-    group.add_argument("--weights", help="weights for a package.module:factory model (.safetensors or .pt)")
+    group.add_argument("--weights", help="state dict of a torchvision:NAME or package.module:factory model "
+                                         "(.safetensors, .pt or .pth)")
     group.add_argument("--layout", default=None, choices=["BTCHW", "BCTHW"],
-                       help="input layout of a user model (default BTCHW)")
+                       help="input layout of a user model (default: a zoo preset's, else BTCHW)")
     group.add_argument("--mean", type=_floats, help="per-channel mean of a user model, e.g. 0.45,0.45,0.45")
     group.add_argument("--std", type=_floats, help="per-channel std of a user model")
     group.add_argument("--classes", default=None,
@@ -80,14 +81,23 @@ def _refuse_user_model_options(args, bundled: list[str]) -> None:
                         f"a user model; {owner} (drop them)")
 
 
+def clip_of(model, spec: str, frames: int | None, size) -> tuple[int, list[int]]:
+    """Frames and frame size for decoding video files: the user's, else a zoo preset's clip, else 16 x 112 x 112
+    (the bundled models keep the fixed default their earlier runs recorded, so those runs still resume)."""
+    from .models.zoo import is_zoo
+
+    clip = model.info.clip_shape if is_zoo(spec) else None
+    return (frames or (clip[0] if clip else DEFAULT_FRAMES),
+            list(size or (clip[2:] if clip else (DEFAULT_SIDE, DEFAULT_SIDE))))
+
+
 def _load_model_from_args(args, device):
     """``--model`` with the options ``_user_model_arguments`` adds; its class names set from wherever
     ``classes.model_names`` finds them (recorded in ``model.info.extra["class_order"]``)."""
     from .classes import model_names
     from .models.loading import load_model
 
-    model = load_model(args.model, args.weights, layout=args.layout or "BTCHW", mean=args.mean, std=args.std,
-                       device=device)
+    model = load_model(args.model, args.weights, layout=args.layout, mean=args.mean, std=args.std, device=device)
     names = model_names(model, args.model, args.weights, args.classes)
     if names.names is not None:
         model.info.classes = names.names
@@ -105,15 +115,17 @@ def build_parser() -> argparse.ArgumentParser:
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     what = attack.add_argument_group("target and data")
     what.add_argument("--model", default="c3d-camera",
-                      help="bundled model name, package.module:factory, or a TorchScript file")
+                      help="bundled model name, torchvision:NAME (with --weights), hf:FOLDER (a save_pretrained "
+                           "folder), package.module:factory, or a TorchScript file (sava models lists them)")
     _user_model_arguments(what)
     what.add_argument("--data", help="bundled set name, a folder of class sub-folders, or a CSV of path,label "
                                      "(default: the bundled model's own set)")
     what.add_argument("--split", default="test", choices=["test", "train"], help="split of a bundled set")
     what.add_argument("--num-videos", type=int, default=64, help="attack the first N videos (0: all)")
-    what.add_argument("--clip-frames", type=int, default=16, help="frames sampled from each video file")
-    what.add_argument("--size", type=int, nargs=2, default=(112, 112), metavar=("H", "W"),
-                      help="frame size video files are resized to")
+    what.add_argument("--clip-frames", type=int, default=None,
+                      help="frames sampled from each video file (default: a zoo preset's clip, else 16)")
+    what.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                      help="frame size video files are resized to (default: a zoo preset's, else 112 112)")
 
     how = attack.add_argument_group("attack (settings left out take each method's default)")
     how.add_argument("--method", default="deepsava", choices=list(METHODS),
@@ -198,7 +210,8 @@ def build_parser() -> argparse.ArgumentParser:
     export = sub.add_parser("export", help="export a target model to ONNX, checked against torch",
                             formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     export.add_argument("--model", default="c3d-camera",
-                        help="a bundled model, all, package.module:factory, or a TorchScript file")
+                        help="a bundled model, all, torchvision:NAME (with --weights), hf:FOLDER, "
+                             "package.module:factory, or a TorchScript file")
     _user_model_arguments(export)
     export.add_argument("--clip-frames", type=int, default=None,
                         help="frames of the clip a user model takes (default 16; bundled models know theirs)")
@@ -216,8 +229,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                               "targets by default")
     transfer.add_argument("--sources", default=None, help="comma-separated white-box models (default: the "
                                                           "dataset's bundled models)")
-    transfer.add_argument("--targets", default=None, help="comma-separated models or .onnx files (default: the "
-                                                          "dataset's bundled models)")
+    transfer.add_argument("--targets", default=None,
+                          help="comma-separated models (anything --model takes, SPEC@WEIGHTS for a weights file, "
+                               "e.g. torchvision:r3d_18@r3d.pth) or .onnx files, which run on the ONNX runtimes "
+                               "only (default: the dataset's bundled models)")
     transfer.add_argument("--methods", default="deepsava,sparse", help="attacks run on each source")
     transfer.add_argument("--frames", "-k", type=int, default=7, help="perturbed frames (the paper's seven)")
     transfer.add_argument("--runs", nargs="*", type=Path, default=[],
@@ -297,6 +312,7 @@ def cmd_attack(args) -> int:
         data_spec = args.data or model.info.extra.get("dataset")
         if data_spec is None:
             raise SavaError("--data is needed for a model that is not bundled")
+        args.clip_frames, args.size = clip_of(model, args.model, args.clip_frames, args.size)
         dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size))
         count = len(dataset) if args.num_videos == 0 else min(args.num_videos, len(dataset))
         if args.frames is not None:
@@ -345,9 +361,9 @@ def _check_run_settings(args) -> None:
 
     if args.num_videos < 0:
         raise SavaError(f"--num-videos must be >= 0, got {args.num_videos}")
-    if args.clip_frames < 1:
+    if args.clip_frames is not None and args.clip_frames < 1:
         raise SavaError(f"--clip-frames must be at least 1, got {args.clip_frames}")
-    height, width = args.size
+    height, width = args.size or (DEFAULT_SIDE, DEFAULT_SIDE)
     if not (11 <= height <= MAX_SIDE and 11 <= width <= MAX_SIDE):
         raise SavaError(f"--size must lie between 11 (the SSIM window) and {MAX_SIDE} pixels per side, "
                         f"got {height} {width}")
@@ -362,6 +378,7 @@ def _check_run_settings(args) -> None:
     resolve_device(args.device)
 
 
+DEFAULT_FRAMES, DEFAULT_SIDE = 16, 112  # video files decoded for a model that names no clip of its own
 MAX_SIDE = 4096  # pixels per side of a resized frame; beyond this a clip no longer fits a sensible batch
 
 
@@ -433,11 +450,19 @@ def _print_table(model_name, data_spec, args, rows) -> None:
 # ---------------------------------------------------------------------- listings
 def cmd_models(args) -> int:
     from .models.bundled import describe
+    from .models.zoo import describe_presets
 
     print(f"{'model':<18} {'arch':<10} {'dataset':<8} {'classes':>7} {'clip (T,C,H,W)':<16} {'test acc':>8}")
     for row in describe():
         print(f"{row['name']:<18} {row['arch']:<10} {row['dataset']:<8} {row['classes']:>7} "
               f"{str(tuple(row['clip_shape'])):<16} {row['test_accuracy']:>8.2%}")
+    print("\nzoo presets (--model NAME --weights STATE_DICT; no download; a 400-way head gets Kinetics-400's "
+          "class names):")
+    print(f"{'preset':<24} {'clip (T,H,W)':<16} {'mean':<26} note")
+    for row in describe_presets():
+        clip = str(row["clip"]) if row["clip"] else "from its files"
+        mean = ",".join(f"{m:g}" for m in row["mean"]) if row["mean"] else "from its files"
+        print(f"{row['name']:<24} {clip:<16} {mean:<26} {row['note']}")
     return 0
 
 
@@ -476,9 +501,7 @@ def cmd_reproduce(args) -> int:
 
 
 def cmd_export(args) -> int:
-    import re
-
-    from .export import export_onnx
+    from .export import export_onnx, safe_name
     from .models.bundled import bundled_names, load_bundled
 
     bundled = bundled_names()
@@ -489,9 +512,11 @@ def cmd_export(args) -> int:
         if (args.clip_frames is not None and args.clip_frames < 1) or (args.size and min(args.size) < 1):
             raise SavaError("--clip-frames and --size must be positive")
         model = _load_model_from_args(args, "cpu")
-        height, width = args.size or (112, 112)
-        shape = model.info.clip_shape or (args.clip_frames or 16, 3, height, width)
-        models = [(re.sub(r"[^A-Za-z0-9_.-]+", "_", args.model).strip("._") or "model", model, shape)]
+        frames, (height, width) = clip_of(model, args.model, args.clip_frames, args.size)
+        given = args.clip_frames is not None or args.size is not None
+        channels = model.info.clip_shape[1] if model.info.clip_shape else 3
+        shape = (frames, channels, height, width) if given or not model.info.clip_shape else model.info.clip_shape
+        models = [(safe_name(args.model), model, shape)]
     for name, model, shape in models:
         report = export_onnx(model, args.out / f"{name}.onnx", tolerance=args.tolerance,
                              dynamic_time=not args.fixed_time, clip_shape=shape)
@@ -504,6 +529,17 @@ def cmd_export(args) -> int:
         print(f"{name}: {report.path} (batch dynamic, time {time_axis}); ONNX checker passed; "
               f"largest |ORT - torch| = {report.max_abs_difference:.2e} over shapes {report.checked_shapes}")
     return 0
+
+
+def _runtimes_for(spec: str, runtimes: list[str]) -> list[str]:
+    """The asked runtimes a target runs on: an ``.onnx`` file on the ONNX ones only, any other model on all."""
+    if not spec.endswith(".onnx"):
+        return runtimes
+    onnx_runtimes = [r for r in runtimes if r != "torch"]
+    if not onnx_runtimes:
+        raise SavaError(f"target {spec} is an ONNX file and runs on onnxruntime or tensorrt only; --runtime "
+                        f"{','.join(runtimes)} names neither")
+    return onnx_runtimes
 
 
 def cmd_transfer(args) -> int:
@@ -529,15 +565,19 @@ def cmd_transfer(args) -> int:
             raise SavaError(f"sources must be bundled white-box models; {name!r} is not one")
     methods = split(args.methods)
     attacks = [(name, make_attack(name, _SettingsOnly(), **_transfer_settings(name, args))) for name in methods]
-    targets = {}  # every runtime is opened (and exports made) before any attack runs
-    for name in target_names:
-        for runtime in runtimes:
-            targets[f"{name} [{runtime}]"] = load_runtime_model(name, runtime, provider=args.provider,
-                                                                precision=args.precision, onnx_dir=args.onnx_dir)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     sources = [from_run_folder(folder) for folder in args.runs]
+    clips = bundled(args.dataset, "test") if source_names else None
+    # A user target is exported for the ONNX runtimes at the clips it will see, when it names no clip itself.
+    clip_shape = tuple(sources[0].videos.shape[1:]) if sources else (tuple(clips.clip_shape) if clips else None)
+    targets = {}  # every runtime is opened (and exports made) before any attack runs
+    for target in target_names:
+        spec, _, weights = target.partition("@")
+        for runtime in _runtimes_for(spec, runtimes):
+            targets[f"{spec} [{runtime}]"] = load_runtime_model(
+                spec, runtime, provider=args.provider, precision=args.precision, onnx_dir=args.onnx_dir,
+                weights=weights or None, clip_shape=clip_shape)
     if source_names:
-        clips = bundled(args.dataset, "test")
         count = min(args.num_videos, len(clips))
         videos, labels = clips.float_videos(slice(0, count)), clips.labels[:count]
         for name in source_names:

@@ -8,6 +8,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from ..errors import ModelError
@@ -20,29 +21,44 @@ RUNTIMES = ("torch", "onnxruntime", "tensorrt")
 
 
 def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cpu", precision: str = "fp32",
-                       onnx_dir: str | Path | None = None, device=None):
-    """A model by name on a runtime. ``spec`` is a bundled name or a model spec
-    (torch), or an ``.onnx`` file; for a bundled name on an ONNX runtime the
-    export is made (and checked) in ``onnx_dir`` when missing."""
+                       onnx_dir: str | Path | None = None, device=None, weights: str | Path | None = None,
+                       clip_shape: tuple[int, int, int, int] | None = None):
+    """A model on a runtime. ``spec`` is an ``.onnx`` file (ONNX runtimes only) or anything ``load_model``
+    takes, with its ``weights`` file (torch, or exported and checked in ``onnx_dir`` for an ONNX runtime: a
+    bundled model's export is reused when present, a user model is exported afresh at ``clip_shape`` when its
+    own is unknown)."""
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
-    if runtime == "torch":
+    path = Path(spec)
+    is_onnx = path.suffix == ".onnx"
+    if is_onnx and runtime == "torch":
+        raise ModelError(f"{spec} is an ONNX file: it runs on onnxruntime or tensorrt, not torch "
+                         "(--runtime onnxruntime)")
+    if is_onnx and not path.is_file():
+        raise ModelError(f"ONNX file {spec} does not exist")
+    if not is_onnx:
+        from ..models.bundled import bundled_names, load_bundled
         from ..models.loading import load_model
 
-        return load_model(spec, device=device)
-    path = Path(spec)
-    if path.suffix != ".onnx":
-        from ..models.bundled import bundled_names, load_bundled
-
-        if spec not in bundled_names():
-            raise ModelError(f"{spec!r} is neither an .onnx file nor a bundled model")
-        path = Path(onnx_dir or "exports") / f"{spec}.onnx"
-        if not path.is_file():
-            export_onnx(load_bundled(spec), path)
+        if runtime == "torch":
+            return load_model(spec, weights, device=device)
+        if spec in bundled_names():
+            path = Path(onnx_dir or "exports") / f"{spec}.onnx"
+            if not path.is_file():
+                export_onnx(load_bundled(spec), path)
+        else:
+            model = load_model(spec, weights)
+            path = Path(onnx_dir or "exports") / f"{safe_name(spec)}.onnx"
+            export_onnx(model, path, clip_shape=model.info.clip_shape or clip_shape)
     if runtime == "onnxruntime":
         return OnnxModel(path, provider)
     return TensorRTModel(path, precision)
 
 
+def safe_name(spec: str) -> str:
+    """A model spec (``hf:some/folder``, ``pkg.mod:factory``) as a file stem."""
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", spec).strip("._") or "model"
+
+
 __all__ = ["PROVIDERS", "RUNTIMES", "BlackBoxModel", "ExportReport", "OnnxModel", "TensorRTModel", "export_onnx",
-           "load_runtime_model"]
+           "load_runtime_model", "safe_name"]

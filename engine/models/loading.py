@@ -1,5 +1,5 @@
-"""Loading target models: bundled names, ``package.module:factory`` plus a
-weights file, or TorchScript files. Nothing here unpickles arbitrary data:
+"""Loading target models: bundled names, zoo presets (``torchvision:NAME``, ``hf:FOLDER``),
+``package.module:factory`` plus a weights file, or TorchScript files. Nothing here unpickles arbitrary data:
 state dicts load with ``weights_only=True`` and safetensors hold no code."""
 
 from __future__ import annotations
@@ -8,27 +8,33 @@ import importlib
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
 from .bundled import bundled_names, load_bundled, load_weights_file
+from .weights_file import fill
+from .zoo import is_zoo, load_zoo
 
 TORCHSCRIPT_SUFFIXES = {".ts", ".torchscript", ".jit"}
 
 
-def load_model(spec: str, weights: str | Path | None = None, *, layout: str = "BTCHW", mean=None, std=None,
+def load_model(spec: str, weights: str | Path | None = None, *, layout: str | None = None, mean=None, std=None,
                classes: list[str] | None = None, device=None) -> VideoModel:
     """* a bundled model name (see ``sava models``);
+    * ``torchvision:NAME`` -- one of torchvision's video classifiers, ``weights`` its state dict;
+    * ``hf:FOLDER`` -- a Hugging Face video classifier saved with ``save_pretrained``;
     * ``package.module:factory`` -- the factory builds the ``nn.Module``;
       ``weights`` (``.safetensors``, or a ``.pt``/``.pth`` state dict) fills it;
     * a TorchScript file (``.ts``, ``.torchscript``, ``.jit``, or ``.pt``
       saved by ``torch.jit.save``).
-    ``layout``, ``mean`` and ``std`` describe what the model expects.
+    ``layout`` (default BTCHW), ``mean`` and ``std`` describe what the model expects; given for a preset,
+    they win over the preset's own.
     """
     if spec in bundled_names():
         return load_bundled(spec, device=device)
-    info = ModelInfo(name=spec, layout=layout, mean=mean, std=std, classes=classes)
+    if is_zoo(spec):
+        return load_zoo(spec, weights, layout=layout, mean=mean, std=std, device=device)
+    info = ModelInfo(name=spec, layout=layout or "BTCHW", mean=mean, std=std, classes=classes)
     path = Path(spec)
     if path.suffix == ".safetensors" and path.is_file() and weights is None:
         return load_weights_file(path, device)
@@ -41,11 +47,11 @@ def load_model(spec: str, weights: str | Path | None = None, *, layout: str = "B
     if ":" in spec:
         module = _from_factory(spec)
         if weights is not None:
-            _load_weights(module, Path(weights))
+            fill(module, weights)
         return VideoModel(module.eval(), info, device=device)
     raise ModelError(
         f"unknown model {spec!r}: not a bundled model ({', '.join(bundled_names())}), "
-        "a package.module:factory, or an existing TorchScript file"
+        "torchvision:NAME, hf:FOLDER, a package.module:factory, or an existing TorchScript file"
     )
 
 
@@ -59,21 +65,3 @@ def _from_factory(spec: str) -> torch.nn.Module:
     if not isinstance(module, torch.nn.Module):
         raise ModelError(f"{spec} returned {type(module).__name__}, not a torch.nn.Module")
     return module
-
-
-def _load_weights(module: torch.nn.Module, path: Path) -> None:
-    if not path.is_file():
-        raise ModelError(f"weights file {path} does not exist")
-    try:
-        if path.suffix == ".safetensors":
-            state = load_file(str(path))
-        else:
-            state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 -- any reader failure means the same thing to the user
-        raise ModelError(f"cannot read weights from {path}: {exc}") from exc
-    if not isinstance(state, dict):
-        raise ModelError(f"{path} does not hold a state dict")
-    try:
-        module.load_state_dict(state)
-    except RuntimeError as exc:
-        raise ModelError(f"weights in {path} do not fit the model: {exc}") from exc

@@ -1,0 +1,113 @@
+"""``hf:FOLDER``: any Hugging Face video classifier saved with ``save_pretrained`` (config, weights and the
+processor's settings), as a model that takes ``B x T x C x H x W`` in [0, 1] and returns logits. Nothing is
+downloaded: the folder holds everything."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+from torch import nn
+
+from ..errors import ModelError
+from .adapter import ModelInfo, VideoModel
+
+PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+GENERIC_LABEL = re.compile(r"LABEL_\d+")  # what transformers names the outputs of a config without id2label
+
+
+class LogitsOf(nn.Module):
+    """A transformers classifier called as ``model(pixel_values=x).logits``, as a module from videos to logits."""
+
+    def __init__(self, classifier: nn.Module):
+        super().__init__()
+        self.classifier = classifier
+
+    def forward(self, videos):
+        return self.classifier(pixel_values=videos).logits
+
+
+def import_transformers():
+    """transformers, imported past this repository's ``kernels/`` folder.
+
+    Run from a checkout's root (``python -m``, pytest), the folder that installs as ``sava.kernels`` is also
+    importable as a top-level ``kernels`` and hides the Hugging Face ``kernels`` package that transformers
+    imports by that name (and then fails on). The checkout's root leaves ``sys.path`` while transformers and
+    its hub-kernel integration import, so the name resolves to the real package, or to none."""
+    from .. import kernels as ours
+
+    root = Path(ours.__file__).resolve().parents[1]
+    shadowed = isinstance(sys.modules.get("kernels"), type(sys)) and \
+        Path(getattr(sys.modules["kernels"], "__file__", "") or "").resolve().parent == root / "kernels"
+    saved = sys.path[:]
+    sys.path[:] = [entry for entry in sys.path if Path(entry or ".").resolve() != root]
+    if shadowed:
+        del sys.modules["kernels"]
+    try:
+        import transformers
+        import transformers.integrations.hub_kernels  # noqa: F401 -- evaluated here, past the shadow
+    except ImportError as exc:
+        raise ModelError(f"hf: models need transformers: pip install 'sava[hf]' ({exc})") from exc
+    finally:
+        sys.path[:] = saved
+    return transformers
+
+
+def _side(value) -> tuple[int, int] | None:
+    """A processor's or config's frame size: an int, ``[h, w]`` or a dict of height/width or shortest_edge."""
+    if isinstance(value, int):
+        return value, value
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return int(value[0]), int(value[1])
+    if isinstance(value, dict):
+        if "height" in value and "width" in value:
+            return int(value["height"]), int(value["width"])
+        if "shortest_edge" in value:
+            return int(value["shortest_edge"]), int(value["shortest_edge"])
+    return None
+
+
+def _processor(folder: Path) -> dict:
+    for name in PROCESSOR_FILES:
+        if (folder / name).is_file():
+            try:
+                return json.loads((folder / name).read_text(encoding="utf-8"))
+            except json.JSONDecodeError as exc:
+                raise ModelError(f"{folder / name} is not valid JSON: {exc}") from exc
+    return {}
+
+
+def _class_names(config) -> list[str] | None:
+    labels = getattr(config, "id2label", None) or {}
+    names = [labels[i] for i in sorted(labels, key=int)] if labels else []
+    if not names or all(GENERIC_LABEL.fullmatch(str(name)) for name in names):
+        return None  # transformers' placeholders say nothing of what the outputs mean
+    return [str(name) for name in names]
+
+
+def load_huggingface(folder: str, weights, *, layout=None, mean=None, std=None, device=None) -> VideoModel:
+    path = Path(folder)
+    if weights is not None:
+        raise ModelError(f"--weights does not apply to hf:{folder}: a save_pretrained folder holds its weights")
+    if not (path / "config.json").is_file():
+        raise ModelError(f"hf:{folder}: not a folder saved with save_pretrained (no config.json in it)")
+    transformers = import_transformers()
+    AutoConfig, AutoModelForVideoClassification = transformers.AutoConfig, transformers.AutoModelForVideoClassification
+    try:
+        config = AutoConfig.from_pretrained(str(path))
+        classifier = AutoModelForVideoClassification.from_pretrained(str(path))
+    except (OSError, ValueError, KeyError) as exc:
+        raise ModelError(f"hf:{folder}: cannot load a video classifier from it: {exc}") from exc
+    processor = _processor(path)
+    frames = processor.get("num_frames") or getattr(config, "num_frames", None) or 16
+    size = _side(processor.get("crop_size")) or _side(processor.get("size")) or \
+        _side(getattr(config, "image_size", None)) or (224, 224)
+    channels = int(getattr(config, "num_channels", 3))
+    info = ModelInfo(name=f"hf:{path.name}", layout=layout or "BTCHW",
+                     mean=mean or tuple(processor.get("image_mean", (0.5,) * channels)),
+                     std=std or tuple(processor.get("image_std", (0.5,) * channels)),
+                     classes=_class_names(config), clip_shape=(int(frames), channels, *size),
+                     extra={"hf_folder": str(path), "architecture": type(classifier).__name__})
+    return VideoModel(LogitsOf(classifier).eval(), info, device=device)

@@ -1,0 +1,167 @@
+"""Zoo presets on real architectures: small random-weight Hugging Face video classifiers (VideoMAE,
+TimeSformer) saved with ``save_pretrained`` and attacked, exported and transferred through the commands a user
+types, on a Kinetics-style folder of real video files; torchvision's presets through every part that does not
+need torchvision to import (it does not beside the CPU torch of CI), and for real where it does."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from sava.cli import main
+from sava.errors import ModelError
+from sava.models import load_model
+from sava.models.huggingface import import_transformers
+from sava.models.zoo import TORCHVISION, kinetics400_classes
+from tests.engine.test_classes import write_clip
+
+pytest.importorskip("transformers")
+transformers = import_transformers()  # past the checkout's kernels/ folder, which shadows HF's `kernels`
+KINETICS_FOLDERS = ("air_drumming", "Archery")  # two Kinetics classes as downloaders spell their folders
+LABELS = {0: "abseiling", 1: "air drumming", 2: "archery"}
+
+
+def save_classifier(folder: Path, family: str, bias: float) -> Path:
+    """A two-layer classifier of 8 frames of 32 x 32 with Kinetics names, its processor file beside it."""
+    torch.manual_seed(0)
+    common = dict(image_size=32, patch_size=8, num_channels=3, num_frames=8, hidden_size=32, num_hidden_layers=2,
+                  num_attention_heads=2, intermediate_size=64, num_labels=3, id2label=LABELS,
+                  label2id={v: k for k, v in LABELS.items()})
+    if family == "videomae":
+        model = transformers.VideoMAEForVideoClassification(transformers.VideoMAEConfig(tubelet_size=2, **common))
+    else:
+        model = transformers.TimesformerForVideoClassification(transformers.TimesformerConfig(**common))
+    with torch.no_grad():
+        # Random weights pool to nearly the same feature for every clip: a larger head lets the clip decide,
+        # and its bias splits the decisions between the folders' two classes (the third never wins).
+        model.classifier.weight.mul_(100.0)
+        model.classifier.bias.copy_(torch.tensor([-30.0, 0.0, bias]))
+    model.save_pretrained(str(folder))
+    (folder / "preprocessor_config.json").write_text(json.dumps(
+        {"image_mean": [0.45, 0.45, 0.45], "image_std": [0.225, 0.225, 0.225], "crop_size": {"height": 32,
+                                                                                              "width": 32}}))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def zoo(tmp_path_factory):
+    root = tmp_path_factory.mktemp("zoo")
+    data = root / "kinetics"
+    for i, name in enumerate(KINETICS_FOLDERS):
+        (data / name).mkdir(parents=True)
+        for level in (60, 180):
+            write_clip(data / name / f"{name}_{level}.mp4".replace(" ", "_"), level + 10 * i, frames=10)
+    return {"data": data, "videomae": save_classifier(root / "videomae", "videomae", 1.9),
+            "timesformer": save_classifier(root / "timesformer", "timesformer", 0.0)}
+
+
+def test_a_hugging_face_folder_brings_its_clip_normalisation_and_class_names(zoo):
+    model = load_model(f"hf:{zoo['videomae']}")
+    assert model.info.clip_shape == (8, 3, 32, 32) and model.info.layout == "BTCHW"
+    assert model.info.mean == (0.45, 0.45, 0.45) and model.classes == list(LABELS.values())
+    reference = transformers.VideoMAEForVideoClassification.from_pretrained(str(zoo["videomae"])).eval()
+    videos = torch.rand(2, 8, 3, 32, 32)
+    with torch.no_grad():  # logits of the folder's own model on the normalised clip: the wrapper adds nothing
+        expected = reference(pixel_values=(videos - 0.45) / 0.225).logits
+        torch.testing.assert_close(model.logits(videos), expected)
+    # The user's options win over the folder's.
+    assert load_model(f"hf:{zoo['videomae']}", mean=(0.5,), std=(0.5,)).info.mean == (0.5,)
+    with pytest.raises(ModelError, match="holds its weights"):
+        load_model(f"hf:{zoo['videomae']}", weights="w.pth")
+    with pytest.raises(ModelError, match="no config.json"):
+        load_model(f"hf:{zoo['data']}")
+
+
+def test_attack_export_and_transfer_a_hugging_face_model_with_one_command_each(zoo, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["attack", "--no-progress", "--model", f"hf:{zoo['videomae']}", "--data", str(zoo["data"]),
+                 "--num-videos", "0", "--iters", "30", "--workers", "0", "--out", str(run)]) == 0
+    found = json.loads((run / "metrics.json").read_text())
+    # Frames and size came from the folder; the Kinetics-spelled folders matched the model's class names.
+    assert found["clip_frames"] == 8 and found["size"] == [32, 32]
+    assert found["classes"] == list(LABELS.values())
+    summary = found["summary"]
+    assert summary["videos"] == 4 and summary["attacked"] >= 2 and summary["successes"] >= 1
+    assert 0.5 < summary["mean_ssim"] <= 1
+
+    exports = tmp_path / "exports"
+    assert main(["export", "--model", f"hf:{zoo['videomae']}", "--out", str(exports)]) == 0
+    onnx_file = next(exports.glob("*.onnx"))
+    from sava.export import OnnxModel
+    from sava.transfer import from_run_folder, replay
+
+    source = from_run_folder(run, log=lambda _: None)
+    adversarial = torch.stack([replay(v, r) for v, r in zip(source.videos, source.results)])
+    white_box = load_model(f"hf:{zoo['videomae']}")
+    with torch.no_grad():
+        torch.testing.assert_close(OnnxModel(onnx_file).logits(adversarial), white_box.logits(adversarial),
+                                   rtol=1e-4, atol=1e-4)
+
+    out = tmp_path / "transfer"
+    capsys.readouterr()
+    assert main(["transfer", "--runs", str(run), "--targets", f"{onnx_file},hf:{zoo['timesformer']}",
+                 "--onnx-dir", str(tmp_path / "onnx"), "--out", str(out)]) == 0
+    targets = {row["target"] for row in json.loads((out / "transfer.json").read_text())["rows"]}
+    # The .onnx file runs on ONNX Runtime only; the PyTorch model on torch and, exported, on ONNX Runtime.
+    assert targets == {f"{onnx_file} [onnxruntime]", f"hf:{zoo['timesformer']} [torch]",
+                       f"hf:{zoo['timesformer']} [onnxruntime]"}
+
+
+def test_an_onnx_target_on_torch_alone_is_a_clear_error(zoo, tmp_path, capsys):
+    assert main(["transfer", "--dataset", "digits", "--sources", "tsn-digits", "--targets", "model.onnx",
+                 "--runtime", "torch", "--out", str(tmp_path / "x")]) == 2
+    assert "runs on onnxruntime or tensorrt only" in capsys.readouterr().err
+
+
+def test_kinetics_class_names_and_the_torchvision_presets():
+    names = kinetics400_classes()
+    assert len(names) == len(set(names)) == 400
+    assert names == sorted(names, key=str.lower) and names[0] == "abseiling" and names[-1] == "zumba"
+    for preset in TORCHVISION.values():
+        assert len(preset.mean) == len(preset.std) == 3 and min(preset.std) > 0 and len(preset.clip) == 3
+
+
+def test_a_torchvision_preset_reads_its_head_from_the_weights_file(tmp_path):
+    with pytest.raises(ModelError, match="unknown torchvision preset 'r4d_18'"):
+        load_model("torchvision:r4d_18")
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"stem.0.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(ModelError, match="holds no 'fc.weight'"):  # checked before torchvision is imported
+        load_model("torchvision:r3d_18", wrong)
+    try:
+        import torchvision.models.video as video
+    except (ImportError, RuntimeError):  # this machine's torch and torchvision do not match: the error says so
+        with pytest.raises(ModelError, match="torchvision"):
+            load_model("torchvision:r3d_18")
+        return
+    weights = tmp_path / "r3d.pth"
+    torch.save({"state_dict": {f"module.{k}": v for k, v in video.r3d_18(num_classes=5).state_dict().items()}},
+               weights)
+    model = load_model("torchvision:r3d_18", weights)  # wrapped and prefixed as training scripts save it
+    assert model.info.layout == "BCTHW" and model.info.clip_shape == (16, 3, 112, 112) and model.classes is None
+    assert model.logits(torch.rand(1, 4, 3, 32, 32)).shape == (1, 5)
+
+
+@pytest.mark.parametrize("name", sorted(TORCHVISION))
+def test_every_torchvision_preset_is_attacked_at_its_own_clip(name, tmp_path):
+    """Each preset built by torchvision, filled from a saved state dict and attacked on its default clip: on
+    CUDA, where torchvision imports (the GPU runner's image); full-size clips of the larger presets are too
+    slow for a CPU run."""
+    if not torch.cuda.is_available():
+        pytest.skip("full-size torchvision presets are attacked on CUDA only")
+    try:
+        import torchvision.models.video as video
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(f"torchvision does not import here: {exc}")
+    from sava import DeepSAVA
+
+    weights = tmp_path / f"{name}.pth"
+    torch.save(getattr(video, name)(num_classes=4).state_dict(), weights)
+    model = load_model(f"torchvision:{name}", weights, device="cuda")
+    clip = torch.rand(2, *model.info.clip_shape)
+    labels = model.predict(clip)[0].cpu()
+    run = DeepSAVA(model, max_iters=3, batch_size=2).run(clip, labels)
+    assert run.summary.attacked == 2 and all(r.iterations >= 1 and 0 < min(r.ssim) <= 1 for r in run.results)
