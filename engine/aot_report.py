@@ -8,8 +8,8 @@ import json
 import sys
 from pathlib import Path
 
+from .files import write_atomic
 from .kernels import aot
-from .outputs import write_atomic
 from .provenance import git_commit
 
 

@@ -58,6 +58,11 @@ class VideoResult:
         out.pop("noise")
         return out
 
+    @classmethod
+    def from_record(cls, record: dict) -> VideoResult:
+        """A result read back from its JSON record (fields it does not know are left out)."""
+        return cls(**{k: v for k, v in record.items() if k in cls.__dataclass_fields__})
+
 
 @dataclass
 class RunSummary:

@@ -13,42 +13,20 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import save_file
 
 from . import __version__
+from .files import safe_name, save_tensors_atomic, write_atomic
 from .metrics import VideoResult
 from .report import SampleWriter
 
 PREVIEW_ROWS = 6
 DIFF_GAIN = 10.0
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write a whole file so that readers see the old one or the new one, never a part."""
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data.encode() if isinstance(data, str) else data)
-    os.replace(tmp, path)
-
-
-def save_tensors_atomic(tensors: dict[str, torch.Tensor], path: Path, metadata: dict[str, str] | None = None) -> None:
-    """A safetensors file written whole or not at all (as ``write_atomic``)."""
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({name: value.contiguous() for name, value in tensors.items()}, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
-
-
-def safe_name(video_id: str) -> str:
-    """A file name for a video's outputs: a readable part plus a hash of the whole id, so that two ids never
-    share a name (``a b.mp4`` and ``a_b.mp4`` read alike but hash apart)."""
-    readable = "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in video_id)[-80:].lstrip(".")
-    return f"{readable}-{hashlib.sha256(video_id.encode()).hexdigest()[:10]}"
 
 
 class RunWriter:

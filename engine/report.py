@@ -19,6 +19,8 @@ from urllib.parse import quote
 import numpy as np
 import torch
 
+from .files import read_records, write_atomic
+
 REPORT_DIR = "report"
 SAMPLES = "samples.jsonl"
 SUCCESS_SAMPLES, FAILURE_SAMPLES = 4, 2  # shown per run: fooled videos first, then some that held
@@ -110,8 +112,6 @@ def read_samples(folder: Path) -> list[dict]:
     """The samples written so far, read as the manifest is (one JSON record per video): a line cut by a crash
     is cut off the file, so the next sample appended starts a line of its own, and other damaged lines are
     left out."""
-    from .runner.manifest import read_records  # (the runner imports this module through outputs)
-
     return read_records(Path(folder) / REPORT_DIR / SAMPLES)
 
 
@@ -222,8 +222,6 @@ def write_report(folder: Path) -> Path:
         parts.append("<p class=\"note\">No video was attacked.</p>")
     parts += [_sample_block(sample, metrics.get("classes")) for sample in samples]
     parts.append("</body></html>")
-    from .outputs import write_atomic  # (outputs imports this module)
-
     path = folder / "report.html"
     write_atomic(path, "\n".join(parts))
     return path

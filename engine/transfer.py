@@ -64,8 +64,8 @@ def from_run_folder(folder: str | Path, log=print) -> SourceRun:
     """A ``sava attack`` run folder as a transfer source (clips are reloaded from its dataset; files the attack
     skipped are left out and listed; every perturbation file is checked before it is replayed)."""
     from .data import load_dataset
+    from .files import read_records
     from .perturbation_file import read_perturbation
-    from .runner.manifest import as_result, read_records
 
     folder = Path(folder)
     problems: list[str] = []
@@ -87,7 +87,7 @@ def from_run_folder(folder: str | Path, log=print) -> SourceRun:
         if record["video_id"] not in index:
             raise DataError(f"{folder}: video {record['video_id']!r} is not in dataset {meta['data']!r}")
         _, clip, _ = dataset[index[record["video_id"]]]
-        result = as_result(record)
+        result = VideoResult.from_record(record)
         if record.get("perturbation"):
             result.flow, result.noise = read_perturbation(folder / record["perturbation"], result.frames,
                                                           tuple(clip.shape))

@@ -88,8 +88,27 @@ def _check_rows(operation: str, rows, first, *inputs) -> None:
 
 
 def perturb_frames(frames, flow=None, noise=None, backend: str | None = None, rows=None):
-    """``clamp(clamp(warp(frames, flow)) + noise)`` on ``(..., C, H, W)`` frames. ``rows`` (an evaluation's
-    bool mask over the first dimension) lets the kernel skip the other rows: their output is unspecified."""
+    """``clamp(clamp(warp(frames, flow)) + noise)``: frames warped bilinearly by a per-pixel flow, then noise
+    added, each result clamped to [0, 1]. Differentiable in ``flow`` and ``noise`` (and ``frames``).
+
+    Args:
+        frames: ``(..., C, H, W)`` in [0, 1].
+        flow: ``(..., 2, H, W)`` pixel displacements (x, y), or None for no warp.
+        noise: ``(..., C, H, W)`` additive noise, or None.
+        backend: ``"auto"`` (None), ``"triton"``, ``"reference"`` or ``"native"``.
+        rows: evaluation only: a bool mask over the first dimension; the other rows' output is unspecified,
+            so the kernel may skip them.
+
+    Returns:
+        ``(..., C, H, W)`` adversarial frames.
+
+    Example:
+        >>> frames = torch.rand(2, 3, 3, 16, 16)
+        >>> flow, noise = torch.zeros(2, 3, 2, 16, 16), torch.full((2, 3, 3, 16, 16), 0.01)
+        >>> out = perturb_frames(frames, flow, noise)
+        >>> out.shape, bool(((out - frames).abs() <= 0.01 + 1e-6).all())
+        (torch.Size([2, 3, 3, 16, 16]), True)
+    """
     _check_rows("perturb_frames", rows, frames, frames, flow, noise)
     choice = resolve(backend, frames, flow, noise)
     if choice == "triton":
@@ -100,7 +119,22 @@ def perturb_frames(frames, flow=None, noise=None, backend: str | None = None, ro
 
 
 def perturb_selected(video, frame_idx, flow=None, noise=None, backend: str | None = None):
-    """The ``B x k`` selected frames of ``video``, perturbed (gather and perturbation fused on Triton)."""
+    """The selected frames of each video, perturbed (gather and perturbation fused on Triton).
+
+    Args:
+        video: ``B x T x C x H x W`` in [0, 1], any strides.
+        frame_idx: ``B x k`` int64 frame indices in ``[0, T)``.
+        flow: ``B x k x 2 x H x W`` or None; noise: ``B x k x C x H x W`` or None.
+
+    Returns:
+        ``B x k x C x H x W``: ``perturb_frames`` of the gathered frames.
+
+    Example:
+        >>> video = torch.rand(2, 8, 3, 16, 16)
+        >>> picked = torch.tensor([[0, 5], [7, 1]])
+        >>> perturb_selected(video, picked).equal(video[torch.arange(2)[:, None], picked])
+        True
+    """
     choice = resolve(backend, video, frame_idx, flow, noise)
     if choice == "triton":
         return _triton("perturb").perturb_selected(video, frame_idx, flow, noise)
@@ -108,14 +142,34 @@ def perturb_selected(video, frame_idx, flow=None, noise=None, backend: str | Non
 
 
 def apply_perturbation(video, frame_idx, flow=None, noise=None, backend: str | None = None):
-    """The whole adversarial video: selected frames perturbed, the others untouched."""
+    """The whole adversarial video: the selected frames perturbed, the others untouched.
+
+    Example:
+        >>> video = torch.rand(1, 8, 3, 16, 16)
+        >>> adv = apply_perturbation(video, torch.tensor([[2]]), noise=torch.full((1, 1, 3, 16, 16), -1.0))
+        >>> float(adv[0, 2].max()), bool(adv[0, 3].equal(video[0, 3]))
+        (0.0, True)
+    """
     return reference.scatter_frames(video, frame_idx, perturb_selected(video, frame_idx, flow, noise, backend))
 
 
 def ssim(x, y, backend: str | None = None, rows=None):
-    """Per-frame SSIM ``(..., C, H, W) -> (...)``. The fused kernel differentiates
-    ``x`` only; under ``auto`` a ``y`` that needs a gradient takes the reference. ``rows`` (an evaluation's
-    bool mask over the first dimension) lets the kernel skip the other rows: their values are unspecified."""
+    """Per-frame SSIM (11 x 11 Gaussian window, sigma 1.5, data range 1), averaged over channels and pixels.
+
+    Args:
+        x: ``(..., C, H, W)`` in [0, 1], the frames whose gradient is wanted (the fused kernel differentiates
+            ``x`` only; under ``auto`` a ``y`` that needs a gradient takes the reference).
+        y: the reference frames, the shape of ``x``.
+        rows: evaluation only: a bool mask over the first dimension; the other rows' values are unspecified.
+
+    Returns:
+        ``(...)``: one SSIM per frame, 1 for identical frames.
+
+    Example:
+        >>> x = torch.rand(2, 4, 3, 32, 32)
+        >>> ssim(x, x).shape, bool(torch.allclose(ssim(x, x), torch.ones(2, 4)))
+        (torch.Size([2, 4]), True)
+    """
     _check_rows("ssim", rows, x, x, y)
     if backend is None and y.requires_grad:
         return reference.ssim(x, y)
@@ -129,7 +183,21 @@ def ssim(x, y, backend: str | None = None, rows=None):
 
 def masked_adam_step_(param, grad, exp_avg, exp_avg_sq, step, active, lr, betas=(0.9, 0.999), eps=1e-8,
                       backend: str | None = None) -> None:
-    """In-place Adam step on the active rows (see ``reference.masked_adam_step_``)."""
+    """In-place Adam step on the rows ``active`` marks; the others (parameters, moments) are left as they are.
+
+    Args:
+        param, grad, exp_avg, exp_avg_sq: ``B x ...`` tensors, updated in place (not ``grad``).
+        step: ``B`` int64 steps taken so far per row (advanced for the active rows).
+        active: ``B`` bool.
+        lr, betas, eps: as ``torch.optim.Adam``.
+
+    Example:
+        >>> p, g = torch.zeros(2, 3), torch.ones(2, 3)
+        >>> m, v, step = torch.zeros(2, 3), torch.zeros(2, 3), torch.zeros(2, dtype=torch.long)
+        >>> masked_adam_step_(p, g, m, v, step, torch.tensor([True, False]), lr=0.1)
+        >>> [round(x, 4) for x in p[:, 0].tolist()], step.tolist()  # Adam's first step: lr against the gradient
+        ([-0.1, 0.0], [1, 0])
+    """
     impl = _triton("update") if resolve(backend, param, grad, exp_avg, exp_avg_sq) == "triton" else reference
     impl.masked_adam_step_(param, grad, exp_avg, exp_avg_sq, step, active, lr, betas, eps)
 
@@ -143,6 +211,14 @@ def masked_adam_multi_(params, grads, exp_avgs, exp_avg_sqs, step, active, lrs, 
 
 
 def masked_sign_step_(delta, grad, active, alpha, epsilon=None, clean=None, backend: str | None = None) -> None:
-    """In-place signed step with projection on the active rows (see ``reference.masked_sign_step_``)."""
+    """In-place ``delta += alpha * sign(grad)`` (a step up the loss) on the active rows, then projected into
+    the L-infinity ball of radius ``epsilon`` and, given ``clean``, so that ``clean + delta`` stays in [0, 1].
+
+    Example:
+        >>> delta, grad = torch.zeros(2, 4), torch.tensor([[1.0, -1.0, 1.0, -1.0]] * 2)
+        >>> masked_sign_step_(delta, grad, torch.tensor([True, False]), alpha=0.5, epsilon=0.25)
+        >>> delta.tolist()
+        [[0.25, -0.25, 0.25, -0.25], [0.0, 0.0, 0.0, 0.0]]
+    """
     impl = _triton("update") if resolve(backend, delta, grad, clean) == "triton" else reference
     impl.masked_sign_step_(delta, grad, active, alpha, epsilon, clean)

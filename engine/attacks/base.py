@@ -20,7 +20,7 @@ import torch
 from ..errors import ConfigError, InputError
 from ..kernels.reference import SSIM_WINDOW
 from ..metrics import RunSummary, VideoResult, summarise
-from ..models.adapter import check_finite_logits, check_videos
+from ..models.adapter import VideoModel, check_finite_logits, check_videos
 from ..selection import Selector, check_k, make_selector
 from .budget import Budget
 from .loop import SparseAttackLoop
@@ -53,6 +53,10 @@ class Attack:
     method = "attack"
 
     def __init__(self, model, *, targeted: bool, batch_size: int, seed: int, settings: dict):
+        if isinstance(model, torch.nn.Module):
+            # A bare module is taken as torchattacks takes one: B x T x C x H x W in [0, 1] to logits, with
+            # no normalisation of its own. A ``VideoModel`` gives it another layout or a mean and std.
+            model = VideoModel(model)
         if not getattr(model, "white_box", False):
             raise ConfigError(
                 f"{self.method} needs the gradients of its target; {getattr(model, 'name', model)!r} is a "

@@ -32,6 +32,33 @@ DEFAULT_SELECTOR = "saliency"
 
 
 class DeepSAVA(SparseAttack):
+    """DeepSAVA: a flow field and additive noise on ``frames`` key frames per video, kept imperceptible by an
+    SSIM term whose weight grows from ``lam`` to ``lam_end`` over the iterations.
+
+    Args:
+        model: the white-box target (a ``VideoModel``, an ``AttackedModel`` or a bare ``nn.Module``).
+        frames: key frames perturbed per video (k).
+        selector: how they are chosen: ``saliency`` (default), ``bo``, ``brute``, ``random``, ``first``,
+            ``keyframes``, ``ifd``, frame indices such as ``"0,7"``, or a ``Selector``.
+        perturbation: ``combined`` (flow and noise), ``noise`` or ``flow``.
+        lam, lam_end: the SSIM weight at the first iteration and at ``max_iters`` (geometric in between).
+        max_iters: the iteration cap per video; a video stops at its first success (plus ``margin``).
+        flow_lr, noise_lr: Adam's learning rates (flow in pixels).
+        min_ssim, max_l21: budgets every perturbed frame / video is projected back into.
+        targeted, adv_loss, batch_size, seed, margin: as the other sparse attacks.
+
+    Shape:
+        ``run(videos, labels)``: videos ``B x T x C x H x W`` in [0, 1], labels ``B`` int64.
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 16 * 16, 3))
+        >>> videos = torch.rand(2, 4, 3, 16, 16)
+        >>> run = DeepSAVA(net, frames=1, max_iters=20).run(videos, net(videos).argmax(1))
+        >>> [len(r.frames) for r in run.results], all(min(r.ssim) > 0.5 for r in run.results)
+        ([1, 1], True)
+    """
+
     method = "deepsava"
 
     def __init__(self, model, *, frames: int = 1, selector: str | Selector = DEFAULT_SELECTOR,

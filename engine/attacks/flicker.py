@@ -50,9 +50,13 @@ def roughness(sequence: torch.Tensor) -> torch.Tensor:
 
 
 class SparseFlickering(SparseAttack):
+    """Flickering: one uniform offset per channel and frame, smooth in time. By default every frame of the
+    clip flickers, as in Pony et al.; ``frames=k`` makes it sparse (the first k frames, or ``selector``'s)."""
+
     method = "flicker"
 
-    def __init__(self, model, *, frames: int = 1, selector: str | Selector = "first", lam: float = DEFAULT_LAM,
+    def __init__(self, model, *, frames: int | None = None, selector: str | Selector | None = None,
+                 lam: float = DEFAULT_LAM,
                  beta_thickness: float = DEFAULT_BETAS[0], beta_roughness: float = DEFAULT_BETAS[1],
                  lr: float = DEFAULT_LR, max_iters: int = 100, min_ssim: float | None = None,
                  max_l21: float | None = None, targeted: bool = False, adv_loss: str = "log1mp",
@@ -61,6 +65,8 @@ class SparseFlickering(SparseAttack):
             if not value >= 0:
                 raise ConfigError(f"{name} must be >= 0, got {value}")
         self.lam, self.betas = float(lam), (float(beta_thickness), float(beta_roughness))
+        if selector is None:  # the paper's flicker spans the whole clip; a given k takes the first k frames
+            selector = "all" if frames is None else "first"
         super().__init__(
             model, FrameOffset(lr), frames=frames, selector=selector, max_iters=max_iters, min_ssim=min_ssim,
             max_l21=max_l21, targeted=targeted, adv_loss=adv_loss, batch_size=batch_size, seed=seed, margin=margin,

@@ -7,12 +7,30 @@ adversarial frames. All parameters start at zero: the identity perturbation.
 
 from __future__ import annotations
 
+from typing import Protocol
+
 import torch
 
 from .. import kernels
 from ..errors import ConfigError
 
 KINDS = ("combined", "noise", "flow")
+
+
+class Perturbation(Protocol):
+    """A sparse perturbation's parametrisation: what the attack loop needs of it."""
+
+    learning_rates: dict[str, float]  # Adam's learning rate per parameter name; the names are its parameters
+
+    def parameter_shapes(self, channels: int, height: int, width: int) -> dict[str, tuple[int, ...]]:
+        """The shape of one frame's tensor of each parameter."""
+
+    def apply(self, clean: torch.Tensor, params: dict[str, torch.Tensor],
+              rows: torch.Tensor | None = None) -> torch.Tensor:
+        """Adversarial frames ``B x k x C x H x W`` from the clean ones and the parameters (zero: identity)."""
+
+    def result_tensors(self, params: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The tensors a result keeps: what the perturbation file holds."""
 
 
 class FlowNoise:

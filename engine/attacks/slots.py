@@ -26,13 +26,39 @@ holds their addresses (a captured CUDA graph) is stale from then on.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from types import SimpleNamespace
+from dataclasses import dataclass, field
 
 import torch
 
 from ..errors import InputError
 from ..metrics import VideoResult
+
+
+@dataclass
+class SlotViews:
+    """Views of the first ``width`` rows of every per-slot tensor (see the module doc), plus ``rows``
+    (``width x 1`` row numbers) and ``scale`` (the frame mask shaped to multiply parameters)."""
+
+    clip: torch.Tensor
+    clean: torch.Tensor
+    frame_idx: torch.Tensor
+    frame_valid: torch.Tensor
+    frame_scale: torch.Tensor
+    goal: torch.Tensor
+    label: torch.Tensor
+    iters: torch.Tensor
+    running: torch.Tensor
+    finished: torch.Tensor
+    record: torch.Tensor
+    rows: torch.Tensor
+    scale: torch.Tensor
+    params: dict[str, torch.Tensor]
+    moments: dict[str, tuple[torch.Tensor, torch.Tensor]]
+    best_params: dict[str, torch.Tensor] = field(default_factory=dict)  # refine mode only, as the three below
+    first_success: torch.Tensor | None = None
+    best_l21: torch.Tensor | None = None
+    best_record: torch.Tensor | None = None
+
 
 # Columns of ``record``: the loss, success (1.0 or 0.0), the logits (one per class), then one SSIM per frame.
 LOSS, SUCCESS, LOGITS = range(3)
@@ -88,7 +114,7 @@ class Slots:
         self.parameter_shapes = dict(parameter_shapes)
         self.generation = 0
         self.jobs: list[Job | None] = [None] * capacity
-        self._prefixes: dict[int, SimpleNamespace] = {}
+        self._prefixes: dict[int, SlotViews] = {}
         self.padded = False  # some loaded video perturbs fewer frames than the width (its parameters are masked)
 
     def ensure_record(self, classes: int) -> None:
@@ -102,19 +128,18 @@ class Slots:
         if self.refine:
             self.best_record = torch.zeros_like(self.record)
 
-    def prefix(self, width: int) -> SimpleNamespace:
-        """Views of the first ``width`` rows of every per-slot tensor (``params``, ``moments``, ``best_params``
-        as dictionaries), plus ``rows`` (``width x 1`` row numbers) and ``scale`` (the frame mask shaped to
-        multiply parameters). Made once per width: slicing is an operation of its own at every use."""
+    def prefix(self, width: int) -> SlotViews:
+        """The views of the first ``width`` rows. Made once per width: slicing is an operation of its own at
+        every use."""
         if width not in self._prefixes:
             views = {name: value[:width] for name, value in self._tensors().items()}
-            names = SimpleNamespace(**{name: value for name, value in views.items() if ":" not in name})
-            names.params = {n: views[f"param:{n}"] for n in self.params}
-            names.moments = {n: (views[f"m:{n}"], views[f"v:{n}"]) for n in self.params}
-            names.best_params = {n: views[f"best:{n}"] for n in self.params} if self.refine else {}
-            names.rows = torch.arange(width, device=self.device).unsqueeze(1)
-            names.scale = names.frame_scale.view(width, self.width, 1, 1, 1)
-            self._prefixes[width] = names
+            self._prefixes[width] = SlotViews(
+                **{name: value for name, value in views.items() if ":" not in name},
+                params={n: views[f"param:{n}"] for n in self.params},
+                moments={n: (views[f"m:{n}"], views[f"v:{n}"]) for n in self.params},
+                best_params={n: views[f"best:{n}"] for n in self.params} if self.refine else {},
+                rows=torch.arange(width, device=self.device).unsqueeze(1),
+                scale=views["frame_scale"].view(width, self.width, 1, 1, 1))
         return self._prefixes[width]
 
     # ------------------------------------------------------------------ shape

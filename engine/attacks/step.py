@@ -18,9 +18,11 @@ from dataclasses import dataclass, field
 import torch
 
 from .. import kernels
+from ..models.protocols import AttackedModel
 from .budget import Budget, project_
 from .losses import reached_goal
-from .slots import Slots
+from .perturbations import Perturbation
+from .slots import Slots, SlotViews
 
 
 @dataclass
@@ -73,8 +75,8 @@ class IntoClip(torch.autograd.Function):
 
 @dataclass
 class StepSettings:
-    model: object
-    perturbation: object
+    model: AttackedModel
+    perturbation: Perturbation
     objective: Objective
     targeted: bool
     max_iters: int
@@ -91,68 +93,72 @@ def _masked(params: dict[str, torch.Tensor], scale: torch.Tensor) -> dict[str, t
     return {name: value * scale for name, value in params.items()}
 
 
-def attack_step(s: StepSettings, slots: Slots, width: int) -> None:
+def attack_step(settings: StepSettings, slots: Slots, width: int) -> None:
     """One iteration of the first ``width`` slots, in place."""
-    v = slots.prefix(width)
-    leaves = {name: value.detach().requires_grad_() for name, value in v.params.items()}
+    views = slots.prefix(width)
+    leaves = {name: value.detach().requires_grad_() for name, value in views.params.items()}
     # Masking matters only where some video has padding frames (the host knows: no read).
-    params = _masked(leaves, v.scale) if slots.padded else leaves
-    adv = s.perturbation.apply(v.clean, params)
-    logits = s.model.logits(IntoClip.apply(adv, v.clip.detach(), v.frame_idx, v.rows))
-    ssim = kernels.ssim(adv, v.clean)
-    step = Step(adv, v.clean, ssim, logits, v.goal, v.iters, params, v.frame_idx, v.frame_valid, slots.num_frames,
-                s.max_iters)
-    loss = s.objective(step)
+    params = _masked(leaves, views.scale) if slots.padded else leaves
+    adv = settings.perturbation.apply(views.clean, params)
+    logits = settings.model.logits(IntoClip.apply(adv, views.clip.detach(), views.frame_idx, views.rows))
+    ssim = kernels.ssim(adv, views.clean)
+    step = Step(adv, views.clean, ssim, logits, views.goal, views.iters, params, views.frame_idx, views.frame_valid,
+                slots.num_frames,
+                settings.max_iters)
+    loss = settings.objective(step)
     slots.ensure_record(logits.shape[1])
-    v = slots.prefix(width)
+    views = slots.prefix(width)
 
     with torch.no_grad():
         seen, ssim = logits.detach(), ssim.detach()
-        l21 = step.l21.detach() if s.budget.max_l21 is not None or s.refine else None
-        done = reached_goal(seen, v.goal, s.targeted)
-        if s.budget.active:
-            done &= s.budget.satisfied(ssim, l21)
+        l21 = step.l21.detach() if settings.budget.max_l21 is not None or settings.refine else None
+        done = reached_goal(seen, views.goal, settings.targeted)
+        if settings.budget.active:
+            done &= settings.budget.satisfied(ssim, l21)
         # With a margin, a video keeps going past the boundary; it still counts as fooled at the cap.
-        settled = done & reached_goal(seen, v.goal, s.targeted, s.margin) if s.margin > 0 else done
-        out_of_iters = v.iters >= s.max_iters
-        finish = v.running & ((settled | out_of_iters) if s.stop_on_success else out_of_iters)
+        settled = done & reached_goal(seen, views.goal, settings.targeted, settings.margin) \
+            if settings.margin > 0 else done
+        out_of_iters = views.iters >= settings.max_iters
+        finish = views.running & ((settled | out_of_iters) if settings.stop_on_success else out_of_iters)
         # Columns as slots.LOGITS names them (cat promotes the flag to the logits' float type).
         now = torch.cat([loss.detach().unsqueeze(1), done.unsqueeze(1), seen, ssim], 1)
-        v.record.copy_(torch.where(finish.unsqueeze(1), now, v.record))
-        if s.refine:
-            _keep_best(v, v.running & done, l21, now, params)
-        keep = v.running & ~finish
+        views.record.copy_(torch.where(finish.unsqueeze(1), now, views.record))
+        if settings.refine:
+            _keep_best(views, views.running & done, l21, now, params)
+        keep = views.running & ~finish
 
     grads = torch.autograd.grad(torch.where(keep, loss, 0.0).sum(), list(leaves.values()))
     with torch.no_grad():
-        names = list(v.params)
-        kernels.masked_adam_multi_([v.params[n] for n in names], list(grads), [v.moments[n][0] for n in names],
-                                   [v.moments[n][1] for n in names], v.iters, keep,
-                                   [s.perturbation.learning_rates[n] for n in names])
-        if s.budget.active:
-            project_(s.budget, v.params, keep, lambda p, rows: _distances(s, v.clean, _masked(p, v.scale), rows),
-                     skip_when_inside=s.host_reads_are_free)
-        v.running.copy_(keep)
-        v.finished |= finish
+        names = list(views.params)
+        kernels.masked_adam_multi_([views.params[n] for n in names], list(grads), [views.moments[n][0] for n in names],
+                                   [views.moments[n][1] for n in names], views.iters, keep,
+                                   [settings.perturbation.learning_rates[n] for n in names])
+        if settings.budget.active:
+            project_(settings.budget, views.params, keep,
+                     lambda p, rows: _distances(settings, views.clean, _masked(p, views.scale), rows),
+                     skip_when_inside=settings.host_reads_are_free)
+        views.running.copy_(keep)
+        views.finished |= finish
 
 
-def _distances(s: StepSettings, clean: torch.Tensor, params: dict[str, torch.Tensor], rows: torch.Tensor | None):
+def _distances(settings: StepSettings, clean: torch.Tensor, params: dict[str, torch.Tensor], rows: torch.Tensor | None):
     """Per-frame SSIM and per-video l2,1 of the perturbation ``params`` make; rows outside ``rows`` unspecified."""
-    adv = s.perturbation.apply(clean, params, rows=rows)
+    adv = settings.perturbation.apply(clean, params, rows=rows)
     ssim = kernels.ssim(adv, clean, rows=rows)
-    return ssim, (kernels.l21_norm(adv - clean) if s.budget.max_l21 is not None else None)
+    return ssim, (kernels.l21_norm(adv - clean) if settings.budget.max_l21 is not None else None)
 
 
-def _keep_best(v, done: torch.Tensor, l21: torch.Tensor, now: torch.Tensor, params: dict[str, torch.Tensor]) -> None:
+def _keep_best(views: SlotViews, done: torch.Tensor, l21: torch.Tensor, now: torch.Tensor,
+               params: dict[str, torch.Tensor]) -> None:
     """Refine mode: each video's first success and its smallest (l2,1) successful perturbation."""
-    first = done & (v.first_success < 0)
-    v.first_success.copy_(torch.where(first, v.iters, v.first_success))
-    better = done & (l21 < v.best_l21)
-    v.best_l21.copy_(torch.where(better, l21, v.best_l21))
-    v.best_record.copy_(torch.where(better.unsqueeze(1), now, v.best_record))
+    first = done & (views.first_success < 0)
+    views.first_success.copy_(torch.where(first, views.iters, views.first_success))
+    better = done & (l21 < views.best_l21)
+    views.best_l21.copy_(torch.where(better, l21, views.best_l21))
+    views.best_record.copy_(torch.where(better.unsqueeze(1), now, views.best_record))
     for name, value in params.items():
         row = better.view(-1, *[1] * (value.dim() - 1))
-        v.best_params[name].copy_(torch.where(row, value.detach(), v.best_params[name]))
+        views.best_params[name].copy_(torch.where(row, value.detach(), views.best_params[name]))
 
 
 __all__ = ["IntoClip", "Objective", "Step", "StepSettings", "attack_step"]

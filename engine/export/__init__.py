@@ -8,10 +8,10 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 from ..errors import ModelError
+from ..files import file_stem
 from .black_box import BlackBoxModel
 from .onnx_export import ExportReport, export_onnx
 from .onnx_runtime import PROVIDERS, OnnxModel
@@ -48,17 +48,12 @@ def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cp
                 export_onnx(load_bundled(spec), path)
         else:
             model = load_model(spec, weights)
-            path = Path(onnx_dir or "exports") / f"{safe_name(spec)}.onnx"
+            path = Path(onnx_dir or "exports") / f"{file_stem(spec)}.onnx"
             export_onnx(model, path, clip_shape=model.info.clip_shape or clip_shape)
     if runtime == "onnxruntime":
         return OnnxModel(path, provider)
     return TensorRTModel(path, precision)
 
 
-def safe_name(spec: str) -> str:
-    """A model spec (``hf:some/folder``, ``pkg.mod:factory``) as a file stem."""
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", spec).strip("._") or "model"
-
-
 __all__ = ["PROVIDERS", "RUNTIMES", "BlackBoxModel", "ExportReport", "OnnxModel", "TensorRTModel", "export_onnx",
-           "load_runtime_model", "safe_name"]
+           "load_runtime_model"]

@@ -13,7 +13,7 @@ from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
 from .bundled import bundled_names, load_bundled, load_weights_file
 from .weights_file import fill
-from .zoo import is_zoo, load_zoo
+from .zoo import is_zoo
 
 TORCHSCRIPT_SUFFIXES = {".ts", ".torchscript", ".jit"}
 
@@ -33,7 +33,14 @@ def load_model(spec: str, weights: str | Path | None = None, *, layout: str | No
     if spec in bundled_names():
         return load_bundled(spec, device=device)
     if is_zoo(spec):
-        return load_zoo(spec, weights, layout=layout, mean=mean, std=std, device=device)
+        family, _, rest = spec.partition(":")
+        if family == "torchvision":
+            from .torchvision_models import load_torchvision
+
+            return load_torchvision(rest, weights, layout=layout, mean=mean, std=std, device=device)
+        from .huggingface import load_huggingface
+
+        return load_huggingface(rest, weights, layout=layout, mean=mean, std=std, device=device)
     info = ModelInfo(name=spec, layout=layout or "BTCHW", mean=mean, std=std, classes=classes)
     path = Path(spec)
     if path.suffix == ".safetensors" and path.is_file() and weights is None:

@@ -58,18 +58,6 @@ def is_zoo(spec: str) -> bool:
     return str(spec).startswith(ZOO_PREFIXES)
 
 
-def load_zoo(spec: str, weights, *, layout=None, mean=None, std=None, device=None):
-    """``torchvision:NAME`` (with a weights file) or ``hf:FOLDER`` as a ``VideoModel``."""
-    family, _, rest = spec.partition(":")
-    if family == "torchvision":
-        from .torchvision_models import load_torchvision
-
-        return load_torchvision(rest, weights, layout=layout, mean=mean, std=std, device=device)
-    from .huggingface import load_huggingface
-
-    return load_huggingface(rest, weights, layout=layout, mean=mean, std=std, device=device)
-
-
 def describe_presets() -> list[dict]:
     """One row per preset family member, for ``sava models``."""
     rows = [{"name": f"torchvision:{p.name}", "clip": p.clip, "mean": p.mean, "note": p.note}

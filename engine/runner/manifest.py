@@ -16,8 +16,7 @@ import json
 import re
 from pathlib import Path
 
-from ..metrics import VideoResult
-from ..outputs import write_atomic
+from ..files import read_records, write_atomic
 
 MANIFEST = "videos.jsonl"
 SETTINGS = "run.json"
@@ -36,37 +35,6 @@ def manifests(folder: Path) -> list[Path]:
     return sorted(p for p in folder.glob("videos*.jsonl") if _MANIFEST_NAME.fullmatch(p.name) and p.is_file())
 
 
-def read_records(path: Path, problems: list[str] | None = None, rejected: list[bytes] | None = None) -> list[dict]:
-    """The complete records of one manifest. A torn last line (a crash mid-write) is cut off the file; any
-    other line that is not a record (corrupted on disk, edited by hand) is skipped, described in ``problems``
-    and kept as it was in ``rejected``, so its video counts as not done and is attacked again."""
-    if not path.is_file():
-        return []
-    data = path.read_bytes()
-    complete = data[: data.rfind(b"\n") + 1]
-    if len(complete) != len(data):
-        with open(path, "r+b") as handle:
-            handle.truncate(len(complete))
-    records = []
-    for number, raw in enumerate(complete.split(b"\n"), 1):
-        if not raw.strip():
-            continue
-        try:
-            record = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as exc:
-            record, reason = None, f"not JSON ({exc.__class__.__name__})"
-        else:
-            reason = "not a video record"
-        if isinstance(record, dict) and isinstance(record.get("video_id"), str):
-            records.append(record)
-            continue
-        if problems is not None:
-            problems.append(f"{path.name} line {number}: {reason}; skipped, its video will be attacked again")
-        if rejected is not None:
-            rejected.append(raw)
-    return records
-
-
 def finished(folder: Path, problems: list[str] | None = None) -> dict[str, dict]:
     """Every video any manifest of the folder lists, by id."""
     done: dict[str, dict] = {}
@@ -74,10 +42,6 @@ def finished(folder: Path, problems: list[str] | None = None) -> dict[str, dict]
         for record in read_records(path, problems):
             done[record["video_id"]] = record
     return done
-
-
-def as_result(record: dict) -> VideoResult:
-    return VideoResult(**{k: v for k, v in record.items() if k in VideoResult.__dataclass_fields__})
 
 
 def check_settings(folder: Path, meta: dict, keys: tuple[str, ...], name: str = SETTINGS) -> bool:

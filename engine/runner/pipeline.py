@@ -22,20 +22,19 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..metrics import RunSummary, summarise
-from ..outputs import RunWriter, write_atomic
+from ..files import read_records, write_atomic
+from ..metrics import RunSummary, VideoResult, summarise
+from ..outputs import RunWriter
 from ..report import write_report
 from .decode import decoded
 from .folder import claim, locked
 from .manifest import (
     CORRUPT_SUFFIX,
     MANIFEST,
-    as_result,
     check_settings,
     finished,
     manifest_name,
     manifests,
-    read_records,
 )
 from .shard import Shard
 
@@ -165,7 +164,7 @@ def merge(folder: Path, meta: dict | None = None, count: int | None = None, log=
     for path in manifests(folder):
         if path.name != MANIFEST:
             path.unlink()
-    results = [as_result(r) for r in ordered if "skipped" not in r]
+    results = [VideoResult.from_record(r) for r in ordered if "skipped" not in r]
     skipped = [{"index": r.get("index"), "video_id": r["video_id"], "reason": r["skipped"]}
                for r in ordered if "skipped" in r]
     summary = summarise(results, _wall_seconds(folder))

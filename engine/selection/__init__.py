@@ -58,6 +58,18 @@ class FirstK(Selector):
         return torch.arange(k).expand(videos.shape[0], k).clone()
 
 
+class AllFrames(Selector):
+    """Every frame of the clip (the first ``k`` when a cap is given): the dense setting, as flickering
+    attacks perturb the whole clip (Pony et al. 2021)."""
+
+    name = "all"
+    adaptive = True  # its k is the clip's length, known only once the videos are
+
+    def select(self, model, videos, labels, k, score=None):
+        count = videos.shape[1] if k is None else min(k, videos.shape[1])
+        return torch.arange(count).expand(videos.shape[0], count).clone()
+
+
 class RandomK(Selector):
     """k distinct frames drawn uniformly per video, reproducible from a seed."""
 
@@ -96,7 +108,7 @@ class Explicit(Selector):
 
 
 def make_selector(spec, seed: int = 0, evaluations: int = 4, score_steps: int = 10) -> Selector:
-    """``"first"``, ``"random"``, ``"saliency"``, ``"keyframes"`` (adaptive, boundary 0.3) or
+    """``"first"``, ``"all"`` (every frame), ``"random"``, ``"saliency"``, ``"keyframes"`` (adaptive, boundary 0.3) or
     ``"keyframes:B"``, ``"ifd"``, ``"bo"`` (BO whose first candidate is the saliency pick; ``"bo:saliency"``
     says the same) or ``"bo:random"`` (a random first candidate), ``"brute"``, or frame indices such as
     ``"0,7"``."""
@@ -129,11 +141,13 @@ def make_selector(spec, seed: int = 0, evaluations: int = 4, score_steps: int = 
                         start=spec.partition(":")[2] or "saliency")
     if spec == "first":
         return FirstK()
+    if spec == "all":
+        return AllFrames()
     if spec == "random":
         return RandomK(seed)
     parts = str(spec).split(",")
     if all(p.strip().isdigit() for p in parts):
         return Explicit(int(p) for p in parts)
     raise ConfigError(f"unknown frame selector {spec!r}; "
-                      "use first, random, saliency, keyframes[:B], ifd, bo, bo:random, brute, or frame indices "
+                      "use first, all, random, saliency, keyframes[:B], ifd, bo, bo:random, brute, or frame indices "
                       "such as 0,7")

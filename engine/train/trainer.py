@@ -24,8 +24,8 @@ from safetensors import safe_open
 
 from .. import __version__
 from ..data import bundled
+from ..files import save_tensors_atomic
 from ..models.bundled import build, load_bundled, read_metadata, weights_path
-from ..outputs import save_tensors_atomic
 from ..runner.manifest import check_settings
 from .defences import make_defence
 

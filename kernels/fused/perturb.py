@@ -240,25 +240,36 @@ def _launch_backward(grad, video, frame_idx, flow, noise, need_video: bool):
     return grad_flow, grad_noise, grad_video
 
 
-# --------------------------------------------------------------------------- eager autograd
+# --------------------------------------------------------------------------- autograd: one backward, two doors
 # Eager calls launch the kernels from a plain autograd Function: a custom op's dispatch costs tens of
-# microseconds per call, several times the kernel itself on one frame. torch.compile takes the custom ops below.
+# microseconds per call, several times the kernel itself on one frame. torch.compile takes the custom ops
+# below. Both doors save and differentiate through the same two functions; only the launcher differs.
+def _save(ctx, video, frame_idx, flow, noise) -> None:
+    ctx.save_for_backward(video, frame_idx, flow, noise)
+    ctx.has_flow, ctx.has_noise = flow is not None, noise is not None
+
+
+def _backward(ctx, grad, launch_backward):
+    """Input gradients from ``launch_backward`` (the launcher itself, or its custom op under compile)."""
+    video, frame_idx, flow, noise = ctx.saved_tensors
+    flow, noise = (flow if ctx.has_flow else None), (noise if ctx.has_noise else None)
+    need_video, _, need_flow, need_noise = ctx.needs_input_grad
+    grad_flow, grad_noise, grad_video = launch_backward(grad, video, frame_idx, flow, noise, need_video)
+    return (grad_video.to(video.dtype) if need_video else None, None,
+            grad_flow.to(flow.dtype) if flow is not None and need_flow else None,
+            grad_noise.to(noise.dtype) if noise is not None and need_noise else None)
+
+
 class _PerturbSelected(torch.autograd.Function):
     @staticmethod
     def forward(ctx, video, frame_idx, flow, noise):
-        ctx.save_for_backward(video, frame_idx, flow, noise)
+        _save(ctx, video, frame_idx, flow, noise)
         return _launch_forward(video, frame_idx, flow, noise)
 
     @staticmethod
     def backward(ctx, grad):
-        video, frame_idx, flow, noise = ctx.saved_tensors
-        need_video, _, need_flow, need_noise = ctx.needs_input_grad
-        grad_flow, grad_noise, grad_video = _launch_backward(grad, video, frame_idx, flow, noise, need_video)
-        return (grad_video.to(video.dtype) if need_video else None, None,
-                grad_flow.to(flow.dtype) if need_flow else None, grad_noise.to(noise.dtype) if need_noise else None)
+        return _backward(ctx, grad, _launch_backward)
 
-
-# --------------------------------------------------------------------------- custom ops
 
 @torch.library.custom_op("sava::perturb_selected", mutates_args=())
 def _perturb_selected_op(video: torch.Tensor, frame_idx: torch.Tensor, flow: torch.Tensor | None,
@@ -290,26 +301,8 @@ def _(grad, video, frame_idx, flow, noise, need_video):
     ]
 
 
-def _setup_context(ctx, inputs, output):
-    video, frame_idx, flow, noise = inputs
-    ctx.save_for_backward(video, frame_idx, flow, noise)
-    ctx.has_flow, ctx.has_noise = flow is not None, noise is not None
-
-
-def _backward(ctx, grad):
-    video, frame_idx, flow, noise = ctx.saved_tensors
-    need_video = ctx.needs_input_grad[0]
-    grad_flow, grad_noise, grad_video = _perturb_backward_op(grad, video, frame_idx, flow if ctx.has_flow else None,
-                                                             noise if ctx.has_noise else None, need_video)
-    return (
-        grad_video.to(video.dtype) if need_video else None,
-        None,
-        grad_flow.to(flow.dtype) if ctx.has_flow and ctx.needs_input_grad[2] else None,
-        grad_noise.to(noise.dtype) if ctx.has_noise and ctx.needs_input_grad[3] else None,
-    )
-
-
-_perturb_selected_op.register_autograd(_backward, setup_context=_setup_context)
+_perturb_selected_op.register_autograd(lambda ctx, grad: _backward(ctx, grad, _perturb_backward_op),
+                                       setup_context=lambda ctx, inputs, output: _save(ctx, *inputs))
 
 
 # --------------------------------------------------------------------------- public

@@ -128,7 +128,7 @@ def test_uniform_sampling_spans_the_file(tmp_path):
 
 def test_video_ids_are_paths_with_extensions_and_never_collide(tmp_path):
     """Defect 2: v.mp4 and v.mkv in one folder, or a/x/clip.mp4 and b/x/clip.mp4, shared an id."""
-    from sava.outputs import safe_name
+    from sava.files import safe_name
 
     clip = bundled("digits", "test").float_videos(0)
     for path in ("a/v.mp4", "a/v.mkv", "a/x/clip.mp4", "b/x/clip.mp4", "b/a b.mp4", "b/a_b.mp4"):

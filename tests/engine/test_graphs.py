@@ -27,7 +27,7 @@ VIDEOS = 7  # batch 4: the steps shrink from 4 slots to 3 (rounded to 4), 2 and 
 
 
 def refined_sparse(model):
-    attack = Sparse(model, frames=2, max_iters=20, batch_size=4)
+    attack = Sparse(model, frames=2, max_iters=20, batch_size=4, min_ssim=None)
     attack.refine = True  # runs every video to the cap, keeping its smallest success
     return attack
 
@@ -39,12 +39,12 @@ def bf16_deepsava(model):
 
 CASES = {
     "deepsava": lambda m: DeepSAVA(m, frames=2, selector="first", max_iters=30, batch_size=4),
-    "sparse": lambda m: Sparse(m, frames=2, max_iters=30, batch_size=4),
+    "sparse": lambda m: Sparse(m, frames=2, max_iters=30, batch_size=4, min_ssim=None),
     "flicker": lambda m: SparseFlickering(m, frames=2, max_iters=30, batch_size=4),
     "keyframe (widening)": lambda m: GradientKeyframe(m, max_iters=20, batch_size=4),
     "refine": refined_sparse,
     "min-ssim": lambda m: DeepSAVA(m, frames=2, selector="first", max_iters=30, min_ssim=0.99, batch_size=4),
-    "max-l21": lambda m: Sparse(m, frames=2, max_iters=30, max_l21=0.06, batch_size=4),
+    "max-l21": lambda m: Sparse(m, frames=2, max_iters=30, max_l21=0.06, batch_size=4, min_ssim=None),
     "bf16": bf16_deepsava,
 }
 

@@ -11,8 +11,8 @@ import torch
 from safetensors.torch import save_file
 
 from sava.errors import DataError
+from sava.files import read_records
 from sava.perturbation_file import read_perturbation
-from sava.runner.manifest import read_records
 
 ROUNDS = 300
 

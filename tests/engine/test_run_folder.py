@@ -14,8 +14,8 @@ import pytest
 
 from sava.cli import main
 from sava.errors import ConfigError
+from sava.files import read_records
 from sava.runner.folder import LOCK, MARKER, claim, locked
-from sava.runner.manifest import read_records
 
 ATTACK = ["attack", "--model", "tsn-digits", "--num-videos", "3", "--iters", "3", "--no-progress", "--device", "cpu"]
 

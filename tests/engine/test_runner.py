@@ -18,7 +18,7 @@ from safetensors.torch import load_file
 from sava.cli import main
 from sava.data import bundled
 from sava.data.video_io import decode_frames
-from sava.runner.manifest import read_records
+from sava.files import read_records
 from tests.device import DEVICE
 
 ATTACK = ["attack", "--model", "tsn-digits", "--num-videos", "8", "--iters", "30", "--batch-size", "2",

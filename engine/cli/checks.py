@@ -1,0 +1,59 @@
+"""``sava attack``'s options checked as a whole: numbers no method can use are refused, options the chosen
+method ignores are said once, and a model whose outputs do not match its class names stops the run before
+any attack."""
+
+from __future__ import annotations
+
+import torch
+
+from ..attacks import LINF_METHODS
+from ..errors import SavaError
+
+# Integer options and the least value any method can use.
+AT_LEAST = {"iters": 0, "bo_evaluations": 1, "score_steps": 1, "tt_shift": 1, "target_class": 0, "frames": 1}
+
+
+def refuse_senseless_numbers(args) -> None:
+    """A negative count or shift means nothing to any method: refused whichever method is asked for."""
+    for name, least in AT_LEAST.items():
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            raise SavaError(f"--{name.replace('_', '-')} must be at least {least}, got {value}")
+
+
+def given_options(argv: list[str]) -> set[str]:
+    """The long options the user typed (``--name`` or ``--name=value``), as argparse's attribute names."""
+    return {item[2:].partition("=")[0].replace("-", "_") for item in argv if item.startswith("--")}
+
+
+def ignored_options(args) -> list[str]:
+    """A line for each option the user gave that the chosen method (or selector) does not use."""
+    given = given_options(getattr(args, "argv", []))
+    method, selector = args.method, args.selector or ""
+    search = selector.partition(":")[0] in ("bo", "brute")
+    uses = {
+        "bo_evaluations": selector.startswith("bo"),
+        "score_steps": search,
+        "tt_shift": args.tt, "tt_weights": args.tt, "tt_strategy": args.tt,
+        "lam_end": method == "deepsava", "flow_lr": method == "deepsava",
+        "lam": method in ("deepsava", "sparse", "flicker"),
+        "noise_lr": method not in LINF_METHODS and method != "msanet",
+        "adv_loss": method in ("deepsava", "sparse", "flicker"),
+    }
+    why = {"bo_evaluations": "it sets the bo selector's search", "score_steps": "it sets the bo and brute search",
+           "tt_shift": "it needs --tt", "tt_weights": "it needs --tt", "tt_strategy": "it needs --tt"}
+    return [f"note: --{name.replace('_', '-')} is ignored by {method}"
+            f"{' with selector ' + selector if selector and name in ('bo_evaluations', 'score_steps') else ''}"
+            f" ({why.get(name, 'not one of its settings')})"
+            for name, used in uses.items() if name in given and not used]
+
+
+def check_outputs_match_classes(model, clip_shape, names, source: str) -> None:
+    """One forward on a blank clip: the model's number of outputs against the class names it was given."""
+    if names is None:
+        return
+    with torch.no_grad(), model.attack_mode():
+        outputs = model.logits(torch.zeros(1, *clip_shape)).shape[-1]
+    if outputs != len(names):
+        raise SavaError(f"model {model.name!r} has {outputs} outputs, but {source} names {len(names)} classes; "
+                        "give --classes in the order of the model's outputs, one name per output")

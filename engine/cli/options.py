@@ -1,0 +1,108 @@
+"""What several commands share: number parsing, the options that describe a user's model and its clip, and
+loading that model."""
+
+from __future__ import annotations
+
+import argparse
+import math
+
+from ..errors import SavaError
+
+DEFAULT_FRAMES, DEFAULT_SIDE = 16, 112  # video files decoded for a model that names no clip of its own
+MAX_SIDE = 4096  # pixels per side of a resized frame; beyond this a clip no longer fits a sensible batch
+
+
+def finite(text: str) -> float:
+    """A number option: NaN or infinity is never a meaningful setting (``--margin nan`` would silently
+    disable every comparison it enters)."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not math.isfinite(value):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
+    return value
+
+
+def floats(text: str) -> tuple[float, ...]:
+    """Comma-separated per-channel values: one (all channels) or three (R, G, B)."""
+    values = tuple(finite(v) for v in text.split(","))
+    if len(values) not in (1, 3):
+        raise argparse.ArgumentTypeError(f"give one value or three (R,G,B), got {len(values)}: {text!r}")
+    return values
+
+
+def user_model_arguments(group) -> None:
+    """What describes a model sava does not bundle (``sava attack`` and ``sava export``)."""
+    group.add_argument("--weights", help="state dict of a torchvision:NAME or package.module:factory model "
+                                         "(.safetensors, .pt or .pth)")
+    group.add_argument("--layout", default=None, choices=["BTCHW", "BCTHW"],
+                       help="input layout of a user model (default: a zoo preset's, else BTCHW)")
+    group.add_argument("--mean", type=floats, help="per-channel mean of a user model, e.g. 0.45,0.45,0.45")
+    group.add_argument("--std", type=floats, help="per-channel std of a user model")
+    group.add_argument("--classes", default=None,
+                       help="a user model's class names in its output order: a,b,c or a file of one name per "
+                            "line (default: the model's own, or a classes.txt beside the model or weights file)")
+
+
+def model_arguments(group, *, all_models: bool = False) -> None:
+    """``--model`` with the options that describe a user's model and the clip it takes (attack, export)."""
+    group.add_argument("--model", default="c3d-camera",
+                       help="a bundled model name" + (", all (every bundled model)" if all_models else "") +
+                            ", torchvision:NAME (with --weights), hf:FOLDER (a save_pretrained folder), "
+                            "package.module:factory, or a TorchScript file (sava models lists them)")
+    user_model_arguments(group)
+    clip_arguments(group)
+
+
+def clip_arguments(group) -> None:
+    """``--clip-frames`` and ``--size``: the clip video files are decoded to, or an export is made for."""
+    group.add_argument("--clip-frames", type=int, default=None,
+                       help="frames per clip, sampled from each video file (default: the model's own clip for a "
+                            "zoo preset or an export of a model that knows it, else 16)")
+    group.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
+                       help="frame size of each clip (default: as --clip-frames, else 112 112)")
+
+
+def refuse_user_model_options(args, bundled: list[str]) -> None:
+    """The options ``user_model_arguments`` adds describe a model sava does not bundle: an error with a
+    bundled model (or ``all`` of them), which carries its own."""
+    if args.model != "all" and args.model not in bundled:
+        return
+    given = [name for name in ("layout", "mean", "std", "weights", "classes") if getattr(args, name) is not None]
+    if given:
+        owner = ("the bundled models carry their own" if args.model == "all" else
+                 f"the bundled model {args.model!r} carries its own")
+        raise SavaError(f"{', '.join('--' + n for n in given)} {'describes' if len(given) == 1 else 'describe'} "
+                        f"a user model; {owner} (drop them)")
+
+
+def clip_of(model, spec: str, frames: int | None, size) -> tuple[int, list[int]]:
+    """Frames and frame size for decoding video files: the user's, else a zoo preset's clip, else 16 x 112 x 112
+    (the bundled models keep the fixed default their earlier runs recorded, so those runs still resume)."""
+    from ..models.zoo import is_zoo
+
+    clip = model.info.clip_shape if is_zoo(spec) else None
+    return (frames or (clip[0] if clip else DEFAULT_FRAMES),
+            list(size or (clip[2:] if clip else (DEFAULT_SIDE, DEFAULT_SIDE))))
+
+
+def load_model_from_args(args, device):
+    """``--model`` with the options ``user_model_arguments`` adds; its class names set from wherever
+    ``classes.model_names`` finds them (recorded in ``model.info.extra["class_order"]``)."""
+    from ..classes import model_names
+    from ..models.loading import load_model
+
+    model = load_model(args.model, args.weights, layout=args.layout, mean=args.mean, std=args.std, device=device)
+    names = model_names(model, args.model, args.weights, args.classes)
+    if names.names is not None:
+        model.info.classes = names.names
+    model.info.extra["class_order"] = names.source
+    return model
+
+
+class SettingsOnly:
+    """Stands in for the model while an attack's settings are checked, before the model and data load."""
+
+    white_box = True
+    name = "settings check"

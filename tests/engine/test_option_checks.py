@@ -1,0 +1,36 @@
+"""``sava attack``'s options checked as a whole, before any attack: a model whose outputs do not match the
+class names given, numbers no method can use, and options the chosen method ignores."""
+
+from __future__ import annotations
+
+import pytest
+
+from sava.cli import main
+from tests.engine.test_classes import attack, folder  # noqa: F401 -- the class-folder fixture of real videos
+
+
+def test_a_model_whose_outputs_differ_from_the_classes_given_stops_before_any_attack(folder, tmp_path,  # noqa: F811
+                                                                                      capsys):
+    out = tmp_path / "run"
+    assert attack(folder, out, "--model", "tests.engine.toy_models:brightness_named",
+                  "--classes", "dark,bright,grey") == 2
+    err = capsys.readouterr().err
+    assert "has 2 outputs, but --classes names 3 classes" in err
+    assert not (out / "videos.jsonl").exists()  # nothing was attacked
+
+
+@pytest.mark.parametrize("option, value, method", [("--bo-evaluations", "-1", "deepsava"),
+                                                   ("--tt-shift", "-3", "fgsm"), ("--score-steps", "0", "sparse"),
+                                                   ("--iters", "-5", "flicker"), ("--target-class", "-1", "bim")])
+def test_numbers_that_make_no_sense_are_refused_whatever_the_method(option, value, method, tmp_path, capsys):
+    assert main(["attack", "--method", method, option, value, "--out", str(tmp_path / "x")]) == 2
+    assert f"{option} must be at least" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()
+
+
+def test_an_option_the_method_ignores_is_said_once(tmp_path, capsys):
+    assert main(["attack", "--method", "sparse", "--num-videos", "2", "--iters", "2", "--no-progress",
+                 "--flow-lr", "0.2", "--tt-weights", "linear", "--out", str(tmp_path / "run")]) == 0
+    err = capsys.readouterr().err
+    assert err.count("--flow-lr is ignored by sparse") == 1 and err.count("--tt-weights is ignored by sparse") == 1
+    assert "--iters" not in err and "--num-videos" not in err  # the options it uses are not mentioned
