@@ -120,6 +120,8 @@ def _transfer_settings(method: str, args) -> dict:
     settings = {"max_iters": args.iters, "seed": args.seed}
     if method == "keyframe":
         return settings
+    if method == "sparse":  # Table 12's Sparse, unbounded as in the paper (its default holds SSIM 0.9)
+        settings["min_ssim"] = None
     return settings | {"frames": args.frames} | ({"margin": args.margin} if args.margin else {})
 
 
