@@ -8,11 +8,12 @@ import pytest
 import torch
 
 from sava import attacks, kernels
-from sava.attacks import deepsava
+from sava.attacks import attention, deepsava, flicker, keyframe, linf, sparse
 from sava.kernels import dispatch
 
 DOCUMENTED = [
-    (attacks, "make_attack"), (deepsava, "DeepSAVA"),
+    (attacks, "make_attack"), (deepsava, "DeepSAVA"), (sparse, "Sparse"), (flicker, "SparseFlickering"),
+    (keyframe, "GradientKeyframe"), (linf, "LinfAttack"), (attention, "AttentionGuided"),
     *((dispatch, name) for name in ("perturb_frames", "perturb_selected", "apply_perturbation", "ssim",
                                     "masked_adam_step_", "masked_sign_step_")),
 ]

@@ -56,6 +56,22 @@ def spatial_attention(grad: torch.Tensor) -> torch.Tensor:
 
 
 class AttentionGuided(LinfAttack):
+    """Attention-guided PGD after the MSANet abstract: temporal and spatial attention from the model's
+    gradients, at a coarse and a fine granularity, as a soft mask on an L-infinity perturbation; attention and
+    perturbation updated alternately for ``rounds`` rounds of ``pgd_steps`` steps.
+
+    Args:
+        model: the white-box target; epsilon: the L-infinity budget; rounds, pgd_steps: as above.
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 16 * 16, 3))
+        >>> videos = torch.rand(2, 4, 3, 16, 16)
+        >>> run = AttentionGuided(net, rounds=1, pgd_steps=2).run(videos, net(videos).argmax(1))
+        >>> all(r.linf <= 16 / 255 + 1e-6 for r in run.results)
+        True
+    """
+
     method = "msanet"
 
     def __init__(self, model, *, epsilon: float = DEFAULT_EPSILON, rounds: int = 5, pgd_steps: int = 4,

@@ -51,7 +51,20 @@ def roughness(sequence: torch.Tensor) -> torch.Tensor:
 
 class SparseFlickering(SparseAttack):
     """Flickering: one uniform offset per channel and frame, smooth in time. By default every frame of the
-    clip flickers, as in Pony et al.; ``frames=k`` makes it sparse (the first k frames, or ``selector``'s)."""
+    clip flickers, as in Pony et al.; ``frames=k`` makes it sparse (the first k frames, or ``selector``'s).
+
+    Args:
+        model: the white-box target; lam, beta_thickness, beta_roughness: the regulariser's weights; lr: the
+            offsets' Adam step; the others as ``DeepSAVA``.
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 16 * 16, 3))
+        >>> videos = torch.rand(2, 4, 3, 16, 16)
+        >>> run = SparseFlickering(net, max_iters=5).run(videos, net(videos).argmax(1))
+        >>> [len(r.frames) for r in run.results]
+        [4, 4]
+    """
 
     method = "flicker"
 

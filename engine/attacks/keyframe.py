@@ -35,6 +35,23 @@ DEFAULT_LR = 0.016  # the noise step of DeepSAVA and Sparse
 
 
 class GradientKeyframe(SparseAttack):
+    """Gradient keyframes (Xu et al. 2022): each video's heaviest class-score-gradient frames until their
+    share of the total reaches ``boundary``, then noise under a two-stage loss (adversarial until fooled, then
+    l2,1 only), run to ``max_iters`` keeping the smallest perturbation that fools.
+
+    Args:
+        model: the white-box target; frames: a cap on the keyframes (None: as many as ``boundary`` takes);
+            boundary, lr, max_iters, min_ssim, max_l21, targeted, batch_size, seed: as their names say.
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 16 * 16, 3))
+        >>> videos = torch.rand(2, 4, 3, 16, 16)
+        >>> run = GradientKeyframe(net, max_iters=5).run(videos, net(videos).argmax(1))
+        >>> all(1 <= len(r.frames) <= 4 for r in run.results)
+        True
+    """
+
     method = "keyframe"
     refine = True
 

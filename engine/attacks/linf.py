@@ -87,6 +87,23 @@ def diverse_input(videos: torch.Tensor, probability: float, generator: torch.Gen
 
 
 class LinfAttack(Attack):
+    """The L-infinity sign-gradient family on every frame: ``fgsm``, ``bim``, ``mi`` (momentum), ``di``
+    (input diversity), ``ti`` (translation-invariant smoothing), with ``translation=`` for temporal
+    translation (TT).
+
+    Args:
+        model: the white-box target; method: one of the five; epsilon: the budget (default 16/255);
+            steps: iterations (the method's default when None); translation: a ``TemporalTranslation``.
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 16 * 16, 3))
+        >>> videos = torch.rand(2, 4, 3, 16, 16)
+        >>> run = LinfAttack(net, method="bim", epsilon=4 / 255).run(videos, net(videos).argmax(1))
+        >>> all(r.linf <= 4 / 255 + 1e-6 for r in run.results)
+        True
+    """
+
     method = "linf"
 
     def __init__(self, model, *, method: str = "bim", epsilon: float = DEFAULT_EPSILON, steps: int | None = None,

@@ -27,6 +27,22 @@ DEFAULT_MIN_SSIM = 0.9
 
 
 class Sparse(SparseAttack):
+    """Sparse (Wei et al. 2019): additive noise on ``frames`` fixed frames, an l2,1 penalty weighted by
+    ``lam``, Adam with step ``lr``; each perturbed frame held to ``min_ssim`` (default 0.9; None: unbounded).
+
+    Args:
+        model: the white-box target; frames, selector (default ``first``), max_iters, max_l21, targeted,
+            adv_loss, batch_size, seed, margin: as ``DeepSAVA``.
+
+    Example:
+        >>> torch.manual_seed(0) and None
+        >>> net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4 * 3 * 16 * 16, 3))
+        >>> videos = torch.rand(2, 4, 3, 16, 16)
+        >>> run = Sparse(net, frames=2, max_iters=10).run(videos, net(videos).argmax(1))
+        >>> all(min(r.ssim) >= 0.9 - 1e-4 for r in run.results)
+        True
+    """
+
     method = "sparse"
 
     def __init__(self, model, *, frames: int = 1, selector: str | Selector = "first", lam: float = DEFAULT_LAM,
