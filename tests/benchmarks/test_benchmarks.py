@@ -55,6 +55,21 @@ def test_runtime_benchmark_compares_runtimes_against_torch_eager(tmp_path):
     assert by_impl["onnxruntime_cpu"]["speedup_vs_torch_eager"] > 0 and by_impl["torch_eager"]["commit"]
 
 
+def test_peer_benchmark_compares_sava_with_torchattacks_and_art(tmp_path):
+    for package in ("torchattacks", "art", "skimage"):
+        pytest.importorskip(package, reason="the peers extra is not installed")
+    rows = run_benchmark("peers", tmp_path)
+    by_system = {row["system"]: row for row in rows}
+    assert set(by_system) == {"torchattacks PGD", "sava bim", "torchattacks MI-FGSM", "sava mi",
+                              "ART FrameSaliency+PGD", "sava deepsava", "ART OverTheAirFlickering", "sava flicker"}
+    for row in rows:
+        assert row["commit"] and row["torch"] and 0 <= row["fooling_rate"] <= 1 and 0 < row["mean_ssim"] <= 1
+    # The same PGD on the same clips: torchattacks and sava make the same adversarial frames.
+    assert by_system["sava bim"]["mean_ssim"] == pytest.approx(by_system["torchattacks PGD"]["mean_ssim"], abs=1e-4)
+    assert by_system["sava bim"]["linf"] <= 8 / 255 + 1e-6 and by_system["sava deepsava"]["frames_per_video"] == 1
+    assert by_system["sava flicker"]["peer"] == "ART OverTheAirFlickering"
+
+
 def test_pipeline_benchmark_compares_against_one_video_at_a_time(tmp_path):
     rows = run_benchmark("pipeline", tmp_path, "--levers", "bf16")
     assert [row["impl"] for row in rows] == ["one_at_a_time", "sava_batch4", "sava_batch4_bf16"]
