@@ -23,6 +23,8 @@ another index).
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import importlib.util
 import json
 import statistics
 import time
@@ -135,10 +137,19 @@ def main() -> None:
     parser.add_argument("--flicker-steps", type=int, default=100, help="ART flickering's iterations")
     parser.add_argument("--tiny", action="store_true", help="3 clips, 1 round, 5 flickering steps")
     parser.add_argument("--device", default="cpu", help="cpu, or cuda for the GPU runner's rows")
+    parser.add_argument("--skip-missing", action="store_true",
+                        help="without the peers installed, say so and write nothing (the GPU runner's check)")
     parser.add_argument("--out", type=Path, default=None, help="append JSON rows to this file")
     args = parser.parse_args()
     if args.tiny:
         args.videos, args.rounds, args.flicker_steps = 3, 1, 5
+    missing = [name for name in ("torchattacks", "art", "skimage") if importlib.util.find_spec(name) is None]
+    if missing:
+        message = f"bench_peers: {', '.join(missing)} not installed: pip install -e '.[peers]'"
+        if args.skip_missing:
+            print(message + " (skipped)")
+            return
+        raise SystemExit(message)
     torch.manual_seed(0)
     model = load_bundled(args.model, device=args.device)
     clips = bundled(model.info.extra["dataset"], "test")
@@ -156,7 +167,8 @@ def main() -> None:
                 made[name] = systems[name](videos, labels).detach().cpu()
                 synchronise(args.device)
                 seconds[name].append((time.perf_counter() - started) / len(videos))
-    env = environment(args.device)
+    env = environment(args.device) | {name: importlib.metadata.version(dist) for name, dist in (
+        ("torchattacks", "torchattacks"), ("art", "adversarial-robustness-toolbox"), ("skimage", "scikit-image"))}
     rows = []
     for peer, ours in PAIRS:
         for name in (peer, ours):

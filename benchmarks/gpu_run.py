@@ -179,8 +179,12 @@ class Runner:
 
     def pipeline(self) -> None:
         size = ["--tiny", "--device", "cpu"] if self.check else ["--models", PIPELINE_MODELS, "--device", "cuda"]
+        peers = ["--skip-missing"] + (["--tiny"] if self.check else ["--device", "cuda"])
         self.stage("pipeline", [("bench_pipeline", [sys.executable, str(BENCHMARKS / "bench_pipeline.py"), *size,
-                                                    "--out", str(self.rows / "pipeline.jsonl")])])
+                                                    "--out", str(self.rows / "pipeline.jsonl")]),
+                                # sava beside torchattacks and ART (their wheels carried in .whl/)
+                                ("bench_peers", [sys.executable, str(BENCHMARKS / "bench_peers.py"), *peers,
+                                                 "--out", str(self.rows / "peers.jsonl")])])
 
     def native(self) -> None:
         size = ["--tiny", "--device", "cpu"] if self.check else []
