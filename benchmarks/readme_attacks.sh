@@ -22,3 +22,5 @@ run default
 run saliency --perturbation all
 run first --selector first --perturbation all
 run paper --lam 1 --lam-end 1 --adv-loss ce --selector first
+run flicker-default --method flicker
+run sparse-default --method sparse
