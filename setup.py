@@ -41,8 +41,9 @@ setup(
     extras_require={
         "onnx": ONNX,
         "hf": ["transformers>=4.40"],  # --model hf:FOLDER
-        # benchmarks/bench_peers.py: the libraries a user would compare sava with, and scikit-image's SSIM
-        "peers": ["torchattacks>=3.5", "adversarial-robustness-toolbox>=1.17", "scikit-image>=0.22"],
+        # benchmarks/bench_peers.py: ART and scikit-image's SSIM. torchattacks goes in with --no-deps: it pins an
+        # old requests and pulls a torchvision that need not match the installed torch (its PGD needs neither).
+        "peers": ["adversarial-robustness-toolbox>=1.17", "scikit-image>=0.22"],
         "torchvision": ["torchvision>=0.26"],  # --model torchvision:NAME; must be the build made for the torch
         "test": ["pytest>=7", "pytorch-msssim>=1.0", "triton>=3.6", "transformers>=4.40", *ONNX],
     },

@@ -1,6 +1,6 @@
 """sava beside the libraries a user would pick instead, on the same model and clips, in one run.
 
-    pip install -e ".[peers]"
+    pip install -e ".[peers]" && pip install --no-deps "torchattacks==3.5.1"
     python benchmarks/bench_peers.py --out benchmarks/results/peers.jsonl    # CPU: c3d-camera, 24 clips
     python benchmarks/bench_peers.py --tiny                                  # CI: proves it runs
 
@@ -145,7 +145,8 @@ def main() -> None:
         args.videos, args.rounds, args.flicker_steps = 3, 1, 5
     missing = [name for name in ("torchattacks", "art", "skimage") if importlib.util.find_spec(name) is None]
     if missing:
-        message = f"bench_peers: {', '.join(missing)} not installed: pip install -e '.[peers]'"
+        message = (f"bench_peers: {', '.join(missing)} not installed: pip install -e '.[peers]' && "
+                   "pip install --no-deps torchattacks==3.5.1")
         if args.skip_missing:
             print(message + " (skipped)")
             return
