@@ -25,13 +25,13 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import importlib.util
-import json
 import statistics
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from harness import append_rows
 
 from sava import make_attack
 from sava.data import bundled
@@ -180,10 +180,7 @@ def main() -> None:
             if name == ours:
                 row["peer"], row["peer_seconds_over_sava"] = peer, statistics.median(seconds[peer]) / per_video
             rows.append(row)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "a") as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
+    append_rows(args.out, rows)
     print(f"{'system':<26} {'FR':>7} {'frames':>7} {'SSIM':>7} {'min SSIM':>8} {'L-inf':>7} {'l2,1':>7} "
           f"{'s/video':>8} {'peer/sava':>9}")
     for row in rows:

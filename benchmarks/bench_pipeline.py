@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 import torch
+from harness import append_rows
 from one_at_a_time import attack_one
 from r3d import r3d18_model
 
@@ -261,10 +262,7 @@ def main() -> None:
                         "step_ms": seconds * 1e3 / steps, "model_forward_backward_ms": model_ms[batch],
                         "engine_efficiency": model_ms[batch] / (seconds * 1e3 / steps)}
             rows.append(row)
-    if args.out:
-        args.out.parent.mkdir(parents=True, exist_ok=True)
-        with open(args.out, "a") as handle:
-            handle.writelines(json.dumps(row) + "\n" for row in rows)
+    append_rows(args.out, rows)
     print(f"{'model':<14} {'impl':<18} {'FR':>7} {'ANI':>6} {'seconds':>8} {'videos/s':>9} {'speed-up':>9} "
           f"{'step ms':>8} {'model ms':>9} {'efficiency':>10}")
     for row in rows:

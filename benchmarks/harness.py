@@ -176,3 +176,12 @@ def write_and_print(rows_or_cases, args) -> None:
 
 # Anchors every row is compared against, when measured in the same run.
 ANCHORS = ["reference", "reference_compiled", "pytorch_msssim", "fussim"]
+
+
+def append_rows(path: Path | None, rows: list[dict]) -> None:
+    """Append one JSON line per row to ``path`` (made with its folder when missing); nothing when None."""
+    if path is None:
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.writelines(json.dumps(row) + "\n" for row in rows)
