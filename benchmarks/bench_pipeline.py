@@ -94,8 +94,9 @@ def run_reference(model, videos, labels, iters, fixed=False):
             "fooling_rate": len(wins) / max(len(outcomes), 1)}
 
 
-def run_sava(model, videos, labels, iters, batch, fixed=False, selector="random"):
-    attack = DeepSAVA(model, max_iters=iters, batch_size=batch, selector=selector)
+def run_sava(model, videos, labels, iters, batch, fixed=False, selector=None):
+    """DeepSAVA at its defaults, its selector included unless ``selector`` names another."""
+    attack = DeepSAVA(model, max_iters=iters, batch_size=batch, **({"selector": selector} if selector else {}))
     attack.stop_on_success = not fixed  # fixed: every video runs exactly ``iters`` steps
     run = attack.run(videos, labels)
     summary = run.summary

@@ -53,9 +53,10 @@ def torchvision_imports() -> bool:
     return True
 
 
-# The bundled 3D CNN, the R3D-18-sized stand-in and, where torchvision imports (the GPU image ships it),
-# torchvision's real R3D-18 and R(2+1)D-18 at 16 x 112 x 112.
-PIPELINE_MODELS = "c3d-camera,r3d18" + (",torchvision:r3d_18,torchvision:r2plus1d_18" if torchvision_imports() else "")
+def pipeline_models() -> str:
+    """The bundled 3D CNN, the R3D-18-sized stand-in and, where torchvision imports (the GPU image ships it),
+    torchvision's real R3D-18 and R(2+1)D-18 at 16 x 112 x 112."""
+    return "c3d-camera,r3d18" + (",torchvision:r3d_18,torchvision:r2plus1d_18" if torchvision_imports() else "")
 
 
 def payload_bytes() -> tuple[int, int]:
@@ -178,7 +179,7 @@ class Runner:
         self.stage("kernels", commands)
 
     def pipeline(self) -> None:
-        size = ["--tiny", "--device", "cpu"] if self.check else ["--models", PIPELINE_MODELS, "--device", "cuda"]
+        size = ["--tiny", "--device", "cpu"] if self.check else ["--models", pipeline_models(), "--device", "cuda"]
         peers = ["--skip-missing"] + (["--tiny"] if self.check else ["--device", "cuda"])
         self.stage("pipeline", [("bench_pipeline", [sys.executable, str(BENCHMARKS / "bench_pipeline.py"), *size,
                                                     "--out", str(self.rows / "pipeline.jsonl")]),

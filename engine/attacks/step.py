@@ -103,8 +103,7 @@ def attack_step(settings: StepSettings, slots: Slots, width: int) -> None:
     logits = settings.model.logits(IntoClip.apply(adv, views.clip.detach(), views.frame_idx, views.rows))
     ssim = kernels.ssim(adv, views.clean)
     step = Step(adv, views.clean, ssim, logits, views.goal, views.iters, params, views.frame_idx, views.frame_valid,
-                slots.num_frames,
-                settings.max_iters)
+                slots.num_frames, settings.max_iters)
     loss = settings.objective(step)
     slots.ensure_record(logits.shape[1])
     views = slots.prefix(width)

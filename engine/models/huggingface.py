@@ -94,12 +94,11 @@ def load_huggingface(folder: str, weights, *, layout=None, mean=None, std=None, 
     if not (path / "config.json").is_file():
         raise ModelError(f"hf:{folder}: not a folder saved with save_pretrained (no config.json in it)")
     transformers = import_transformers()
-    AutoConfig, AutoModelForVideoClassification = transformers.AutoConfig, transformers.AutoModelForVideoClassification
     try:
-        config = AutoConfig.from_pretrained(str(path))
-        classifier = AutoModelForVideoClassification.from_pretrained(str(path))
+        classifier = transformers.AutoModelForVideoClassification.from_pretrained(str(path))
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"hf:{folder}: cannot load a video classifier from it: {exc}") from exc
+    config = classifier.config
     processor = _processor(path)
     frames = processor.get("num_frames") or getattr(config, "num_frames", None) or 16
     size = _side(processor.get("crop_size")) or _side(processor.get("size")) or \

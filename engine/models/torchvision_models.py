@@ -7,7 +7,7 @@ import torch
 
 from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
-from .weights_file import read_state_dict
+from .weights_file import fill, read_state_dict
 from .zoo import TORCHVISION, kinetics400_classes
 
 KINETICS400 = 400
@@ -41,10 +41,7 @@ def load_torchvision(name: str, weights, *, layout=None, mean=None, std=None, de
     video = import_torchvision_video()
     module = getattr(video, name)(weights=None, num_classes=classes)
     if state is not None:
-        try:
-            module.load_state_dict(state)
-        except RuntimeError as exc:
-            raise ModelError(f"weights in {weights} do not fit torchvision's {name}: {exc}") from exc
+        fill(module, weights, state)
     info = ModelInfo(name=f"torchvision:{name}", layout=layout or "BCTHW", mean=mean or preset.mean,
                      std=std or preset.std, classes=kinetics400_classes() if classes == KINETICS400 else None,
                      clip_shape=(preset.clip[0], 3, *preset.clip[1:]),

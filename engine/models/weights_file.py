@@ -39,9 +39,10 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     return state
 
 
-def fill(module: torch.nn.Module, path: str | Path) -> None:
-    """Load ``path`` into ``module``, every key and shape matching, or an error naming what does not fit."""
+def fill(module: torch.nn.Module, path: str | Path, state: dict[str, torch.Tensor] | None = None) -> None:
+    """Load ``path`` (or ``state``, its tensors when already read) into ``module``, every key and shape
+    matching, or an error naming what does not fit."""
     try:
-        module.load_state_dict(read_state_dict(path))
+        module.load_state_dict(read_state_dict(path) if state is None else state)
     except RuntimeError as exc:
         raise ModelError(f"weights in {path} do not fit the model: {exc}") from exc

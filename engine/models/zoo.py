@@ -50,8 +50,9 @@ TORCHVISION = {p.name: p for p in (
 
 def kinetics400_classes() -> list[str]:
     """Kinetics-400's class names in the order its 400-way checkpoints number their outputs."""
-    text = (CLASS_LISTS / "kinetics400.txt").read_text(encoding="utf-8")
-    return [line for line in text.splitlines() if line and not line.startswith("#")]
+    from ..classes import read_names
+
+    return read_names(str(CLASS_LISTS / "kinetics400.txt"))
 
 
 def is_zoo(spec: str) -> bool:
