@@ -6,8 +6,8 @@
 
 from __future__ import annotations
 
+import functools
 import importlib
-import itertools
 
 import torch
 from harness import Case, arguments, autograd_passes, configured, triton_usable, write_and_print
@@ -27,6 +27,18 @@ def fussim_function():
     return None
 
 
+def fused_passes(x, y, name: str, module, constants: dict) -> dict:
+    """The fused SSIM's passes under one design (``ssim.DESIGN``) and its module's launch constants."""
+    from sava.kernels.fused import ssim as fused
+
+    run = lambda a, r: dispatch.ssim(a, r, backend="triton")  # noqa: E731
+    return configured(configured(autograd_passes(run, (x, y), (0,)), module, constants), fused, {"DESIGN": name})
+
+
+def launch_defaults(module) -> dict:
+    return {"SEG": module.SEG, "COLS": module.COLS, "NUM_WARPS": module.NUM_WARPS}
+
+
 def cases(args) -> list[Case]:
     fused_ssim = fussim_function()
     shapes = [(1, 2, 3, 16, 16, 1)] if args.tiny else [(8, 16, 3, 224, 224, k) for k in (1, 4, 16)]
@@ -40,18 +52,28 @@ def cases(args) -> list[Case]:
                     {"forward": 8 * values, "backward": 12 * values, "forward+backward": 12 * values})
         if triton_usable(args.device):
             from sava.kernels.fused import ssim as fused
+            from sava.kernels.fused import ssim_one_pass
 
-            run = lambda a, r: dispatch.ssim(a, r, backend="triton")  # noqa: E731
-            defaults = {"SEG": fused.SEG, "COLS": fused.COLS, "NUM_WARPS": fused.NUM_WARPS}
-            case.impls["triton"] = configured(autograd_passes(run, (x, y), (0,)), fused, defaults)
+            design = functools.partial(fused_passes, x, y)
+            modules = {"maps": fused, "one_pass": ssim_one_pass}
+            # "triton" is the default design, the other one is timed beside it under its name.
+            case.impls["triton"] = design(fused.DESIGN, modules[fused.DESIGN], launch_defaults(modules[fused.DESIGN]))
+            for name in fused.DESIGNS:
+                if name != fused.DESIGN:
+                    case.impls[f"triton_{name}"] = design(name, modules[name], launch_defaults(modules[name]))
             if args.sweep and k == shapes[-1][-1]:
-                every = itertools.product((16, 32, 64), (64, 128, 256), (2, 4, 8))
-                # At least one column per thread.
-                grid = [(16, 32, 1)] if args.tiny else [(s, c, w) for s, c, w in every if c >= 32 * w]
+                # One or two columns per thread, 2 or 4 warps: 8 warps lost to 4 at every size of the last sweep
+                # (H200, 2026-11-26), and each configuration costs a compile on a fresh machine.
+                columns = ((64, 2), (128, 2), (128, 4), (256, 4))
+                grid = [(16, 32, 1)] if args.tiny else [(s, c, w) for s in (16, 32, 64) for c, w in columns]
                 for seg, cols, warps in grid:
                     constants = {"SEG": seg, "COLS": cols, "NUM_WARPS": warps}
-                    case.impls[f"triton_{seg}x{cols}w{warps}"] = configured(
-                        autograd_passes(run, (x, y), (0,)), fused, constants)
+                    case.impls[f"triton_{seg}x{cols}w{warps}"] = design("maps", fused, constants)
+                    # The one-pass kernel carries 81 open sums per column (155 registers at one column per
+                    # thread on sm_90): more columns per thread would spill.
+                    if args.tiny or cols == 32 * warps:
+                        case.impls[f"triton_one_pass_{seg}x{cols}w{warps}"] = design("one_pass", ssim_one_pass,
+                                                                                      constants)
         case.impls["reference"] = autograd_passes(ref.ssim, (x, y), (0,))
         if args.compile:
             case.impls["reference_compiled"] = autograd_passes(torch.compile(ref.ssim), (x, y), (0,))

@@ -62,7 +62,7 @@ def _kernel_names(module) -> list[str]:
 
 def _scenarios() -> Iterator[tuple[str, Callable[[], None]]]:
     """(label, call) for every combination of flags the launchers pass as constexprs."""
-    from .fused import perturb, ssim, update
+    from .fused import perturb, ssim, ssim_one_pass, update
 
     contiguous = torch.rand(BATCH, FRAMES, CHANNELS, HEIGHT, WIDTH)
     # Frames sliced out of a channels-last clip: the innermost stride is C, not 1.
@@ -89,6 +89,7 @@ def _scenarios() -> Iterator[tuple[str, Callable[[], None]]]:
     ho, wo = HEIGHT - ssim.SSIM_WINDOW + 1, WIDTH - ssim.SSIM_WINDOW + 1
     maps = torch.zeros(frames.shape[0], CHANNELS, 3, ho, wo)
     yield "ssim backward", lambda: ssim._launch_backward(torch.ones(frames.shape[0]), frames, frames, maps)
+    yield "ssim one pass", lambda: ssim_one_pass.launch(frames, frames)
     rows = torch.zeros(BATCH * SELECTED, CHANNELS * HEIGHT * WIDTH)
     active = torch.ones(rows.shape[0], dtype=torch.bool)
     yield "adam", lambda: update.masked_adam_step_(rows.clone(), rows, rows.clone(), rows.clone(),
@@ -107,11 +108,11 @@ def record_launches() -> list[Launch]:
     if os.environ.get("TRITON_INTERPRET") == "1":
         raise RuntimeError("sava.kernels.aot needs TRITON_INTERPRET unset: under the interpreter the kernels "
                            "are not compiled. Run `python -m sava.aot_report` in a fresh process.")
-    from .fused import perturb, ssim, update
+    from .fused import perturb, ssim, ssim_one_pass, update
 
     sink: list[Launch] = []
     label = [""]
-    patched = [(module, name, getattr(module, name)) for module in (perturb, ssim, update)
+    patched = [(module, name, getattr(module, name)) for module in (perturb, ssim, ssim_one_pass, update)
                for name in _kernel_names(module)]
     for module, name, kernel in patched:
         setattr(module, name, _Recorder(kernel, sink, label))

@@ -9,7 +9,8 @@ Bytes per value (float32), forward + backward:
   a pixel, so it must first rebuild them in a pass of its own (read x, y 8 B,
   write 12 B) before the same gather: 52 B, and one more launch.
 So the forward keeps the maps, and writes them only when a gradient is wanted
-(an evaluation-only forward moves 8 B per value).
+(an evaluation-only forward moves 8 B per value). ``ssim_one_pass.py`` is the
+second design (20 B, no maps in device memory); ``DESIGN`` picks one.
 
 Layout of the work: one program per (frame and channel, strip of COLS columns,
 segment of SEG rows), so channels and frames fill the grid. A program walks
@@ -25,20 +26,19 @@ The backward walks the three derivative maps the same way. The window's taps
 are compile-time constants; the Gaussian is symmetric, which lets the
 backward's transposed sums use the forward's taps.
 
-ptxas (sm_90): 88 registers forward, 86 backward, no spills, at 4 warps and
+ptxas (sm_90): 87 registers forward (keeping the maps), 86 backward, no spills, at 4 warps and
 COLS = 128 (`python -m sava.aot_report`).
 """
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 import triton.language as tl
 
-from ..reference import SSIM_K1, SSIM_K2, SSIM_WINDOW, gaussian_window
-from .grid import launch_grid
+from ..reference import SSIM_K1, SSIM_K2, SSIM_WINDOW
+from . import ssim_one_pass
+from .ssim_window import _TAPS, _WIN, _filter_row, _local_ssim, _slide, segment_grid
 
 # Launch constants, read at each launch (`bench_ssim.py --sweep` tries others). One program covers SEG rows of
 # COLS columns; at 4 warps a COLS of 128 is one column per thread, so the 50 open sums take 50 registers.
@@ -46,44 +46,14 @@ SEG, COLS = 64, 128
 NUM_WARPS = 4
 # Fewer programs than this many per SM at SEG rows: the launcher halves SEG (down to 16) to fill the GPU.
 PROGRAMS_PER_SM = 4
-
-_TAPS = tl.constexpr(tuple(float(t) for t in gaussian_window(SSIM_WINDOW, dtype=torch.float64)))
-_WIN = tl.constexpr(SSIM_WINDOW)
+# How a gradient is computed: "maps" (this module's forward keeps three derivative maps, its backward gathers
+# them) or "one_pass" (``ssim_one_pass``: the forward computes dS/dx itself, the backward scales it). Read at
+# each forward; an evaluation without a gradient always takes this module's value-only forward.
+DESIGNS = ("maps", "one_pass")
+DESIGN = "maps"
 
 
 # --------------------------------------------------------------------------- kernels
-@triton.jit
-def _slide(h, s0, s1, s2, s3, s4, s5, s6, s7, s8, s9):
-    """Feeds one filtered row ``h`` into the partial vertical sums of the 10 output rows still open, nearest
-    first: returns the row that ``h`` completes and the partial sums moved up one row. Each carried value is
-    computed afresh (an add), never copied: a ring of rows shifted by copies costs a move per entry per row,
-    and ptxas gave that form twice the registers."""
-    return (s0 + _TAPS[10] * h, s1 + _TAPS[9] * h, s2 + _TAPS[8] * h, s3 + _TAPS[7] * h, s4 + _TAPS[6] * h,
-            s5 + _TAPS[5] * h, s6 + _TAPS[4] * h, s7 + _TAPS[3] * h, s8 + _TAPS[2] * h, s9 + _TAPS[1] * h,
-            _TAPS[0] * h)
-
-
-@triton.jit
-def _filter_row(xs, ys, row, cols, W, sx_h, sx_w, sy_h, sy_w):
-    """Row ``row`` (inside the frame) of the five statistics, filtered horizontally: output column j sums input
-    columns j .. j + 10."""
-    h_x = tl.zeros(cols.shape, dtype=tl.float32)
-    h_y = tl.zeros(cols.shape, dtype=tl.float32)
-    h_xx = tl.zeros(cols.shape, dtype=tl.float32)
-    h_yy = tl.zeros(cols.shape, dtype=tl.float32)
-    h_xy = tl.zeros(cols.shape, dtype=tl.float32)
-    for dw in tl.static_range(_WIN):
-        inside = cols + dw < W
-        xv = tl.load(xs + row * sx_h + (cols + dw) * sx_w, mask=inside, other=0.0).to(tl.float32)
-        yv = tl.load(ys + row * sy_h + (cols + dw) * sy_w, mask=inside, other=0.0).to(tl.float32)
-        h_x += _TAPS[dw] * xv
-        h_y += _TAPS[dw] * yv
-        h_xx += _TAPS[dw] * (xv * xv)
-        h_yy += _TAPS[dw] * (yv * yv)
-        h_xy += _TAPS[dw] * (xv * yv)
-    return h_x, h_y, h_xx, h_yy, h_xy
-
-
 @triton.jit
 def _locate(C, COLS: tl.constexpr, SEG: tl.constexpr):
     """This program's frame, channel, columns and first row."""
@@ -119,27 +89,17 @@ def _ssim_forward_kernel(
     total = zero
     valid_cols = cols < WO
     for r in range(steps):
-        h_x, h_y, h_xx, h_yy, h_xy = _filter_row(xs, ys, first + r, cols, W, sx_h, sx_w, sy_h, sy_w)
+        h_x, h_y, h_xx, h_yy, h_xy = _filter_row(xs, ys, first + r, cols, H, W, sx_h, sx_w, sy_h, sy_w)
         mu_x, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9 = _slide(h_x, x0, x1, x2, x3, x4, x5, x6, x7, x8, x9)
         mu_y, y0, y1, y2, y3, y4, y5, y6, y7, y8, y9 = _slide(h_y, y0, y1, y2, y3, y4, y5, y6, y7, y8, y9)
         e_xx, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9 = _slide(h_xx, a0, a1, a2, a3, a4, a5, a6, a7, a8, a9)
         e_yy, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9 = _slide(h_yy, b0, b1, b2, b3, b4, b5, b6, b7, b8, b9)
         e_xy, p0, p1, p2, p3, p4, p5, p6, p7, p8, p9 = _slide(h_xy, p0, p1, p2, p3, p4, p5, p6, p7, p8, p9)
         out_row = first + r - (_WIN - 1)  # the output row this input row completes (none for the first 10)
-        lum_num = 2 * mu_x * mu_y + C1
-        lum_den = mu_x * mu_x + mu_y * mu_y + C1
-        con_num = 2 * (e_xy - mu_x * mu_y) + C2
-        con_den = (e_xx - mu_x * mu_x) + (e_yy - mu_y * mu_y) + C2
-        value = (lum_num * con_num) / (lum_den * con_den)
+        value, d_mu, d_xx, d_xy = _local_ssim(mu_x, mu_y, e_xx, e_yy, e_xy, C1, C2)
         keep = valid_cols & (r >= _WIN - 1)
         total += tl.where(keep, value, 0.0)
         if KEEP_MAPS:
-            # Derivatives of the local SSIM with respect to the raw window
-            # statistics of x (mu_x, E[x^2], E[xy]), y held fixed.
-            denom = lum_den * con_den
-            d_mu = (2 * mu_y * (con_num - lum_num) - 2 * mu_x * value * (con_den - lum_den)) / denom
-            d_xx = -value / con_den
-            d_xy = 2 * lum_num / denom
             plane = maps_ptr + (frame * C + c) * 3 * HO * WO + out_row * WO + cols
             tl.store(plane, d_mu, mask=keep)
             tl.store(plane + HO * WO, d_xx, mask=keep)
@@ -203,17 +163,8 @@ def _ssim_backward_kernel(
 
 
 # --------------------------------------------------------------------------- launchers
-@functools.cache
-def _multiprocessors(device: torch.device) -> int:
-    return torch.cuda.get_device_properties(device).multi_processor_count if device.type == "cuda" else 0
-
-
 def _grid(planes: int, rows: int, cols: int, device: torch.device) -> tuple[tuple[int, int, int], int]:
-    """The grid and the segment length: SEG rows, halved (to 16 at least) while the grid would leave SMs idle."""
-    seg, strips = SEG, triton.cdiv(cols, COLS)
-    while seg > 16 and planes * strips * triton.cdiv(rows, seg) < PROGRAMS_PER_SM * _multiprocessors(device):
-        seg //= 2
-    return launch_grid("ssim", planes, strips, triton.cdiv(rows, seg)), seg
+    return segment_grid("ssim", planes, triton.cdiv(cols, COLS), rows, SEG, PROGRAMS_PER_SM, device)
 
 
 def _launch_forward(x: torch.Tensor, y: torch.Tensor, keep_maps: bool, rows: torch.Tensor | None = None):
@@ -275,8 +226,16 @@ class _SSIM(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, y):
         keep = x.requires_grad
+        compiling = torch.compiler.is_compiling()
+        ctx.one_pass = keep and DESIGN == "one_pass"
         # Eager calls launch directly (a custom op's dispatch costs more than the kernel on one frame).
-        forward = _ssim_forward_op if torch.compiler.is_compiling() else _launch_forward
+        if ctx.one_pass:
+            forward = ssim_one_pass._ssim_one_pass_op if compiling else ssim_one_pass.launch
+            values, gradient = forward(x, y)
+            ctx.save_for_backward(gradient)
+            ctx.dtype = x.dtype
+            return values
+        forward = _ssim_forward_op if compiling else _launch_forward
         values, maps = forward(x, y, keep)
         if keep:
             ctx.save_for_backward(x, y, maps)
@@ -284,6 +243,9 @@ class _SSIM(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad):
+        if ctx.one_pass:
+            (gradient,) = ctx.saved_tensors
+            return (grad.to(torch.float32).view(-1, 1, 1, 1) * gradient).to(ctx.dtype), None
         x, y, maps = ctx.saved_tensors
         backward = _ssim_backward_op if torch.compiler.is_compiling() else _launch_backward
         return backward(grad, x, y, maps).to(x.dtype), None
@@ -302,6 +264,8 @@ def ssim(x: torch.Tensor, y: torch.Tensor, rows: torch.Tensor | None = None) -> 
         raise ValueError(
             f"ssim: frames of {height} x {width} are smaller than the {SSIM_WINDOW} x {SSIM_WINDOW} window"
         )
+    if DESIGN not in DESIGNS:
+        raise ValueError(f"ssim: DESIGN is {DESIGN!r}; choose from {', '.join(DESIGNS)}")
     if y.requires_grad:
         raise ValueError("ssim: the fused kernel differentiates the first argument only; use backend='reference'")
     lead = x.shape[:-3]

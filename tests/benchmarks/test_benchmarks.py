@@ -31,6 +31,8 @@ def test_benchmark_runs_and_writes_rows(op, sweep, tmp_path):
     assert {"reference", "triton"} <= impls
     if sweep:  # another launch configuration, timed and compared like any implementation
         assert any(impl.startswith("triton_b") for impl in impls)
+    if op == "ssim":  # the design that is not the default, timed beside it
+        assert "triton_one_pass" in impls
     for row in rows:
         assert REQUIRED <= set(row), REQUIRED - set(row)
         assert row["ms"] > 0 and row["op"] == op
@@ -194,6 +196,8 @@ def test_kernel_targets_judge_each_figure_from_the_rows_of_one_run(tmp_path):
     fb = "forward+backward"
     (tmp_path / "ssim.jsonl").write_text("\n".join([
         row("triton", fb, 16, ms=0.25, speedup_vs_pytorch_msssim=31.0, achieved_GBps=1000.0),
+        row("triton_one_pass", fb, 16, ms=0.31), row("triton_one_pass_32x128w4", fb, 16, ms=0.2),
+        row("triton_one_pass_16x64w2", fb, 4, ms=0.1),  # faster, but at another k: not the sweep's winner
         row("triton", fb, 1, ms=0.05, speedup_vs_reference_compiled=0.9)]))
     (tmp_path / "perturb.jsonl").write_text("\n".join([
         row("triton", fb, 16, ms=0.30, speedup_vs_reference_compiled=3.5),
@@ -207,6 +211,8 @@ def test_kernel_targets_judge_each_figure_from_the_rows_of_one_run(tmp_path):
     assert "31.00x" in lines["SSIM fwd+bwd, k = 16, vs pytorch-msssim"] and "| met |" in lines[
         "SSIM fwd+bwd, k = 16, vs pytorch-msssim"]
     assert "missing" in lines["SSIM fwd+bwd, k = 16, vs fussim"]
+    assert "| 0.3100 ms | <= 0.30 ms | NOT met |" in lines["SSIM fwd+bwd, k = 16, one_pass design"]
+    assert "| 0.2000 ms |" in lines["SSIM fwd+bwd, k = 16, fastest of the sweep: triton_one_pass_32x128w4"]
     assert "NOT met" in lines["SSIM fwd+bwd, k = 1, vs compiled reference"]
     assert "NOT met" in lines["perturbation fwd+bwd, k = 16"]
     assert "1.40x" in lines["perturbation fwd+bwd, k = 1: T = 64 over T = 16"]

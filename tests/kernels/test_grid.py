@@ -18,7 +18,7 @@ pytest.importorskip("triton")
 if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("no GPU and the Triton interpreter is off", allow_module_level=True)
 
-from sava.kernels.fused import perturb, ssim, update  # noqa: E402  (after TRITON_INTERPRET is set)
+from sava.kernels.fused import perturb, ssim, ssim_one_pass, update  # noqa: E402  (after TRITON_INTERPRET is set)
 from sava.kernels.fused.grid import GRID_LIMITS, launch_grid  # noqa: E402
 
 META = torch.device("meta")
@@ -40,7 +40,7 @@ class Recorder:
 @pytest.fixture
 def grids(monkeypatch):
     seen: list[tuple] = []
-    for module in (perturb, ssim, update):
+    for module in (perturb, ssim, ssim_one_pass, update):
         for name in dir(module):
             if name.endswith("_kernel") and hasattr(getattr(module, name), "fn"):
                 monkeypatch.setattr(module, name, Recorder(seen))
@@ -75,7 +75,8 @@ def test_perturbation_and_ssim_grids_fit_for_large_clips(grids, shape):
     frames = video.view(batch * k, channels, height, width)
     _, maps = ssim._launch_forward(frames, frames, keep_maps=True)
     ssim._launch_backward(torch.empty(batch * k, device=META), frames, frames, maps)
-    assert len(grids) == 4 and all(within_limits(g) for g in grids), grids
+    ssim_one_pass.launch(frames, frames)
+    assert len(grids) == 5 and all(within_limits(g) for g in grids), grids
 
 
 def test_the_16_frame_1080p_row_needs_more_blocks_than_axis_y_allows():

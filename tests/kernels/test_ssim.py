@@ -21,6 +21,7 @@ if DEVICE == "cpu" and os.environ.get("TRITON_INTERPRET") != "1":
     pytest.skip("no GPU and the Triton interpreter is off", allow_module_level=True)
 
 from sava.kernels.fused import ssim as fused  # noqa: E402  (after TRITON_INTERPRET is set)
+from sava.kernels.fused import ssim_one_pass  # noqa: E402
 
 SHAPES = [(1, 1, 11, 11), (2, 3, 12, 13), (1, 2, 19, 11)]
 
@@ -32,8 +33,10 @@ def pair(shape, seed=0):
     return perturbed.to(DEVICE), clean.to(DEVICE)
 
 
+@pytest.mark.parametrize("design", fused.DESIGNS)
 @pytest.mark.parametrize("shape", SHAPES)
-def test_values_and_gradient_match(shape):
+def test_values_and_gradient_match(shape, design, monkeypatch):
+    monkeypatch.setattr(fused, "DESIGN", design)
     x, y = pair(shape)
     ours_in = x.clone().requires_grad_()
     theirs_in = x.clone().requires_grad_()
@@ -63,6 +66,59 @@ def test_frames_spanning_several_tiles(monkeypatch):
     assert_close(g_ours, g_ref, "tiled d ssim / d x")
 
 
+def test_the_one_pass_design_across_strips_and_segments(monkeypatch):
+    """The one-pass kernel's strips overlap by the window's 10 columns and its segments read 10 rows above and
+    below: tiles smaller than the frame, ragged at the right and bottom edges, against float64 autograd of
+    the reference, for a non-contiguous input."""
+    monkeypatch.setattr(fused, "DESIGN", "one_pass")
+    monkeypatch.setattr(ssim_one_pass, "SEG", 4)
+    monkeypatch.setattr(ssim_one_pass, "COLS", 16)  # 6 pixel columns per strip: 4 strips, the last ragged
+    x, y = pair((1, 1, 15, 20), seed=5)  # 4 segments, the last of 3 rows
+    x = x.transpose(-1, -2).contiguous().transpose(-1, -2)
+    assert not x.is_contiguous()
+    ours_in = x.clone().requires_grad_()
+    ours = fused.ssim(ours_in, y)
+    reference_in = x.double().requires_grad_()
+    expected = ref.ssim(reference_in, y.double())
+    assert_close(ours, expected.float(), "one-pass ssim vs float64 reference")
+    upstream = torch.tensor([1.7], device=DEVICE)
+    (g_ours,) = torch.autograd.grad(ours, ours_in, upstream)
+    (g_ref,) = torch.autograd.grad(expected, reference_in, upstream.double())
+    assert float(g_ref.abs().min()) > 0  # every pixel has a gradient: an unwritten one cannot pass
+    assert_close(g_ours, g_ref.float(), "one-pass d ssim / d x")
+
+
+def test_the_one_pass_design_leaves_no_pixel_unwritten():
+    """Its gradient buffer starts uninitialised: NaN is freed just before the launch, so that a pixel the
+    kernel skips shows as a wrong value, not as a lucky zero (CUDA's caching allocator hands that memory
+    back to the launch; on CPU the allocator usually does)."""
+    x, y = pair((2, 2, 14, 25), seed=6)
+    torch.full((4 * x.numel(),), float("nan"), device=DEVICE)  # freed into the cache the launch draws from
+    values, gradient = ssim_one_pass.launch(x, y)
+    reference_in = x.double().requires_grad_()
+    expected = ref.ssim(reference_in, y.double())
+    (g_ref,) = torch.autograd.grad(expected.sum(), reference_in)
+    assert_close(values, expected.float(), "one-pass values")
+    assert_close(gradient, g_ref.float(), "one-pass gradient")
+
+
+@pytest.mark.skipif(DEVICE != "cuda", reason="a race between a program's threads shows only on a GPU")
+def test_the_one_pass_design_at_full_frame_size_is_right_and_repeatable():
+    """The scratch row between the maps and their transposed filter is shared by a program's threads: a
+    missing barrier would make the result wrong at some sizes and differ between runs. Full 224 x 224 frames
+    (several strips and segments at the launch defaults), float64 reference, two runs bitwise equal."""
+    x, y = pair((16, 3, 224, 224), seed=7)
+    first_values, first_gradient = ssim_one_pass.launch(x, y)
+    second_values, second_gradient = ssim_one_pass.launch(x, y)
+    assert torch.equal(first_values, second_values) and torch.equal(first_gradient, second_gradient)
+    reference_in = x.double().requires_grad_()
+    expected = ref.ssim(reference_in, y.double())
+    (g_ref,) = torch.autograd.grad(expected.sum(), reference_in)
+    assert_close(first_values, expected.float(), "one-pass values at 224 x 224")
+    relative = float((first_gradient.double() - g_ref).norm() / g_ref.norm())
+    assert relative < 1e-5, relative
+
+
 def test_non_contiguous_frames_and_leading_dims():
     base = torch.rand(2, 3, 4, 12, 12, device=DEVICE)  # B x C x T x H x W
     x = base.transpose(1, 2)[:, 1:3]  # B x 2 x C x H x W, not contiguous
@@ -83,6 +139,7 @@ def test_identical_frames_score_one_and_no_gradient_is_kept_without_grad():
 def test_custom_op_registration():
     x, y = pair((1, 1, 11, 12))
     torch.library.opcheck(fused._ssim_forward_op, (x, y, True))
+    torch.library.opcheck(ssim_one_pass._ssim_one_pass_op, (x, y))
     _, maps = fused._ssim_forward_op(x, y, True)
     torch.library.opcheck(fused._ssim_backward_op, (torch.ones(1, device=DEVICE), x, y, maps))
 
@@ -106,6 +163,16 @@ def test_clear_errors():
         fused.ssim(x, y.requires_grad_())
     with pytest.raises(ValueError, match="smaller than the 11 x 11"):
         fused.ssim(x[..., :10], y[..., :10].detach())
+
+
+def test_an_unknown_design_is_named(monkeypatch):
+    x, y = pair((1, 1, 11, 11))
+    monkeypatch.setattr(fused, "DESIGN", "tiles")
+    with pytest.raises(ValueError, match="DESIGN is 'tiles'; choose from maps, one_pass"):
+        fused.ssim(x, y)
+    monkeypatch.setattr(ssim_one_pass, "COLS", 8)
+    with pytest.raises(ValueError, match="COLS = 8 leaves no pixel columns"):
+        ssim_one_pass.launch(x, y)
 
 
 def test_dispatch_routes_a_differentiable_second_argument_to_the_reference():
