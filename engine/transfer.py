@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -178,14 +179,32 @@ def write(out: Path, rows: list[dict], meta: dict) -> None:
     _heatmap(out / "transfer.png", sources, targets, cell, meta.get("title", "transfer fooling rate"))
 
 
+def _tick_labels(names: list[str]) -> list[str]:
+    """Names for the heatmap's axes: a file or folder target by its last path component (``hf:/a/b/videomae
+    [torch]`` as ``hf:videomae [torch]``), unless two would then read the same; the CSV and JSON keep the
+    full names."""
+    def short(name: str) -> str:
+        head, bracket, runtime = name.partition(" [")
+        scheme, colon, rest = head.rpartition(":") if ":" in head and "/" in head else ("", "", head)
+        rest = re.split(r"[\\/]+", rest.strip("\\/"))[-1] or rest
+        return f"{scheme}{colon}{rest}{bracket}{runtime}"
+
+    shortened = [short(name) for name in names]
+    return shortened if len(set(shortened)) == len(shortened) else list(names)
+
+
 def _heatmap(path: Path, sources, targets, cell, title: str) -> None:
     from .reproduce import render
 
-    fig, (axis,) = render.figure(1, width=max(6.0, 1.3 * len(targets) + 3))
+    columns, rows = _tick_labels(list(targets)), _tick_labels(list(sources))
+    longest = max((len(label) for label in columns), default=0)
+    # Room below the axes for the slanted column labels, beside them for the row labels.
+    fig, (axis,) = render.figure(1, width=max(6.0, 1.3 * len(targets) + 3 + 0.06 * max(map(len, rows))),
+                                 height=max(4.0, 2.5 + 0.05 * longest + 0.3 * len(sources)))
     grid = [[float("nan") if cell[s, t] is None else cell[s, t] for t in targets] for s in sources]
     image = axis.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")
-    axis.set_xticks(range(len(targets)), targets, rotation=30, ha="right", fontsize=7)
-    axis.set_yticks(range(len(sources)), sources, fontsize=7)
+    axis.set_xticks(range(len(targets)), columns, rotation=30, ha="right", fontsize=7)
+    axis.set_yticks(range(len(sources)), rows, fontsize=7)
     for i, line in enumerate(grid):
         for j, value in enumerate(line):
             axis.text(j, i, "-" if value != value else f"{value:.0%}", ha="center", va="center", fontsize=8,

@@ -4,6 +4,7 @@ downloaded: the folder holds everything."""
 
 from __future__ import annotations
 
+import inspect
 import json
 import re
 import sys
@@ -79,6 +80,55 @@ def _processor(folder: Path) -> dict:
     return {}
 
 
+def _processor_setting(processor: dict, key: str, transformers, fallback):
+    """A processor setting: the file's, else the default of the processor class the file names (ViViT's
+    processor rescales by 1/127.5 and shifts by -1 unless told otherwise), else the usual default."""
+    if key in processor:
+        return processor[key]
+    for kind in ("image_processor_type", "video_processor_type"):
+        try:
+            cls = getattr(transformers, str(processor.get(kind)))
+            parameter = inspect.signature(cls.__init__).parameters.get(key)
+        except (AttributeError, ImportError, TypeError, ValueError):
+            continue  # no such class here, or it needs a library (torchvision) this environment lacks
+        if parameter is not None and parameter.default is not inspect.Parameter.empty:
+            return parameter.default
+        if hasattr(cls, key):
+            return getattr(cls, key)
+    return fallback
+
+
+def _per_channel(value, channels: int, what: str, folder: str) -> tuple[float, ...]:
+    values = (value,) * channels if isinstance(value, (int, float)) else tuple(value)
+    if len(values) not in (1, channels) or not all(isinstance(v, (int, float)) for v in values):
+        raise ModelError(f"hf:{folder}: the processor's {what} {value!r} is not one number per channel")
+    return tuple(float(v) for v in values)
+
+
+def _normalisation(processor: dict, channels: int, transformers, folder: str):
+    """Mean and std that map a clip in [0, 1] to what the processor would have fed the model.
+
+    A processor takes 8-bit pixels p, rescales (p * factor, then - 1 where ``offset`` is set) and normalises
+    ((v - mean) / std). With p = 255 x for our x in [0, 1] that is (x - mean') / std' with
+    mean' = (mean - shift) / scale and std' = std / scale, scale = 255 factor: one affine map, which the
+    model's own normalisation (and every export of it) then carries."""
+    setting = lambda key, fallback: _processor_setting(processor, key, transformers, fallback)  # noqa: E731
+    scale, shift = 255.0, 0.0
+    if setting("do_rescale", True):
+        scale = round(255.0 * float(setting("rescale_factor", 1 / 255)), 9)  # 255 x (1 / 255) is 1, not 1 - ulp
+        shift = -1.0 if setting("offset", False) else 0.0
+    if scale <= 0:
+        raise ModelError(f"hf:{folder}: the processor's rescale_factor must be positive")
+    if setting("do_normalize", True):
+        mean = _per_channel(setting("image_mean", None) or 0.5, channels, "image_mean", folder)
+        std = _per_channel(setting("image_std", None) or 0.5, channels, "image_std", folder)
+    else:
+        mean, std = (0.0,) * channels, (1.0,) * channels
+    if min(std) <= 0:
+        raise ModelError(f"hf:{folder}: the processor's image_std must be positive")
+    return tuple((m - shift) / scale for m in mean), tuple(s / scale for s in std)
+
+
 def _class_names(config) -> list[str] | None:
     labels = getattr(config, "id2label", None) or {}
     names = [labels[i] for i in sorted(labels, key=int)] if labels else []
@@ -104,9 +154,9 @@ def load_huggingface(folder: str, weights, *, layout=None, mean=None, std=None, 
     size = _side(processor.get("crop_size")) or _side(processor.get("size")) or \
         _side(getattr(config, "image_size", None)) or (224, 224)
     channels = int(getattr(config, "num_channels", 3))
-    info = ModelInfo(name=f"hf:{path.name}", layout=layout or "BTCHW",
-                     mean=mean or tuple(processor.get("image_mean", (0.5,) * channels)),
-                     std=std or tuple(processor.get("image_std", (0.5,) * channels)),
+    folder_mean, folder_std = _normalisation(processor, channels, transformers, folder)
+    info = ModelInfo(name=f"hf:{path.name}", layout=layout or "BTCHW", mean=mean or folder_mean,
+                     std=std or folder_std,
                      classes=_class_names(config), clip_shape=(int(frames), channels, *size),
                      extra={"hf_folder": str(path), "architecture": type(classifier).__name__})
     return VideoModel(LogitsOf(classifier).eval(), info, device=device)

@@ -21,13 +21,13 @@ def markdown(rows: list[dict], columns: list[tuple[str, str, str]]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def figure(panels: int = 1, width: float = 6.0):
+def figure(panels: int = 1, width: float = 6.0, height: float = 4.0):
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, panels, figsize=(width * panels, 4), squeeze=False)
+    fig, axes = plt.subplots(1, panels, figsize=(width * panels, height), squeeze=False)
     return fig, list(axes[0])
 
 

@@ -139,3 +139,13 @@ def bundled_digits():
     from sava.data import bundled
 
     return bundled("digits", "test")
+
+
+def test_the_heatmap_names_file_targets_by_their_last_component_unless_two_would_clash():
+    from sava.transfer import _tick_labels
+
+    assert _tick_labels(["/data/exports/c3d.onnx [onnxruntime]", "hf:/models/zoo/timesformer [torch]",
+                         "C:\\models\\r3d.onnx [onnxruntime]", "tsn-digits [torch]"]) == \
+        ["c3d.onnx [onnxruntime]", "hf:timesformer [torch]", "r3d.onnx [onnxruntime]", "tsn-digits [torch]"]
+    clashing = ["/a/model.onnx [onnxruntime]", "/b/model.onnx [onnxruntime]"]
+    assert _tick_labels(clashing) == clashing

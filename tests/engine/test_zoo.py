@@ -1,5 +1,5 @@
 """Zoo presets on real architectures: small random-weight Hugging Face video classifiers (VideoMAE,
-TimeSformer) saved with ``save_pretrained`` and attacked, exported and transferred through the commands a user
+TimeSformer, ViViT) saved with ``save_pretrained`` and attacked, exported and transferred through the commands a user
 types, on a Kinetics-style folder of real video files; torchvision's presets through every part that does not
 need torchvision to import (it does not beside the CPU torch of CI), and for real where it does."""
 
@@ -75,6 +75,46 @@ def test_a_hugging_face_folder_brings_its_clip_normalisation_and_class_names(zoo
         load_model(f"hf:{zoo['data']}")
 
 
+def test_a_vivit_folder_sees_what_its_own_processor_would_feed_it(tmp_path):
+    """ViViT's processor maps pixels to [-1, 1] before its 0.5 / 0.5 normalisation: the loaded model must give
+    the logits that transformers' own processor and model give on the same 8-bit frames, and so must its
+    ONNX export."""
+    import numpy as np
+
+    torch.manual_seed(0)
+    config = transformers.VivitConfig(image_size=32, num_frames=8, tubelet_size=[2, 8, 8], hidden_size=32,
+                                      num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                                      num_labels=3, id2label=LABELS, label2id={v: k for k, v in LABELS.items()})
+    folder = tmp_path / "vivit"
+    transformers.VivitForVideoClassification(config).save_pretrained(str(folder))
+    processor = transformers.VivitImageProcessor(do_resize=False, do_center_crop=False,
+                                                 crop_size={"height": 32, "width": 32})
+    processor.save_pretrained(str(folder))
+    frames = np.random.default_rng(0).integers(0, 256, (8, 32, 32, 3), dtype=np.uint8)
+    reference = transformers.VivitForVideoClassification.from_pretrained(str(folder)).eval()
+    with torch.no_grad():
+        expected = reference(**processor(list(frames), return_tensors="pt")).logits
+
+    model = load_model(f"hf:{folder}")
+    assert model.info.clip_shape == (8, 3, 32, 32) and model.classes == list(LABELS.values())
+    clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255).unsqueeze(0)
+    with torch.no_grad():
+        torch.testing.assert_close(model.logits(clip), expected, rtol=1e-4, atol=1e-4)
+    # A hand-written processor file that names its class but not the rescaling gets the class's defaults.
+    (folder / "preprocessor_config.json").write_text(json.dumps({"image_processor_type": "VivitImageProcessor",
+                                                                  "crop_size": {"height": 32, "width": 32}}))
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(f"hf:{folder}").logits(clip), expected, rtol=1e-4, atol=1e-4)
+
+    exports = tmp_path / "exports"
+    assert main(["export", "--model", f"hf:{folder}", "--out", str(exports)]) == 0
+    from sava.export import OnnxModel
+
+    torch.testing.assert_close(OnnxModel(next(exports.glob("*.onnx"))).logits(clip), expected, rtol=1e-4,
+                               atol=1e-4)
+
+
+@pytest.mark.filterwarnings("error:Tight layout not applied")  # long target names must still fit the heatmap
 def test_attack_export_and_transfer_a_hugging_face_model_with_one_command_each(zoo, tmp_path, capsys):
     run = tmp_path / "run"
     assert main(["attack", "--no-progress", "--model", f"hf:{zoo['videomae']}", "--data", str(zoo["data"]),
