@@ -19,9 +19,11 @@ from .checks import check_outputs_match_classes, ignored_options, refuse_sensele
 from .options import (
     DEFAULT_SIDE,
     MAX_SIDE,
+    UNBOUNDED,
     SettingsOnly,
     clip_of,
     finite,
+    finite_or_none,
     load_model_from_args,
     model_arguments,
     refuse_user_model_options,
@@ -68,9 +70,9 @@ def add_parser(sub) -> None:
                      help="iteration cap per video (default 100); fgsm, bim, ...: the number of steps")
     how.add_argument("--flow-lr", type=finite, default=DEFAULT_FLOW_LR, help="Adam learning rate of the flow (pixels)")
     how.add_argument("--noise-lr", type=finite, default=None, help="Adam learning rate of the noise (or flicker)")
-    how.add_argument("--min-ssim", type=finite, default=None,
-                     help="SSIM budget for every perturbed frame (default: sparse 0.9, which keeps its frame "
-                          "recognisable; the others none)")
+    how.add_argument("--min-ssim", type=finite_or_none, default=None,
+                     help="SSIM budget for every perturbed frame, or 'none' (default: sparse 0.9, which keeps its "
+                          "frame recognisable; the others none)")
     how.add_argument("--margin", type=finite, default=None,
                      help="deepsava, sparse, flicker: keep going after a success until it holds by this many "
                           "logits (or the cap); for perturbations that should transfer or survive compression")
@@ -238,6 +240,8 @@ def build_attack(args, model, kind: str = "combined"):
                                                                      args.score_steps)
         settings = common | given(frames=args.frames, selector=selector, max_iters=args.iters,
                                   min_ssim=args.min_ssim, max_l21=args.max_l21)
+        if args.min_ssim == UNBOUNDED:
+            settings["min_ssim"] = None  # given, unlike the None of an option left out
         if args.margin is not None and args.method == "keyframe":
             raise SavaError("--margin does not apply to keyframe, which runs every video to the cap anyway")
         settings |= given(margin=args.margin)

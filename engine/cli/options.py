@@ -24,6 +24,15 @@ def finite(text: str) -> float:
     return value
 
 
+UNBOUNDED = "none"  # a budget option's value that lifts the method's default budget
+
+
+def finite_or_none(text: str) -> float | str:
+    """A budget: a finite number, or ``none`` for no budget at all (Sparse holds its frames to SSIM 0.9
+    unless told ``--min-ssim none``, the paper's unbounded attack)."""
+    return UNBOUNDED if text.strip().lower() == UNBOUNDED else finite(text)
+
+
 def floats(text: str) -> tuple[float, ...]:
     """Comma-separated per-channel values: one (all channels) or three (R, G, B)."""
     values = tuple(finite(v) for v in text.split(","))

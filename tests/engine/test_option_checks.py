@@ -34,3 +34,20 @@ def test_an_option_the_method_ignores_is_said_once(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("--flow-lr is ignored by sparse") == 1 and err.count("--tt-weights is ignored by sparse") == 1
     assert "--iters" not in err and "--num-videos" not in err  # the options it uses are not mentioned
+
+
+@pytest.mark.parametrize("given, recorded", [((), 0.9), (("--min-ssim", "none"), None),
+                                             (("--min-ssim", "0.95"), 0.95)])
+def test_sparse_keeps_its_ssim_budget_unless_told_none(given, recorded, tmp_path):
+    import json
+
+    out = tmp_path / "run"
+    assert main(["attack", "--method", "sparse", "--num-videos", "2", "--iters", "2", "--no-progress", *given,
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "metrics.json").read_text())["settings"]["min_ssim"] == recorded
+
+
+def test_a_budget_that_is_neither_a_number_nor_none_is_refused(tmp_path, capsys):
+    with pytest.raises(SystemExit):
+        main(["attack", "--min-ssim", "high", "--out", str(tmp_path / "x")])
+    assert "'high' is not a number" in capsys.readouterr().err
