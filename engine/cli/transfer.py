@@ -83,12 +83,13 @@ def cmd_transfer(args) -> int:
     # A user target is exported for the ONNX runtimes at the clips it will see, when it names no clip itself.
     clip_shape = tuple(sources[0].videos.shape[1:]) if sources else (tuple(clips.clip_shape) if clips else None)
     targets = {}  # every runtime is opened (and exports made) before any attack runs
+    loaded = {}  # a user model is loaded once for all its runtimes
     for target in target_names:
         spec, _, weights = target.partition("@")
         for runtime in _runtimes_for(spec, runtimes):
             targets[f"{spec} [{runtime}]"] = load_runtime_model(
                 spec, runtime, provider=args.provider, precision=args.precision, onnx_dir=args.onnx_dir,
-                weights=weights or None, clip_shape=clip_shape)
+                weights=weights or None, clip_shape=clip_shape, loaded=loaded)
     if source_names:
         count = min(args.num_videos, len(clips))
         videos, labels = clips.float_videos(slice(0, count)), clips.labels[:count]

@@ -22,11 +22,12 @@ RUNTIMES = ("torch", "onnxruntime", "tensorrt")
 
 def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cpu", precision: str = "fp32",
                        onnx_dir: str | Path | None = None, device=None, weights: str | Path | None = None,
-                       clip_shape: tuple[int, int, int, int] | None = None):
+                       clip_shape: tuple[int, int, int, int] | None = None, loaded: dict | None = None):
     """A model on a runtime. ``spec`` is an ``.onnx`` file (ONNX runtimes only) or anything ``load_model``
     takes, with its ``weights`` file (torch, or exported and checked in ``onnx_dir`` for an ONNX runtime: a
     bundled model's export is reused when present, a user model is exported afresh at ``clip_shape`` when its
-    own is unknown)."""
+    own is unknown). ``loaded``, one dict passed to every call, keeps each user model loaded once however many
+    runtimes it is opened on (a large checkpoint or a slow factory costs its load once)."""
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     path = Path(spec)
@@ -40,14 +41,21 @@ def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cp
         from ..models.bundled import bundled_names, load_bundled
         from ..models.loading import load_model
 
+        def user_model():
+            key = (spec, str(weights) if weights is not None else None)
+            cache = loaded if loaded is not None else {}
+            if key not in cache:
+                cache[key] = load_model(spec, weights, device=device)
+            return cache[key]
+
         if runtime == "torch":
-            return load_model(spec, weights, device=device)
+            return user_model()
         if spec in bundled_names():
             path = Path(onnx_dir or "exports") / f"{spec}.onnx"
             if not path.is_file():
                 export_onnx(load_bundled(spec), path)
         else:
-            model = load_model(spec, weights)
+            model = user_model()
             path = Path(onnx_dir or "exports") / f"{file_stem(spec)}.onnx"
             export_onnx(model, path, clip_shape=model.info.clip_shape or clip_shape)
     if runtime == "onnxruntime":

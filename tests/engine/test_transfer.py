@@ -149,3 +149,17 @@ def test_the_heatmap_names_file_targets_by_their_last_component_unless_two_would
         ["c3d.onnx [onnxruntime]", "hf:timesformer [torch]", "r3d.onnx [onnxruntime]", "tsn-digits [torch]"]
     clashing = ["/a/model.onnx [onnxruntime]", "/b/model.onnx [onnxruntime]"]
     assert _tick_labels(clashing) == clashing
+
+
+def test_a_user_model_is_loaded_once_for_all_its_runtimes(tmp_path):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    from tests.engine import toy_models
+
+    out, _ = _attacked_folder(tmp_path)
+    before = toy_models.LOADS["pooled_3d_ten"]
+    spec = "tests.engine.toy_models:pooled_3d_ten"
+    assert main(["transfer", "--runs", str(out), "--targets", spec, "--onnx-dir", str(tmp_path / "onnx"),
+                 "--out", str(tmp_path / "t")]) == 0
+    assert toy_models.LOADS["pooled_3d_ten"] == before + 1
+    rows = json.loads((tmp_path / "t" / "transfer.json").read_text())["rows"]
+    assert {row["target"] for row in rows} == {f"{spec} [torch]", f"{spec} [onnxruntime]"}
