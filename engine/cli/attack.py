@@ -15,7 +15,7 @@ from .. import __version__
 from ..attacks import LINF_METHODS, METHODS
 from ..attacks.deepsava import DEFAULT_ADV_LOSS, DEFAULT_FLOW_LR, DEFAULT_LAM, DEFAULT_LAM_END, DEFAULT_SELECTOR
 from ..errors import SavaError
-from .checks import check_outputs_match_classes, ignored_options, refuse_senseless_numbers
+from .checks import METHOD_OPTIONS, check_outputs_match_classes, ignored_options, refuse_senseless_numbers
 from .options import (
     DEFAULT_SIDE,
     MAX_SIDE,
@@ -244,14 +244,8 @@ def build_attack(args, model, kind: str = "combined"):
             settings["min_ssim"] = None  # given, unlike the None of an option left out
         if args.margin is not None and args.method == "keyframe":
             raise SavaError("--margin does not apply to keyframe, which runs every video to the cap anyway")
-        settings |= given(margin=args.margin)
-        if args.method == "deepsava":
-            settings |= given(perturbation=kind, lam=args.lam, lam_end=args.lam_end, flow_lr=args.flow_lr,
-                              noise_lr=args.noise_lr, adv_loss=args.adv_loss)
-        elif args.method in ("sparse", "flicker"):
-            settings |= given(lam=args.lam, lr=args.noise_lr, adv_loss=args.adv_loss)
-        else:  # keyframe
-            settings |= given(boundary=args.boundary, lr=args.noise_lr)
+        settings |= given(margin=args.margin, perturbation=kind if args.method == "deepsava" else None)
+        settings |= given(**{keyword: getattr(args, option) for option, keyword in METHOD_OPTIONS[args.method].items()})
     if args.boundary is not None and args.method != "keyframe":
         raise SavaError("--boundary is the keyframe method's setting")
     return make_attack(args.method, model or SettingsOnly(), **settings)

@@ -6,8 +6,18 @@ from __future__ import annotations
 
 import torch
 
-from ..attacks import LINF_METHODS
 from ..errors import SavaError
+
+# The method-specific options each sparse method passes on, as {option's attribute: the attack's keyword}:
+# build_attack passes them and ignored_options names the rest, from this one table.
+METHOD_OPTIONS = {
+    "deepsava": {"lam": "lam", "lam_end": "lam_end", "flow_lr": "flow_lr", "noise_lr": "noise_lr",
+                 "adv_loss": "adv_loss"},
+    "sparse": {"lam": "lam", "noise_lr": "lr", "adv_loss": "adv_loss"},
+    "flicker": {"lam": "lam", "noise_lr": "lr", "adv_loss": "adv_loss"},
+    "keyframe": {"boundary": "boundary", "noise_lr": "lr"},
+}
+TABLE_OPTIONS = sorted({option for table in METHOD_OPTIONS.values() for option in table} - {"boundary"})
 
 # Integer options and the least value any method can use.
 AT_LEAST = {"iters": 0, "bo_evaluations": 1, "score_steps": 1, "tt_shift": 1, "target_class": 0, "frames": 1}
@@ -35,11 +45,7 @@ def ignored_options(args) -> list[str]:
         "bo_evaluations": selector.startswith("bo"),
         "score_steps": search,
         "tt_shift": args.tt, "tt_weights": args.tt, "tt_strategy": args.tt,
-        "lam_end": method == "deepsava", "flow_lr": method == "deepsava",
-        "lam": method in ("deepsava", "sparse", "flicker"),
-        "noise_lr": method not in LINF_METHODS and method != "msanet",
-        "adv_loss": method in ("deepsava", "sparse", "flicker"),
-    }
+    } | {option: option in METHOD_OPTIONS.get(method, {}) for option in TABLE_OPTIONS}
     why = {"bo_evaluations": "it sets the bo selector's search", "score_steps": "it sets the bo and brute search",
            "tt_shift": "it needs --tt", "tt_weights": "it needs --tt", "tt_strategy": "it needs --tt"}
     return [f"note: --{name.replace('_', '-')} is ignored by {method}"

@@ -51,3 +51,29 @@ def test_a_budget_that_is_neither_a_number_nor_none_is_refused(tmp_path, capsys)
     with pytest.raises(SystemExit):
         main(["attack", "--min-ssim", "high", "--out", str(tmp_path / "x")])
     assert "'high' is not a number" in capsys.readouterr().err
+
+
+def test_every_method_option_reaches_a_keyword_its_attack_takes():
+    import inspect
+
+    from sava.attacks import METHODS, SPARSE_METHODS
+    from sava.cli.checks import METHOD_OPTIONS
+
+    assert set(METHOD_OPTIONS) == set(SPARSE_METHODS)
+    for method, table in METHOD_OPTIONS.items():
+        assert set(table.values()) <= set(inspect.signature(METHODS[method].__init__).parameters), method
+
+
+@pytest.mark.parametrize("method, option, value, setting", [("deepsava", "--noise-lr", "0.02", "noise_lr"),
+                                                            ("sparse", "--noise-lr", "0.02", "lr"),
+                                                            ("flicker", "--lam", "0.3", "lam"),
+                                                            ("keyframe", "--boundary", "0.5", "boundary")])
+def test_a_method_option_reaches_the_attack(method, option, value, setting):
+    import argparse
+
+    from sava.cli import attack as cli_attack
+
+    parser = argparse.ArgumentParser()
+    cli_attack.add_parser(parser.add_subparsers())
+    args = parser.parse_args(["attack", "--method", method, option, value])
+    assert cli_attack.build_attack(args, None).settings[setting] == float(value)
