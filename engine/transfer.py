@@ -23,6 +23,7 @@ import torch
 from . import kernels
 from .errors import DataError, InputError
 from .metrics import VideoResult
+from .models.adapter import CLIP_MISMATCH
 
 
 @dataclass
@@ -106,15 +107,31 @@ def from_run_folder(folder: str | Path, log=print) -> SourceRun:
                                              "classes": meta.get("classes")})
 
 
+def check_targets_take(targets: dict[str, object], clip_shapes) -> None:
+    """Every target classifies one blank clip of each ``T x C x H x W`` it will be shown, before any attack
+    runs or any cell is computed: a target that cannot take the clips stops the transfer up front."""
+    for label, target in targets.items():
+        for shape in dict.fromkeys(tuple(s) for s in clip_shapes):
+            try:
+                target.predict(torch.zeros(1, *shape))
+            except CLIP_MISMATCH as exc:
+                first = (str(exc).strip().splitlines() or [""])[0]
+                raise InputError(f"target {label} cannot classify clips of {' x '.join(map(str, shape))} "
+                                 f"(B x T x C x H x W): {first}") from exc
+
+
 def evaluate(sources: list[SourceRun], targets: dict[str, object], log=print) -> list[dict]:
     """One row per (source run, target): the fooling rate and every decision.
     ``targets`` maps a label (model name and runtime) to a model with ``predict``."""
+    for run in sources:  # every pair checked before the first cell
+        for label, target in targets.items():
+            _check_same_classes(run, label, target)
+    check_targets_take(targets, [run.videos.shape[1:] for run in sources])
     rows = []
     for run in sources:
         attacked = torch.tensor([r.attacked for r in run.results])
         adversarial = torch.stack([replay(v, r) for v, r in zip(run.videos, run.results)])
         for label, target in targets.items():
-            _check_same_classes(run, label, target)
             clean_pred = target.predict(run.videos)[0].cpu()
             adv_pred = target.predict(adversarial)[0].cpu()
             counted = attacked & (clean_pred == run.labels)

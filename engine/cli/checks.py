@@ -4,9 +4,8 @@ any attack."""
 
 from __future__ import annotations
 
-import torch
-
 from ..errors import SavaError
+from ..models.adapter import outputs_on_clip
 
 # The method-specific options each sparse method passes on, as {option's attribute: the attack's keyword}:
 # build_attack passes them and ignored_options names the rest, from this one table.
@@ -55,11 +54,9 @@ def ignored_options(args) -> list[str]:
 
 
 def check_outputs_match_classes(model, clip_shape, names, source: str) -> None:
-    """One forward on a blank clip: the model's number of outputs against the class names it was given."""
-    if names is None:
-        return
-    with torch.no_grad(), model.attack_mode():
-        outputs = model.logits(torch.zeros(1, *clip_shape)).shape[-1]
-    if outputs != len(names):
+    """One forward on a blank clip: the model takes the clips at all, and its number of outputs matches the
+    class names it was given."""
+    outputs = outputs_on_clip(model, clip_shape)
+    if names is not None and outputs != len(names):
         raise SavaError(f"model {model.name!r} has {outputs} outputs, but {source} names {len(names)} classes; "
                         "give --classes in the order of the model's outputs, one name per output")

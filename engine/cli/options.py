@@ -41,14 +41,19 @@ def floats(text: str) -> tuple[float, ...]:
     return values
 
 
+def input_arguments(group, whose: str = "a user model") -> None:
+    """How a model sava does not bundle takes its clips: layout and normalisation."""
+    group.add_argument("--layout", default=None, choices=["BTCHW", "BCTHW"],
+                       help=f"input layout of {whose} (default: a zoo preset's, else BTCHW)")
+    group.add_argument("--mean", type=floats, help=f"per-channel mean of {whose}, e.g. 0.45,0.45,0.45")
+    group.add_argument("--std", type=floats, help=f"per-channel std of {whose}")
+
+
 def user_model_arguments(group) -> None:
     """What describes a model sava does not bundle (``sava attack`` and ``sava export``)."""
     group.add_argument("--weights", help="state dict of a torchvision:NAME or package.module:factory model "
                                          "(.safetensors, .pt or .pth)")
-    group.add_argument("--layout", default=None, choices=["BTCHW", "BCTHW"],
-                       help="input layout of a user model (default: a zoo preset's, else BTCHW)")
-    group.add_argument("--mean", type=floats, help="per-channel mean of a user model, e.g. 0.45,0.45,0.45")
-    group.add_argument("--std", type=floats, help="per-channel std of a user model")
+    input_arguments(group)
     group.add_argument("--classes", default=None,
                        help="a user model's class names in its output order: a,b,c or a file of one name per "
                             "line (default: the model's own, or a classes.txt beside the model or weights file)")

@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 
 from ..errors import SavaError
-from .options import SettingsOnly, finite
+from .options import SettingsOnly, finite, input_arguments
 
 
 def add_parser(sub) -> None:
@@ -41,6 +41,10 @@ def add_parser(sub) -> None:
                           help="where bundled models are exported for ONNX runtimes (reused when present)")
     transfer.add_argument("--out", type=Path, default=None, help="default: runs/transfer-<time>")
     transfer.add_argument("--seed", type=int, default=0)
+    input_arguments(transfer.add_argument_group(
+        "user targets", "how every target that is neither bundled nor an .onnx file takes its clips (an .onnx file "
+                        "made by sava export carries its own; a model described otherwise: export it first)"),
+        whose="the user targets")
 
 
 def _runtimes_for(spec: str, runtimes: list[str]) -> list[str]:
@@ -60,7 +64,7 @@ def cmd_transfer(args) -> int:
     from ..export import RUNTIMES, load_runtime_model
     from ..models.bundled import bundled_names, load_bundled
     from ..provenance import environment
-    from ..transfer import disagreements, evaluate, from_run_folder, generate, write
+    from ..transfer import check_targets_take, disagreements, evaluate, from_run_folder, generate, write
 
     runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
     unknown = [r for r in runtimes if r not in RUNTIMES]
@@ -82,6 +86,12 @@ def cmd_transfer(args) -> int:
     clips = bundled(args.dataset, "test") if source_names else None
     # A user target is exported for the ONNX runtimes at the clips it will see, when it names no clip itself.
     clip_shape = tuple(sources[0].videos.shape[1:]) if sources else (tuple(clips.clip_shape) if clips else None)
+    described = {name: getattr(args, name) for name in ("layout", "mean", "std") if getattr(args, name) is not None}
+    specs = [target.partition("@")[0] for target in target_names]
+    if described and all(spec in bundled_names() or spec.endswith(".onnx") for spec in specs):
+        raise SavaError(f"{', '.join('--' + name for name in described)} "
+                        f"{'describes' if len(described) == 1 else 'describe'} user targets; every target here is "
+                        "bundled or an .onnx file, which carry their own (drop them)")
     targets = {}  # every runtime is opened (and exports made) before any attack runs
     loaded = {}  # a user model is loaded once for all its runtimes
     for target in target_names:
@@ -89,7 +99,9 @@ def cmd_transfer(args) -> int:
         for runtime in _runtimes_for(spec, runtimes):
             targets[f"{spec} [{runtime}]"] = load_runtime_model(
                 spec, runtime, provider=args.provider, precision=args.precision, onnx_dir=args.onnx_dir,
-                weights=weights or None, clip_shape=clip_shape, loaded=loaded)
+                weights=weights or None, clip_shape=clip_shape, loaded=loaded,
+                **({} if spec in bundled_names() or spec.endswith(".onnx") else described))
+    check_targets_take(targets, [s.videos.shape[1:] for s in sources] + ([clips.clip_shape] if clips else []))
     if source_names:
         count = min(args.num_videos, len(clips))
         videos, labels = clips.float_videos(slice(0, count)), clips.labels[:count]

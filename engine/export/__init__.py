@@ -22,12 +22,14 @@ RUNTIMES = ("torch", "onnxruntime", "tensorrt")
 
 def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cpu", precision: str = "fp32",
                        onnx_dir: str | Path | None = None, device=None, weights: str | Path | None = None,
-                       clip_shape: tuple[int, int, int, int] | None = None, loaded: dict | None = None):
+                       clip_shape: tuple[int, int, int, int] | None = None, loaded: dict | None = None,
+                       layout: str | None = None, mean=None, std=None):
     """A model on a runtime. ``spec`` is an ``.onnx`` file (ONNX runtimes only) or anything ``load_model``
     takes, with its ``weights`` file (torch, or exported and checked in ``onnx_dir`` for an ONNX runtime: a
     bundled model's export is reused when present, a user model is exported afresh at ``clip_shape`` when its
     own is unknown). ``loaded``, one dict passed to every call, keeps each user model loaded once however many
-    runtimes it is opened on (a large checkpoint or a slow factory costs its load once)."""
+    runtimes it is opened on (a large checkpoint or a slow factory costs its load once). ``layout``, ``mean``
+    and ``std`` describe a user model as ``load_model`` takes them."""
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     path = Path(spec)
@@ -42,10 +44,10 @@ def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cp
         from ..models.loading import load_model
 
         def user_model():
-            key = (spec, str(weights) if weights is not None else None)
+            key = (spec, str(weights) if weights is not None else None, layout, mean, std)
             cache = loaded if loaded is not None else {}
             if key not in cache:
-                cache[key] = load_model(spec, weights, device=device)
+                cache[key] = load_model(spec, weights, layout=layout, mean=mean, std=std, device=device)
             return cache[key]
 
         if runtime == "torch":

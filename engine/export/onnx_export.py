@@ -28,6 +28,7 @@ from torch import nn
 
 from .. import __version__
 from ..errors import ModelError
+from ..models.adapter import outputs_on_clip
 from .black_box import METADATA_PREFIX
 
 DEFAULT_TOLERANCE = 1e-4
@@ -158,6 +159,7 @@ def export_onnx(model, path: str | Path, *, tolerance: float = DEFAULT_TOLERANCE
     shape = clip_shape or model.info.clip_shape
     if shape is None:
         raise ModelError(f"{model.name}: the clip shape (T, C, H, W) is unknown; pass clip_shape=")
+    outputs_on_clip(model, shape)  # a model that refuses the clip says so, not each exporter in turn
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     model.module.eval()

@@ -172,6 +172,32 @@ def check_videos(videos: torch.Tensor, labels: torch.Tensor | None = None) -> No
             raise InputError(f"labels must be a 1-D tensor of {b} class indices, got shape {tuple(labels.shape)}")
 
 
+# What a user's module raises when the clip is not what it was built for: a wrong layout (channels met as
+# frames), a clip too short for its kernels, a flattening sized for other frames.
+CLIP_MISMATCH = (RuntimeError, ValueError, TypeError, IndexError, AssertionError)
+
+
+def outputs_on_clip(model, clip_shape) -> int:
+    """One forward on a blank ``1 x T x C x H x W`` clip, before any work: the model's number of outputs, or
+    an error that says which clip in which layout the model refused, and what to change."""
+    with torch.no_grad(), model.attack_mode():
+        try:
+            logits = model.logits(torch.zeros(1, *clip_shape))
+        except CLIP_MISMATCH as exc:
+            t, c, h, w = clip_shape
+            layout = getattr(model.info, "layout", "BTCHW")
+            other = "BCTHW" if layout == "BTCHW" else "BTCHW"
+            first = (str(exc).strip().splitlines() or [""])[0]
+            raise ModelError(
+                f"model {model.name!r} fails on a clip of {t} frames of {c} x {h} x {w}, passed as {layout} "
+                f"({type(exc).__name__}: {first}); if it takes {other}, give --layout {other}; a model built "
+                f"for other clips needs clips of its own (--clip-frames, --size)") from exc
+    if logits.dim() != 2 or logits.shape[0] != 1:
+        raise ModelError(f"model {model.name!r} returns a tensor of shape {tuple(logits.shape)} for one clip; "
+                         "sava needs B x classes logits")
+    return int(logits.shape[1])
+
+
 def check_finite_logits(model, values: torch.Tensor, video_ids, when: str) -> None:
     """NaN or infinite model outputs are an error that names the model and the videos, never a decision:
     ``argmax`` of NaN is class 0, which would count as a (mis)classification. ``video_ids`` is a list or a

@@ -77,3 +77,12 @@ def test_a_method_option_reaches_the_attack(method, option, value, setting):
     cli_attack.add_parser(parser.add_subparsers())
     args = parser.parse_args(["attack", "--method", method, option, value])
     assert cli_attack.build_attack(args, None).settings[setting] == float(value)
+
+
+def test_a_model_that_refuses_the_clips_is_named_with_the_fix_before_any_run_folder(folder, tmp_path,  # noqa: F811
+                                                                                  capsys):
+    out = tmp_path / "run"
+    assert attack(folder, out, "--model", "tests.engine.toy_models:channels_first_ten") == 2
+    err = capsys.readouterr().err
+    assert "fails on a clip of 4 frames of 3 x 32 x 32, passed as BTCHW" in err and "give --layout BCTHW" in err
+    assert not out.exists()

@@ -163,3 +163,29 @@ def test_a_user_model_is_loaded_once_for_all_its_runtimes(tmp_path):
     assert toy_models.LOADS["pooled_3d_ten"] == before + 1
     rows = json.loads((tmp_path / "t" / "transfer.json").read_text())["rows"]
     assert {row["target"] for row in rows} == {f"{spec} [torch]", f"{spec} [onnxruntime]"}
+
+
+def test_a_channels_first_user_target_is_described_on_the_command_line(tmp_path, capsys):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    out, _ = _attacked_folder(tmp_path)
+    spec = "tests.engine.toy_models:channels_first_ten"
+    assert main(["transfer", "--runs", str(out), "--targets", f"{spec},tsn-digits", "--layout", "BCTHW",
+                 "--onnx-dir", str(tmp_path / "onnx"), "--out", str(tmp_path / "t")]) == 0
+    payload = json.loads((tmp_path / "t" / "transfer.json").read_text())
+    assert {row["target"] for row in payload["rows"]} >= {f"{spec} [torch]", f"{spec} [onnxruntime]"}
+    assert payload["disagreements"] == {"torch vs onnxruntime": 0}
+    # Undescribed, it is refused up front, naming the option that fixes it.
+    assert main(["transfer", "--runs", str(out), "--targets", spec, "--out", str(tmp_path / "t2")]) == 2
+    assert "give --layout BCTHW" in capsys.readouterr().err and not (tmp_path / "t2").exists()
+    # Describing only bundled targets is a mistake, said as such.
+    assert main(["transfer", "--runs", str(out), "--targets", "tsn-digits", "--mean", "0.5",
+                 "--out", str(tmp_path / "t3")]) == 2
+    assert "--mean describes user targets" in capsys.readouterr().err
+
+
+def test_a_target_that_cannot_take_the_clips_stops_the_transfer_before_any_attack(tmp_path, capsys):
+    assert main(["transfer", "--dataset", "digits", "--sources", "tsn-digits", "--targets",
+                 "tests.engine.toy_models:channels_first_ten", "--runtime", "torch", "--num-videos", "2",
+                 "--out", str(tmp_path / "t")]) == 2
+    err = capsys.readouterr().err
+    assert "cannot classify clips of" in err and "generating" not in err and not (tmp_path / "t").exists()

@@ -45,6 +45,18 @@ def pooled_3d() -> nn.Module:
     return Pooled3d()
 
 
+class ChannelsFirst(Pooled3d):
+    """``Pooled3d`` taking ``B x C x T x H x W``, as torchvision's video models do."""
+
+    def forward(self, x):
+        return self.head(self.pool(torch.relu(self.conv(x))).flatten(1))
+
+
+def channels_first_ten() -> nn.Module:
+    torch.manual_seed(0)
+    return ChannelsFirst(classes=10)
+
+
 class Brightness(nn.Module):
     """Two classes by mean brightness, in the order ``dark``, ``bright``: the reverse of the alphabetical
     order a folder dataset numbers its class folders in. ``classes`` names them when given."""
