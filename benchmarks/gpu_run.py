@@ -18,8 +18,10 @@ The lent GPU machine takes at most 64 MiB per call (the tree plus carried paths)
 5. ``native``: the C library's ctest (CPU and CUDA) and its benchmark;
 
 each under its own share of the time (``--budget STAGE=SECONDS``); a stage that overruns is cut and recorded,
-and the next one runs. Logs, JSON rows and ``summary.json`` go into one ``gpu-run-<time>.tar.gz`` under
-``$OUT`` (or ``--out``).
+and the next one runs. ``--deadline SECONDS`` bounds the whole run (give the call's own limit, less a margin):
+every stage is clipped to it. Logs, JSON rows and ``summary.json`` go into one ``gpu-run-<time>.tar.gz`` under
+``$OUT`` (or ``--out``), packed again after every stage, so a call killed at its limit still returns what the
+finished stages measured.
 """
 
 from __future__ import annotations
@@ -43,6 +45,11 @@ WHEELS = ROOT / ".whl"
 PAYLOAD_LIMIT = 60 * 2**20  # what may travel, tree plus carried wheels (the machine takes 64 MiB)
 # Seconds per stage; they add up to 8 minutes, inside the machine's 10-minute limit per call.
 BUDGETS = {"setup": 100, "tests": 170, "kernels": 110, "pipeline": 110, "native": 40}
+PACK_SECONDS = 10  # kept back from --deadline for the last packing of the archive
+# Test files run first on the GPU, in this order: what only a GPU can check (graph replay, the kernels at full
+# size, the CUDA-only presets), so a cut suite has still run them; the rest of the suite follows.
+FIRST_TESTS = ("tests/engine/test_graphs.py", "tests/engine/test_step_sync.py", "tests/engine/test_attention.py",
+               "tests/kernels", "tests/engine/test_zoo.py", "tests/engine/test_native.py")
 
 
 def torchvision_imports() -> bool:
@@ -72,8 +79,11 @@ def payload_bytes() -> tuple[int, int]:
 class Runner:
     """Runs the stages' commands under their budgets and keeps what each left."""
 
-    def __init__(self, work: Path, check: bool, budgets: dict[str, float], stages: list[str] | None = None):
+    def __init__(self, work: Path, check: bool, budgets: dict[str, float], stages: list[str] | None = None,
+                 end: float | None = None, after_stage=None):
         self.work, self.check, self.budgets = work, check, budgets
+        self.end = end  # time.monotonic() by which every stage must be over (--deadline), or None
+        self.after_stage = after_stage or (lambda: None)
         self.stages = stages if stages is not None else list(budgets)
         self.logs, self.rows = work / "logs", work / "rows"
         self.logs.mkdir(parents=True)
@@ -83,15 +93,18 @@ class Runner:
         self.build = ROOT / ("build-gpu" if not check else "build-check")
 
     def stage(self, name: str, commands: list[tuple[str, list[str]]]) -> None:
-        """Run ``commands`` (label, argv) one after another inside the stage's budget."""
+        """Run ``commands`` (label, argv) one after another inside the stage's budget (and the run's deadline)."""
         deadline = time.monotonic() + self.budgets[name]
+        limit = "stage budget"
+        if self.end is not None and self.end < deadline:
+            deadline, limit = self.end, "run deadline"
         started = time.monotonic()
         status, steps = "ok", []
         with open(self.logs / f"{name}.log", "w", encoding="utf-8") as log:
             for label, argv in commands:
                 left = deadline - time.monotonic()
                 if left <= 1:
-                    steps.append({"step": label, "status": "not started: stage budget spent"})
+                    steps.append({"step": label, "status": f"not started: {limit} spent"})
                     status = "cut"
                     continue
                 log.write(f"\n===== {label}: {' '.join(argv)}\n")
@@ -106,7 +119,7 @@ class Runner:
                 except subprocess.TimeoutExpired:
                     os.killpg(process.pid, signal.SIGKILL)
                     process.wait()
-                    outcome = f"cut after {left:.0f} s (stage budget)"
+                    outcome = f"cut after {left:.0f} s ({limit})"
                 log.write(f"===== {label}: {outcome}\n")
                 steps.append({"step": label, "status": outcome, "seconds": round(time.monotonic() - begun, 1)})
                 if outcome != "ok" and status == "ok":
@@ -116,6 +129,7 @@ class Runner:
         self.summary.append(record)
         print(f"{name:<9} {status:<7} {record['seconds']:>6.1f} s of {self.budgets[name]:.0f}  "
               + "; ".join(f"{s['step']}: {s['status']}" for s in steps), flush=True)
+        self.after_stage()
 
     # ------------------------------------------------------------------ stages
     def setup(self) -> None:
@@ -152,13 +166,16 @@ class Runner:
         self.stage("setup", commands)
 
     def tests(self) -> None:
-        argv = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", "--durations=25",
-                f"--junitxml={self.rows / 'junit.xml'}"]
+        pytest = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rfEs", "--durations=25"]
         if self.check:  # a tiny slice proves the stage runs; CI runs the whole suite
-            argv += ["tests/kernels/test_update.py"]
+            commands = [("pytest", pytest + [f"--junitxml={self.rows / 'junit.xml'}", "tests/kernels/test_update.py"])]
+        else:
+            commands = [("pytest first", pytest + [f"--junitxml={self.rows / 'junit-first.xml'}", *FIRST_TESTS]),
+                        ("pytest rest", pytest + [f"--junitxml={self.rows / 'junit.xml'}", "tests",
+                                                  *(f"--ignore={path}" for path in FIRST_TESTS)])]
         # Each outcome and traceback as it happens: pytest prints tracebacks only at the end, which a cut never reaches.
         self.env["SAVA_LIVE_REPORT"] = str(self.logs / "tests-live.log")
-        self.stage("tests", [("pytest", argv)])
+        self.stage("tests", commands)
         del self.env["SAVA_LIVE_REPORT"]
 
     def kernels(self) -> None:
@@ -204,6 +221,8 @@ def main() -> int:
     parser.add_argument("--stages", default=",".join(BUDGETS), help=f"comma-separated subset of {', '.join(BUDGETS)}")
     parser.add_argument("--budget", action="append", default=[], metavar="STAGE=SECONDS",
                         help="another time share for a stage")
+    parser.add_argument("--deadline", type=float, default=None, metavar="SECONDS",
+                        help="seconds for the whole run, archive included (the call's limit less a margin)")
     args = parser.parse_args()
     budgets = dict(BUDGETS)
     for item in args.budget:
@@ -230,22 +249,31 @@ def main() -> int:
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     # A folder of its own: a warm machine keeps /tmp, and the suite's own test of --check runs this script too.
     work = Path(tempfile.mkdtemp(prefix=f"sava-gpu-run-{stamp}-"))
-    runner = Runner(work, args.check, budgets, stages)
+    started = time.monotonic()
+    end = None if args.deadline is None else started + args.deadline - PACK_SECONDS
+    archive = args.out / f"gpu-run-{stamp}.tar.gz"
+    summary: dict = {}
+
+    def pack() -> None:
+        """summary.json and the archive, as far as the run has got (rewritten after every stage)."""
+        summary.update(stamp=stamp, check=args.check, host=platform.node(), seconds=time.monotonic() - started,
+                       payload_bytes={"tree": tree, "wheels": wheels}, stages=runner.summary,
+                       deadline=args.deadline)
+        (work / "summary.json").write_text(json.dumps(summary, indent=2))
+        args.out.mkdir(parents=True, exist_ok=True)
+        partial = archive.with_name(archive.name + ".part")
+        with tarfile.open(partial, "w:gz") as tar:
+            for part in ("summary.json", "logs", "rows"):
+                tar.add(work / part, arcname=f"gpu-run-{stamp}/{part}")
+        partial.replace(archive)  # a kill while packing leaves the previous archive whole
+
+    runner = Runner(work, args.check, budgets, stages, end=end, after_stage=pack)
     if args.check:  # everything on the CPU, even on a GPU machine (the suite runs this script with --check)
         runner.env.update(TRITON_INTERPRET="1", SAVA_TEST_DEVICE="cpu")
-    started = time.monotonic()
     runner.setup()  # every other stage needs sava on the path
     for stage in stages:
         if stage != "setup":
             getattr(runner, stage)()
-    summary = {"stamp": stamp, "check": args.check, "host": platform.node(), "seconds": time.monotonic() - started,
-               "payload_bytes": {"tree": tree, "wheels": wheels}, "stages": runner.summary}
-    (work / "summary.json").write_text(json.dumps(summary, indent=2))
-    args.out.mkdir(parents=True, exist_ok=True)
-    archive = args.out / f"gpu-run-{stamp}.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        for part in ("summary.json", "logs", "rows"):
-            tar.add(work / part, arcname=f"gpu-run-{stamp}/{part}")
     if args.check:
         shutil.rmtree(runner.build, ignore_errors=True)
         shutil.rmtree(work, ignore_errors=True)

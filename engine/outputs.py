@@ -1,7 +1,8 @@
 """The run folder ``sava attack`` writes.
 
     run/
-      metrics.json          settings, model, data, summary (and skipped files)
+      metrics.json          settings, model (and how it was fed: layout, mean, std, weights), data, summary
+                            (and skipped files)
       run.json              the settings (a resumed run must match them)
       videos.jsonl          one JSON line per video, written as each finishes (the manifest)
       perturbations/ID.safetensors   flow (k x 2 x H x W), noise (k x C x H x W),

@@ -167,6 +167,9 @@ def cmd_attack(args) -> int:
                     "clip_frames": args.clip_frames, "size": list(args.size), "videos": count,
                     "settings": attack.settings, "device": str(model.device), "classes": model.classes,
                     "class_order": names.source,
+                    # how the model was fed (a preset's or the user's), for whoever reads or transfers the run
+                    "model_input": {"layout": model.info.layout, "mean": model.info.mean, "std": model.info.std,
+                                    "weights": args.weights},
                     "environment": environment(str(model.device))}  # commit and versions: where a figure came from
             if args.precision != "fp32":  # recorded only when set, so runs from before the option still resume
                 meta["precision"] = args.precision

@@ -220,3 +220,49 @@ def test_kernel_targets_judge_each_figure_from_the_rows_of_one_run(tmp_path):
     assert "missing" in lines["masked Adam, k = 1, vs compiled reference"]
     assert "spills: x (sm_90)" in done.stdout
     assert (tmp_path / "kernel-targets.md").read_text() == done.stdout.rstrip("\n") + "\n"
+
+
+def test_the_gpu_runner_keeps_its_deadline_and_packs_after_every_stage(tmp_path):
+    """--deadline clips every stage; the archive is rewritten after each stage, so a call killed at its limit
+    still returns what the finished stages left."""
+    import signal
+    import tarfile
+    import time
+
+    def summary_of(archive):
+        with tarfile.open(archive) as tar:
+            return json.load(tar.extractfile(next(n for n in tar.getnames() if n.endswith("summary.json"))))
+
+    done = subprocess.run([sys.executable, str(BENCHMARKS / "gpu_run.py"), "--check", "--stages", "pipeline",
+                           "--deadline", "1", "--out", str(tmp_path / "late")], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 1
+    (archive,) = (tmp_path / "late").glob("gpu-run-*.tar.gz")
+    steps = [step for stage in summary_of(archive)["stages"] for step in stage["steps"]]
+    assert steps and all(step["status"] == "not started: run deadline spent" for step in steps)
+
+    out = tmp_path / "killed"
+    process = subprocess.Popen([sys.executable, str(BENCHMARKS / "gpu_run.py"), "--check", "--stages", "pipeline",
+                                "--budget", "pipeline=600", "--out", str(out)], stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL, start_new_session=True,
+                               env=dict(os.environ, OMP_NUM_THREADS="1"))
+    try:
+        waited = time.monotonic()
+        while not list(out.glob("gpu-run-*.tar.gz")) and time.monotonic() - waited < 300:
+            time.sleep(0.5)
+    finally:
+        os.killpg(process.pid, signal.SIGKILL)  # the call's limit, while the pipeline stage runs
+        process.wait()
+    (archive,) = out.glob("gpu-run-*.tar.gz")
+    assert [stage["stage"] for stage in summary_of(archive)["stages"]] == ["setup"]
+
+
+def test_the_tests_the_gpu_run_puts_first_exist():
+    """A renamed test file would drop out of the GPU run's first pytest call (and so, by --ignore, out of
+    both): every path it names must be there."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        import gpu_run
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert all((BENCHMARKS.parent / path).exists() for path in gpu_run.FIRST_TESTS)
