@@ -16,6 +16,8 @@ from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
 
 PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
+# Processors whose rescaling subtracts 1 in their code, with no ``offset`` setting in the file to say so.
+OFFSET_IN_CODE = {"VivitVideoProcessor"}
 GENERIC_LABEL = re.compile(r"LABEL_\d+")  # what transformers names the outputs of a config without id2label
 
 
@@ -86,15 +88,15 @@ def _processor_setting(processor: dict, key: str, transformers, fallback):
     if key in processor:
         return processor[key]
     for kind in ("image_processor_type", "video_processor_type"):
-        try:
+        try:  # a class needing a library this environment lacks (torchvision) fails on any attribute
             cls = getattr(transformers, str(processor.get(kind)))
             parameter = inspect.signature(cls.__init__).parameters.get(key)
+            if parameter is not None and parameter.default is not inspect.Parameter.empty:
+                return parameter.default
+            if hasattr(cls, key):
+                return getattr(cls, key)
         except (AttributeError, ImportError, TypeError, ValueError):
-            continue  # no such class here, or it needs a library (torchvision) this environment lacks
-        if parameter is not None and parameter.default is not inspect.Parameter.empty:
-            return parameter.default
-        if hasattr(cls, key):
-            return getattr(cls, key)
+            continue
     return fallback
 
 
@@ -116,7 +118,7 @@ def _normalisation(processor: dict, channels: int, transformers, folder: str):
     scale, shift = 255.0, 0.0
     if setting("do_rescale", True):
         scale = round(255.0 * float(setting("rescale_factor", 1 / 255)), 9)  # 255 x (1 / 255) is 1, not 1 - ulp
-        shift = -1.0 if setting("offset", False) else 0.0
+        shift = -1.0 if setting("offset", False) or processor.get("video_processor_type") in OFFSET_IN_CODE else 0.0
     if scale <= 0:
         raise ModelError(f"hf:{folder}: the processor's rescale_factor must be positive")
     if setting("do_normalize", True):

@@ -105,6 +105,13 @@ def test_a_vivit_folder_sees_what_its_own_processor_would_feed_it(tmp_path):
                                                                   "crop_size": {"height": 32, "width": 32}}))
     with torch.no_grad():
         torch.testing.assert_close(load_model(f"hf:{folder}").logits(clip), expected, rtol=1e-4, atol=1e-4)
+    # So does the video processor's file, read first, whose class shifts by -1 in code, not by a setting.
+    (folder / "video_preprocessor_config.json").write_text(json.dumps(
+        {"video_processor_type": "VivitVideoProcessor", "do_rescale": True, "rescale_factor": 1 / 127.5,
+         "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3, "crop_size": {"height": 32,
+                                                                                                 "width": 32}}))
+    with torch.no_grad():
+        torch.testing.assert_close(load_model(f"hf:{folder}").logits(clip), expected, rtol=1e-4, atol=1e-4)
 
     exports = tmp_path / "exports"
     assert main(["export", "--model", f"hf:{folder}", "--out", str(exports)]) == 0
