@@ -39,6 +39,9 @@ def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cp
                          "(--runtime onnxruntime)")
     if is_onnx and not path.is_file():
         raise ModelError(f"ONNX file {spec} does not exist")
+    if is_onnx and (weights is not None or layout is not None or mean is not None or std is not None):
+        raise ModelError(f"{spec} is an ONNX file: it carries its own weights, layout and normalisation "
+                         "(drop @WEIGHTS, --layout, --mean and --std for it)")
     if not is_onnx:
         from ..models.bundled import bundled_names, load_bundled
         from ..models.loading import load_model

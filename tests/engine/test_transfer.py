@@ -189,3 +189,13 @@ def test_a_target_that_cannot_take_the_clips_stops_the_transfer_before_any_attac
                  "--out", str(tmp_path / "t")]) == 2
     err = capsys.readouterr().err
     assert "cannot classify clips of" in err and "generating" not in err and not (tmp_path / "t").exists()
+
+
+def test_weights_for_an_onnx_target_are_refused_not_ignored(tmp_path):
+    from sava.errors import ModelError
+    from sava.export import load_runtime_model
+
+    onnx_file = tmp_path / "model.onnx"
+    onnx_file.write_bytes(b"not read: the request is refused first")
+    with pytest.raises(ModelError, match="carries its own weights"):
+        load_runtime_model(str(onnx_file), "onnxruntime", weights="w.pth")
