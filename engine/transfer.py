@@ -142,6 +142,10 @@ def evaluate(sources: list[SourceRun], targets: dict[str, object], log=print) ->
                          "source_fooling_rate": sum(r.success for r in run.results) / max(int(attacked.sum()), 1),
                          "adversarial_predictions": adv_pred.tolist(), "clean_predictions": clean_pred.tolist()})
             log(f"{run.name} -> {label}: FR {rate:.1%} over {int(counted.sum())} videos")
+            if attacked.any() and not counted.any():
+                log(f"warning: {label} classifies none of the {int(attacked.sum())} attacked clean videos of "
+                    f"{run.name} correctly, so its cell is empty: does it number the classes as the source does "
+                    "(see the run's classes and class_order)?")
     return rows
 
 

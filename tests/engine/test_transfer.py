@@ -199,3 +199,12 @@ def test_weights_for_an_onnx_target_are_refused_not_ignored(tmp_path):
     onnx_file.write_bytes(b"not read: the request is refused first")
     with pytest.raises(ModelError, match="carries its own weights"):
         load_runtime_model(str(onnx_file), "onnxruntime", weights="w.pth")
+
+
+def test_a_target_right_on_no_clean_video_is_warned_of(tmp_path, capsys):
+    out, _ = _attacked_folder(tmp_path)
+    assert main(["transfer", "--runs", str(out), "--targets", "tests.engine.toy_models:always_last",
+                 "--runtime", "torch", "--out", str(tmp_path / "t")]) == 0
+    assert "classifies none of the" in capsys.readouterr().err
+    (row,) = json.loads((tmp_path / "t" / "transfer.json").read_text())["rows"]
+    assert row["fooling_rate"] is None and row["videos"] == 0
