@@ -18,8 +18,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+import sys
 import warnings
+from contextlib import contextmanager, redirect_stderr, redirect_stdout
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -76,14 +79,41 @@ def _metadata(model, dynamic_time: bool, clip_shape, dynamo_failure: str | None)
     return {METADATA_PREFIX + key: json.dumps(value) for key, value in values.items()}
 
 
+@contextmanager
+def _exporter_output_discarded():
+    """Standard output and error, descriptors and Python streams alike, sent to the null device for the
+    duration. torch's TorchScript exporter prints the whole IR graph from C++ when one of its passes fails
+    (its log switch is always on in torch 2.11 - 2.13), and torch.export prints graphs and warnings of its
+    own failures: they bury the one line sava reports about the failure."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    try:
+        with open(os.devnull, "w") as sink:
+            os.dup2(sink.fileno(), 1)
+            os.dup2(sink.fileno(), 2)
+            try:  # Python's streams need not write through those descriptors (pytest's capture does not)
+                with redirect_stdout(sink), redirect_stderr(sink):
+                    yield
+            finally:
+                os.dup2(saved[0], 1)
+                os.dup2(saved[1], 2)
+    finally:
+        for fd in saved:
+            os.close(fd)
+
+
 def _export(wrapper: nn.Module, example: torch.Tensor, path: Path, dynamic_time: bool) -> str | None:
     """Export with the dynamo exporter, or, when it fails (an operator it has no ONNX function for, such as
     ``aten._adaptive_avg_pool3d``), with torch's TorchScript-based exporter. Returns why dynamo failed, or
     None; when both fail the error names both reasons."""
     axes = {0: "batch", 1: "frames"} if dynamic_time else {0: "batch"}
-    exporter_log = logging.getLogger("torch.onnx")
-    level = exporter_log.level
-    exporter_log.setLevel(logging.ERROR)  # it lists the torchvision operators it skips, irrelevant here
+    # torch.onnx lists the torchvision operators it skips; torch.export logs each failure as an error before
+    # raising it, and sava reports that failure itself, in one line.
+    loggers = {logging.getLogger("torch.onnx"): logging.ERROR, logging.getLogger("torch.export"): logging.CRITICAL}
+    levels = {log: log.level for log in loggers}
+    for log, quiet in loggers.items():
+        log.setLevel(quiet)
 
     def export(dynamo: bool) -> None:
         torch.onnx.export(wrapper, (example,), str(path), input_names=["videos"], output_names=["logits"],
@@ -94,18 +124,21 @@ def _export(wrapper: nn.Module, example: torch.Tensor, path: Path, dynamic_time:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             try:
-                export(dynamo=True)
+                with _exporter_output_discarded():  # torch.export prints graphs and logs of its failures
+                    export(dynamo=True)
                 return None
             except Exception as exc:  # noqa: BLE001  (the dynamo exporter's failures have many types)
                 failure = _first_line(exc)
             try:
-                export(dynamo=False)
+                with _exporter_output_discarded():
+                    export(dynamo=False)
             except Exception as exc:  # noqa: BLE001
                 raise ModelError(f"ONNX export failed with the dynamo exporter ({failure}) and with the TorchScript "
                                  f"exporter ({_first_line(exc)})") from exc
             return failure
     finally:
-        exporter_log.setLevel(level)
+        for log, level in levels.items():
+            log.setLevel(level)
 
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -119,6 +152,9 @@ def _first_line(exc: BaseException) -> str:
     operator = next((line for line in lines[1:] if "aten." in line or "aten::" in line), None)
     if operator:
         text += f" ... {operator[:200]}"
+    elif exc.__cause__ is not None:  # torch.export wraps the reason: name it (one level, no chain walk)
+        cause = [line.strip() for line in _ANSI.sub("", str(exc.__cause__)).splitlines() if line.strip()]
+        text += f" ... caused by {type(exc.__cause__).__name__}: {cause[0][:200] if cause else ''}"
     return f"{type(exc).__name__}: {text}".rstrip(": ")
 
 
@@ -183,7 +219,10 @@ def export_onnx(model, path: str | Path, *, tolerance: float = DEFAULT_TOLERANCE
     difference = _largest_difference(model, path, checks)
     if not difference <= tolerance:
         path.unlink(missing_ok=True)
+        why = "" if not dynamo_failure else (
+            f" (the dynamo exporter failed: {dynamo_failure}; the TorchScript exporter that made the file records "
+            "one path through the model's data-dependent branches)")
         raise ModelError(f"{model.name}: ONNX Runtime differs from torch by {difference:.3g} (tolerance "
-                         f"{tolerance:g}); the export was removed")
+                         f"{tolerance:g}){why}; the export was removed")
     return ExportReport(str(path), model.name, dynamic_time, difference, tolerance, [list(s) for s in checks], OPSET,
                         fixed_time_reason, "torchscript" if dynamo_failure else "dynamo", dynamo_failure)

@@ -132,7 +132,7 @@ def test_a_runtime_model_with_the_wrong_output_shape_is_an_error_naming_it():
         Wider(info, dynamic_time=False).predict(videos)
 
 
-def test_sava_export_takes_a_user_factory_and_falls_back_to_the_torchscript_exporter(tmp_path, capsys):
+def test_sava_export_takes_a_user_factory_and_falls_back_to_the_torchscript_exporter(tmp_path, capfd):
     """A model given as package.module:factory, whose AdaptiveAvgPool3d the dynamo exporter cannot convert:
     exported by the TorchScript-based exporter, the reason printed and kept in the file, and ONNX Runtime
     checked against the torch model here, on clips of the shape the options give."""
@@ -147,8 +147,9 @@ def test_sava_export_takes_a_user_factory_and_falls_back_to_the_torchscript_expo
     code = main(["export", "--model", spec, "--clip-frames", "12", "--size", "40", "56", "--out", str(tmp_path),
                  "--classes", "ccw,cw,up,down"])
     assert code == 0
-    out = capsys.readouterr().out
+    out, err = capfd.readouterr()  # at the descriptors: torch's exporter prints from C++
     assert "the dynamo exporter failed" in out and "TorchScript-based exporter" in out
+    assert "Torch IR graph" not in out + err and len((out + err).splitlines()) <= 4  # sava's lines, no dump
     (path,) = tmp_path.glob("*.onnx")
     metadata = {p.key: p.value for p in onnx.load(str(path)).metadata_props}
     assert json.loads(metadata["sava.exporter"]) == "torchscript" and json.loads(metadata["sava.dynamo_failure"])
@@ -169,3 +170,15 @@ def test_sava_export_errors_name_the_problem(tmp_path, capsys):
     assert "sava export: error:" in capsys.readouterr().err
     assert main(["export", "--model", "c3d-camera", "--weights", "w.pt", "--out", str(tmp_path)]) == 2
     assert "--weights describes a user model; the bundled model 'c3d-camera' carries its own" in capsys.readouterr().err
+
+
+def test_a_model_whose_trace_takes_one_branch_is_refused_with_the_reason_and_no_dump(tmp_path, capfd):
+    pytest.importorskip("onnxruntime", reason="the onnx extra is not installed")
+    from sava.cli import main
+
+    assert main(["export", "--model", "tests.engine.toy_models:branchy", "--clip-frames", "4", "--size", "16",
+                 "16", "--out", str(tmp_path)]) == 2
+    out, err = capfd.readouterr()
+    assert "ONNX Runtime differs from torch" in err and "data-dependent" in err
+    assert len((out + err).strip().splitlines()) == 1  # sava's one line: no graphs or logs of torch's
+    assert not list(tmp_path.glob("*.onnx"))

@@ -98,3 +98,20 @@ class AlwaysLast(nn.Module):
 
 def always_last() -> nn.Module:
     return AlwaysLast()
+
+
+class Branchy(nn.Module):
+    """A branch on the clip's brightness: torch.export refuses it, a trace records one side only."""
+
+    def __init__(self):
+        super().__init__()
+        self.head = nn.Linear(3, 2)
+
+    def forward(self, x):  # B x T x C x H x W
+        colour = x.mean(dim=(1, 3, 4))
+        return self.head(colour) if colour.mean() > 0.5 else -self.head(colour)
+
+
+def branchy() -> nn.Module:
+    torch.manual_seed(0)
+    return Branchy()
