@@ -220,7 +220,7 @@ def _heatmap(path: Path, sources, targets, cell, title: str) -> None:
     columns, rows = _tick_labels(list(targets)), _tick_labels(list(sources))
     longest = max((len(label) for label in columns), default=0)
     # Room below the axes for the slanted column labels, beside them for the row labels.
-    fig, (axis,) = render.figure(1, width=max(6.0, 1.3 * len(targets) + 3 + 0.06 * max(map(len, rows))),
+    fig, (axis,) = render.figure(1, width=max(6.0, 1.3 * len(targets) + 3 + 0.06 * max(map(len, rows), default=0)),
                                  height=max(4.0, 2.5 + 0.05 * longest + 0.3 * len(sources)))
     grid = [[float("nan") if cell[s, t] is None else cell[s, t] for t in targets] for s in sources]
     image = axis.imshow(grid, vmin=0, vmax=1, cmap="viridis", aspect="auto")

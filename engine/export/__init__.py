@@ -47,7 +47,8 @@ def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cp
         from ..models.loading import load_model
 
         def user_model():
-            key = (spec, str(weights) if weights is not None else None, layout, mean, std)
+            key = (spec, None if weights is None else str(weights), layout,  # lists given in Python: hashable
+                   None if mean is None else tuple(mean), None if std is None else tuple(std))
             cache = loaded if loaded is not None else {}
             if key not in cache:
                 cache[key] = load_model(spec, weights, layout=layout, mean=mean, std=std, device=device)

@@ -220,8 +220,8 @@ def export_onnx(model, path: str | Path, *, tolerance: float = DEFAULT_TOLERANCE
     if not difference <= tolerance:
         path.unlink(missing_ok=True)
         why = "" if not dynamo_failure else (
-            f" (the dynamo exporter failed: {dynamo_failure}; the TorchScript exporter that made the file records "
-            "one path through the model's data-dependent branches)")
+            f" (the dynamo exporter failed: {dynamo_failure}; the file is the TorchScript exporter's trace, which "
+            "records one path through any data-dependent branch of the model)")
         raise ModelError(f"{model.name}: ONNX Runtime differs from torch by {difference:.3g} (tolerance "
                          f"{tolerance:g}){why}; the export was removed")
     return ExportReport(str(path), model.name, dynamic_time, difference, tolerance, [list(s) for s in checks], OPSET,

@@ -3,6 +3,8 @@ class names given, numbers no method can use, and options the chosen method igno
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from sava.cli import main
@@ -39,8 +41,6 @@ def test_an_option_the_method_ignores_is_said_once(tmp_path, capsys):
 @pytest.mark.parametrize("given, recorded", [((), 0.9), (("--min-ssim", "none"), None),
                                              (("--min-ssim", "0.95"), 0.95)])
 def test_sparse_keeps_its_ssim_budget_unless_told_none(given, recorded, tmp_path):
-    import json
-
     out = tmp_path / "run"
     assert main(["attack", "--method", "sparse", "--num-videos", "2", "--iters", "2", "--no-progress", *given,
                  "--out", str(out)]) == 0
@@ -79,8 +79,8 @@ def test_a_method_option_reaches_the_attack(method, option, value, setting):
     assert cli_attack.build_attack(args, None).settings[setting] == float(value)
 
 
-def test_a_model_that_refuses_the_clips_is_named_with_the_fix_before_any_run_folder(folder, tmp_path,  # noqa: F811
-                                                                                  capsys):
+def test_a_model_that_refuses_the_clips_is_told_the_fix_before_any_run_folder_and_runs_once_described(
+        folder, tmp_path, capsys):  # noqa: F811
     out = tmp_path / "run"
     assert attack(folder, out, "--model", "tests.engine.toy_models:channels_first_ten") == 2
     err = capsys.readouterr().err
@@ -89,7 +89,5 @@ def test_a_model_that_refuses_the_clips_is_named_with_the_fix_before_any_run_fol
     # Described, it runs; the run folder says how the model was fed.
     assert attack(folder, out, "--model", "tests.engine.toy_models:channels_first_ten", "--layout", "BCTHW",
                   "--mean", "0.5", "--std", "0.25") == 0
-    import json
-
     recorded = json.loads((out / "metrics.json").read_text())["model_input"]
     assert recorded == {"layout": "BCTHW", "mean": [0.5], "std": [0.25], "weights": None}
