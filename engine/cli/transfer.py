@@ -43,7 +43,7 @@ def add_parser(sub) -> None:
     transfer.add_argument("--seed", type=int, default=0)
     input_arguments(transfer.add_argument_group(
         "user targets", "how every target that is neither bundled nor an .onnx file takes its clips (an .onnx file "
-                        "made by sava export carries its own; a model described otherwise: export it first)"),
+                        "made by sava export carries its own; targets described differently: export each first)"),
         whose="the user targets")
 
 
