@@ -139,10 +139,6 @@ def cmd_attack(args) -> int:
             model.precision = args.precision
         if args.no_cuda_graphs:  # read by every attack loop of this process, torchrun workers included
             os.environ["SAVA_CUDA_GRAPHS"] = "0"
-        if args.compile:
-            if not hasattr(model, "compile"):
-                raise SavaError(f"--compile needs a white-box torch model; {model.name} is not one")
-            model.compile()
         data_spec = args.data or model.info.extra.get("dataset")
         if data_spec is None:
             raise SavaError("--data is needed for a model that is not bundled")
@@ -153,6 +149,10 @@ def cmd_attack(args) -> int:
             check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
         names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
         check_outputs_match_classes(model, dataset.clip_shape, names.names, names.source)
+        if args.compile:  # after the blank-clip probe, which would otherwise compile for a batch of one
+            if not hasattr(model, "compile"):
+                raise SavaError(f"--compile needs a white-box torch model; {model.name} is not one")
+            model.compile()
         relabel, notice = label_map(dataset, names, model.name, data_spec)
         if notice:
             print(notice, file=sys.stderr)
