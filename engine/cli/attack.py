@@ -116,7 +116,7 @@ def add_parser(sub) -> None:
 
 def cmd_attack(args) -> int:
     from ..classes import ClassNames, accuracy_warning, label_map
-    from ..data import load_dataset
+    from ..data import BUNDLED, load_dataset
     from ..provenance import environment
     from ..runner import DatasetRun, current_shard, run_dataset
     from ..selection import check_k
@@ -142,7 +142,13 @@ def cmd_attack(args) -> int:
         data_spec = args.data or model.info.extra.get("dataset")
         if data_spec is None:
             raise SavaError("--data is needed for a model that is not bundled")
+        size_given = args.size is not None
         args.clip_frames, args.size = clip_of(model, args.model, args.clip_frames, args.size)
+        trained = model.info.clip_shape
+        if not size_given and trained and data_spec not in BUNDLED and list(args.size) != list(trained[2:]):
+            print(f"note: {model.name} was trained on {trained[2]} x {trained[3]} frames; video files are "
+                  f"decoded at {args.size[0]} x {args.size[1]} (--size {trained[2]} {trained[3]} to match)",
+                  file=sys.stderr)
         dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size))
         count = len(dataset) if args.num_videos == 0 else min(args.num_videos, len(dataset))
         if args.frames is not None:

@@ -91,3 +91,13 @@ def test_a_model_that_refuses_the_clips_is_told_the_fix_before_any_run_folder_an
                   "--mean", "0.5", "--std", "0.25") == 0
     recorded = json.loads((out / "metrics.json").read_text())["model_input"]
     assert recorded == {"layout": "BCTHW", "mean": [0.5], "std": [0.25], "weights": None}
+
+
+def test_a_bundled_model_on_video_files_is_told_its_training_frame_size(folder, tmp_path, capsys):  # noqa: F811
+    main(["attack", "--no-progress", "--model", "c3d-camera", "--data", str(folder), "--num-videos", "1",
+          "--iters", "1", "--out", str(tmp_path / "a")])  # the folder's classes are not the model's: refused after
+    assert "note: c3d-camera was trained on 48 x 48 frames; video files are decoded at 112 x 112" in \
+        capsys.readouterr().err
+    main(["attack", "--no-progress", "--model", "c3d-camera", "--data", str(folder), "--size", "48", "48",
+          "--num-videos", "1", "--iters", "1", "--out", str(tmp_path / "b")])
+    assert "was trained on" not in capsys.readouterr().err
