@@ -83,7 +83,7 @@ def _metadata(model, dynamic_time: bool, clip_shape, dynamo_failure: str | None)
 def _exporter_output_discarded():
     """Standard output and error, descriptors and Python streams alike, sent to the null device for the
     duration. torch's TorchScript exporter prints the whole IR graph from C++ when one of its passes fails
-    (its log switch is always on in torch 2.11 - 2.13), and torch.export prints graphs and warnings of its
+    (in torch 2.13 whether or not verbose is asked for), and torch.export prints graphs and warnings of its
     own failures: they bury the one line sava reports about the failure."""
     sys.stdout.flush()
     sys.stderr.flush()
