@@ -20,3 +20,9 @@ class ModelError(SavaError):
 
 class DataError(SavaError):
     """A dataset is empty, unknown, or a video file could not be used."""
+
+
+def first_line(exc: BaseException) -> str:
+    """An exception's message as its first non-blank line (multi-line messages from torch and ONNX Runtime
+    go on for pages; an empty one gives "")."""
+    return next((line.strip() for line in str(exc).splitlines() if line.strip()), "")

@@ -21,7 +21,7 @@ from pathlib import Path
 import torch
 
 from . import kernels
-from .errors import DataError, InputError
+from .errors import DataError, InputError, first_line
 from .metrics import VideoResult
 from .models.adapter import CLIP_MISMATCH
 
@@ -115,9 +115,8 @@ def check_targets_take(targets: dict[str, object], clip_shapes) -> None:
             try:
                 target.predict(torch.zeros(1, *shape))
             except CLIP_MISMATCH as exc:
-                first = (str(exc).strip().splitlines() or [""])[0]
                 raise InputError(f"target {label} cannot classify clips of {' x '.join(map(str, shape))} "
-                                 f"(B x T x C x H x W): {first}") from exc
+                                 f"(B x T x C x H x W): {first_line(exc)}") from exc
 
 
 def evaluate(sources: list[SourceRun], targets: dict[str, object], log=print) -> list[dict]:

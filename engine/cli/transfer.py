@@ -87,8 +87,8 @@ def cmd_transfer(args) -> int:
     # A user target is exported for the ONNX runtimes at the clips it will see, when it names no clip itself.
     clip_shape = tuple(sources[0].videos.shape[1:]) if sources else (tuple(clips.clip_shape) if clips else None)
     described = {name: getattr(args, name) for name in ("layout", "mean", "std") if getattr(args, name) is not None}
-    specs = [target.partition("@")[0] for target in target_names]
-    if described and all(spec in bundled_names() or spec.endswith(".onnx") for spec in specs):
+    carries_its_own = lambda spec: spec in bundled_names() or spec.endswith(".onnx")  # noqa: E731 -- no description
+    if described and all(carries_its_own(target.partition("@")[0]) for target in target_names):
         raise SavaError(f"{', '.join('--' + name for name in described)} "
                         f"{'describes' if len(described) == 1 else 'describe'} user targets; every target here is "
                         "bundled or an .onnx file, which carry their own (drop them)")
@@ -100,7 +100,7 @@ def cmd_transfer(args) -> int:
             targets[f"{spec} [{runtime}]"] = load_runtime_model(
                 spec, runtime, provider=args.provider, precision=args.precision, onnx_dir=args.onnx_dir,
                 weights=weights or None, clip_shape=clip_shape, loaded=loaded,
-                **({} if spec in bundled_names() or spec.endswith(".onnx") else described))
+                **({} if carries_its_own(spec) else described))
     check_targets_take(targets, [s.videos.shape[1:] for s in sources] + ([clips.clip_shape] if clips else []))
     if source_names:
         count = min(args.num_videos, len(clips))

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 from .. import __version__
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from ..models.adapter import outputs_on_clip
 from .black_box import METADATA_PREFIX
 
@@ -153,8 +153,7 @@ def _first_line(exc: BaseException) -> str:
     if operator:
         text += f" ... {operator[:200]}"
     elif exc.__cause__ is not None:  # torch.export wraps the reason: name it (one level, no chain walk)
-        cause = [line.strip() for line in _ANSI.sub("", str(exc.__cause__)).splitlines() if line.strip()]
-        text += f" ... caused by {type(exc.__cause__).__name__}: {cause[0][:200] if cause else ''}"
+        text += f" ... caused by {type(exc.__cause__).__name__}: {_ANSI.sub('', first_line(exc.__cause__))[:200]}"
     return f"{type(exc).__name__}: {text}".rstrip(": ")
 
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from .black_box import BlackBoxModel, info_from_metadata
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
@@ -45,7 +45,7 @@ class OnnxModel(BlackBoxModel):
         try:
             self.session = ort.InferenceSession(str(path), options, providers=chain)
         except Exception as exc:  # noqa: BLE001 -- ORT raises several types for a bad file
-            raise ModelError(f"ONNX Runtime cannot load {path}: {str(exc).splitlines()[0]}") from exc
+            raise ModelError(f"ONNX Runtime cannot load {path}: {first_line(exc)}") from exc
         got = self.session.get_providers()
         if got[0] != wanted:
             raise ModelError(f"asked ONNX Runtime for {wanted}, the session got {', '.join(got)}; refusing to "

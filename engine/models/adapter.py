@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, first_line
 
 LAYOUTS = ("BTCHW", "BCTHW")
 PRECISIONS = ("fp32", "bf16")
@@ -187,10 +187,9 @@ def outputs_on_clip(model, clip_shape) -> int:
             t, c, h, w = clip_shape
             layout = getattr(model.info, "layout", "BTCHW")
             other = "BCTHW" if layout == "BTCHW" else "BTCHW"
-            first = (str(exc).strip().splitlines() or [""])[0]
             raise ModelError(
                 f"model {model.name!r} fails on a clip of {t} frames of {c} x {h} x {w}, passed as {layout} "
-                f"({type(exc).__name__}: {first}); if it takes {other}, give --layout {other}; a model built "
+                f"({type(exc).__name__}: {first_line(exc)}); if it takes {other}, give --layout {other}; a model built "
                 f"for other clips needs clips of its own (--clip-frames, --size)") from exc
     if logits.dim() != 2 or logits.shape[0] != 1:
         raise ModelError(f"model {model.name!r} returns a tensor of shape {tuple(logits.shape)} for one clip; "

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from .adapter import ModelInfo, VideoModel
 from .bundled import bundled_names, load_bundled, load_weights_file
 from .weights_file import fill
@@ -49,7 +49,7 @@ def load_model(spec: str, weights: str | Path | None = None, *, layout: str | No
         try:
             module = torch.jit.load(str(path), map_location="cpu")
         except RuntimeError as exc:
-            raise ModelError(f"{spec}: not a TorchScript file ({exc.args[0].splitlines()[0]})") from exc
+            raise ModelError(f"{spec}: not a TorchScript file ({first_line(exc)})") from exc
         return VideoModel(module.eval(), info, device=device)
     if ":" in spec:
         module = _from_factory(spec)

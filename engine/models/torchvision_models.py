@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..errors import ModelError
+from ..errors import ModelError, first_line
 from .adapter import ModelInfo, VideoModel
 from .weights_file import fill, read_state_dict
 from .zoo import TORCHVISION, kinetics400_classes
@@ -21,7 +21,7 @@ def import_torchvision_video():
         raise ModelError(f"torchvision presets need torchvision: pip install 'sava[torchvision]' ({exc})") from exc
     except RuntimeError as exc:  # a torchvision built for another torch: "operator torchvision::nms does not exist"
         raise ModelError(
-            f"torchvision does not import beside torch {torch.__version__} ({str(exc).splitlines()[0]}): the two "
+            f"torchvision does not import beside torch {torch.__version__} ({first_line(exc)}): the two "
             "were built for each other's other versions. Install the torchvision release made for this torch from "
             "the same index (CPU torch: pip install torchvision --index-url https://download.pytorch.org/whl/cpu; "
             "see the compatibility table in torchvision's README)") from exc

@@ -95,30 +95,31 @@ def test_a_vivit_folder_sees_what_its_own_processor_would_feed_it(tmp_path):
     with torch.no_grad():
         expected = reference(**processor(list(frames), return_tensors="pt")).logits
 
+    clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255).unsqueeze(0)
+
+    def gives_the_processors_logits(model) -> None:
+        with torch.no_grad():
+            torch.testing.assert_close(model.logits(clip), expected, rtol=1e-4, atol=1e-4)
+
     model = load_model(f"hf:{folder}")
     assert model.info.clip_shape == (8, 3, 32, 32) and model.classes == list(LABELS.values())
-    clip = torch.from_numpy(frames).permute(0, 3, 1, 2).float().div(255).unsqueeze(0)
-    with torch.no_grad():
-        torch.testing.assert_close(model.logits(clip), expected, rtol=1e-4, atol=1e-4)
+    gives_the_processors_logits(model)
     # A hand-written processor file that names its class but not the rescaling gets the class's defaults.
     (folder / "preprocessor_config.json").write_text(json.dumps({"image_processor_type": "VivitImageProcessor",
                                                                   "crop_size": {"height": 32, "width": 32}}))
-    with torch.no_grad():
-        torch.testing.assert_close(load_model(f"hf:{folder}").logits(clip), expected, rtol=1e-4, atol=1e-4)
+    gives_the_processors_logits(load_model(f"hf:{folder}"))
     # So does the video processor's file, read first, whose class shifts by -1 in code, not by a setting.
     (folder / "video_preprocessor_config.json").write_text(json.dumps(
         {"video_processor_type": "VivitVideoProcessor", "do_rescale": True, "rescale_factor": 1 / 127.5,
          "do_normalize": True, "image_mean": [0.5] * 3, "image_std": [0.5] * 3, "crop_size": {"height": 32,
                                                                                                  "width": 32}}))
-    with torch.no_grad():
-        torch.testing.assert_close(load_model(f"hf:{folder}").logits(clip), expected, rtol=1e-4, atol=1e-4)
+    gives_the_processors_logits(load_model(f"hf:{folder}"))
 
     exports = tmp_path / "exports"
     assert main(["export", "--model", f"hf:{folder}", "--out", str(exports)]) == 0
     from sava.export import OnnxModel
 
-    torch.testing.assert_close(OnnxModel(next(exports.glob("*.onnx"))).logits(clip), expected, rtol=1e-4,
-                               atol=1e-4)
+    gives_the_processors_logits(OnnxModel(next(exports.glob("*.onnx"))))
 
 
 @pytest.mark.filterwarnings("error:Tight layout not applied")  # long target names must still fit the heatmap
