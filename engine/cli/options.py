@@ -51,8 +51,9 @@ def input_arguments(group, whose: str = "a user model") -> None:
 
 def user_model_arguments(group) -> None:
     """What describes a model sava does not bundle (``sava attack`` and ``sava export``)."""
-    group.add_argument("--weights", help="state dict of a torchvision:NAME or package.module:factory model "
-                                         "(.safetensors, .pt or .pth)")
+    group.add_argument("--weights", help="state dict (.safetensors, .pt or .pth) of a torchvision:NAME or "
+                                         "package.module:factory model; for hf:FOLDER or a TorchScript file, one "
+                                         "that replaces its own (as sava train writes)")
     input_arguments(group)
     group.add_argument("--classes", default=None,
                        help="a user model's class names in its output order: a,b,c or a file of one name per "
@@ -92,27 +93,23 @@ def refuse_user_model_options(args, bundled: list[str]) -> None:
 
 
 def clip_of(model, spec: str, frames: int | None, size) -> tuple[int, list[int]]:
-    """Frames and frame size for decoding video files: the user's, else a zoo preset's clip, else 16 x 112 x 112
-    (the bundled models keep the fixed default their earlier runs recorded, so those runs still resume)."""
+    """Frames and frame size for decoding video files: the user's, else a zoo preset's clip or the clip a user
+    model was trained on by ``sava train``, else 16 x 112 x 112 (the bundled models keep the fixed default their
+    earlier runs recorded, so those runs still resume)."""
+    from ..models.loading import BASE_MODEL
     from ..models.zoo import is_zoo
 
-    clip = model.info.clip_shape if is_zoo(spec) else None
+    clip = model.info.clip_shape if is_zoo(spec) or BASE_MODEL in model.info.extra else None
     return (frames or (clip[0] if clip else DEFAULT_FRAMES),
             list(size or (clip[2:] if clip else (DEFAULT_SIDE, DEFAULT_SIDE))))
 
 
 def load_model_from_args(args, device):
-    """``--model`` with the options ``user_model_arguments`` adds; its class names set from wherever
-    ``classes.model_names`` finds them (recorded in ``model.info.extra["class_order"]``)."""
-    from ..classes import model_names
-    from ..models.loading import load_model
+    """``--model`` with the options ``user_model_arguments`` adds (``sava.models.loading.load_named_model``)."""
+    from ..models.loading import load_named_model
 
-    model = load_model(args.model, args.weights, layout=args.layout, mean=args.mean, std=args.std, device=device)
-    names = model_names(model, args.model, args.weights, args.classes)
-    if names.names is not None:
-        model.info.classes = names.names
-    model.info.extra["class_order"] = names.source
-    return model
+    return load_named_model(args.model, args.weights, layout=args.layout, mean=args.mean, std=args.std,
+                            classes=args.classes, device=device)
 
 
 class SettingsOnly:

@@ -14,6 +14,7 @@ from torch import nn
 
 from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
+from .weights_file import fill
 
 PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
 # Processors whose rescaling subtracts 1 in their code, with no ``offset`` setting in the file to say so.
@@ -140,9 +141,9 @@ def _class_names(config) -> list[str] | None:
 
 
 def load_huggingface(folder: str, weights, *, layout=None, mean=None, std=None, device=None) -> VideoModel:
+    """``weights``, when given, replace the folder's own: the classifier's state dict (as ``sava train`` saves
+    it, or ``classifier.state_dict()`` from a user's own fine-tuning)."""
     path = Path(folder)
-    if weights is not None:
-        raise ModelError(f"--weights does not apply to hf:{folder}: a save_pretrained folder holds its weights")
     if not (path / "config.json").is_file():
         raise ModelError(f"hf:{folder}: not a folder saved with save_pretrained (no config.json in it)")
     transformers = import_transformers()
@@ -150,6 +151,8 @@ def load_huggingface(folder: str, weights, *, layout=None, mean=None, std=None, 
         classifier = transformers.AutoModelForVideoClassification.from_pretrained(str(path))
     except (OSError, ValueError, KeyError) as exc:
         raise ModelError(f"hf:{folder}: cannot load a video classifier from it: {exc}") from exc
+    if weights is not None:
+        fill(classifier, weights)
     config = classifier.config
     processor = _processor(path)
     frames = processor.get("num_frames") or getattr(config, "num_frames", None) or 16
@@ -160,5 +163,6 @@ def load_huggingface(folder: str, weights, *, layout=None, mean=None, std=None, 
     info = ModelInfo(name=f"hf:{path.name}", layout=layout or "BTCHW", mean=mean or folder_mean,
                      std=std or folder_std,
                      classes=_class_names(config), clip_shape=(int(frames), channels, *size),
-                     extra={"hf_folder": str(path), "architecture": type(classifier).__name__})
+                     extra={"hf_folder": str(path), "architecture": type(classifier).__name__}
+                     | ({"weights": str(weights)} if weights is not None else {}))
     return VideoModel(LogitsOf(classifier).eval(), info, device=device)

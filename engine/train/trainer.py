@@ -1,5 +1,6 @@
-"""``sava train``: fine-tune (or train from scratch) a bundled model under one
-defence, with a checkpoint you can stop and resume.
+"""``sava train``: fine-tune (or train from scratch) a model under one defence, with a checkpoint you can stop
+and resume. The model is any that ``sava attack`` takes (a bundled one, a zoo preset, a user factory with its
+weights, a TorchScript file); the clips a bundled set or the user's video files (:mod:`.data`).
 
 The run folder holds ``config.json`` (a resumed run must match it),
 ``checkpoint.safetensors`` (weights, optimiser moments, the epoch's order of
@@ -23,16 +24,23 @@ import torch.nn.functional as F
 from safetensors import safe_open
 
 from .. import __version__
-from ..data import bundled
-from ..files import save_tensors_atomic
-from ..models.bundled import build, load_bundled, read_metadata, weights_path
+from ..classes import CLASSES_FILE
+from ..errors import ConfigError
+from ..files import save_tensors_atomic, write_atomic
+from ..models.bundled import build
+from ..models.loading import BASE_MODEL, load_named_model, trainable_module
+from ..models.zoo import is_zoo
 from ..runner.manifest import check_settings
+from .data import training_data
 from .defences import make_defence
+
+
+CONFIG = "config.json"
 
 
 @dataclass
 class TrainConfig:
-    model: str = "c3d-camera"  # a bundled model: its architecture, data and (unless from_scratch) its weights
+    model: str = "c3d-camera"  # a bundled model (its architecture, data, weights) or any model sava attack takes
     defence: str = "combined"
     epochs: int = 3
     lr: float = 1e-4  # fine-tuning: at 1e-3 the undefended control itself lost 12 points of accuracy in 3 epochs
@@ -47,6 +55,18 @@ class TrainConfig:
     from_scratch: bool = False
     seed: int = 0
     checkpoint_every: int = 20  # batches
+    # A model sava does not bundle, and the clips (all None for a bundled model on its own set; a run folder
+    # from before these existed records none of them and still resumes).
+    weights: str | None = None
+    layout: str | None = None
+    mean: tuple[float, ...] | None = None
+    std: tuple[float, ...] | None = None
+    classes: str | None = None  # --classes: names in output order, or a file of them
+    data: str | None = None  # a bundled set, a folder of class sub-folders or a CSV (default: the model's set)
+    test_data: str | None = None  # default: a bundled set's test split, else a held-out share of data
+    holdout: float | None = None  # that share (default data.HOLDOUT)
+    clip_frames: int | None = None  # video files: frames per clip (default: the model's own clip, else 16)
+    size: tuple[int, int] | None = None  # video files: frame size (default: the model's own, else 112 x 112)
 
 
 def _defence(config: TrainConfig):
@@ -100,24 +120,34 @@ def _injected_set(config: TrainConfig, model, train_set, folder: Path):
     return adversarial, labels[kept]
 
 
-def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = True) -> dict:
-    """Train (or resume) the run in ``folder``; returns the final log entry."""
+def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = True, device=None,
+          workers: int = 2) -> dict:
+    """Train (or resume) the run in ``folder`` on ``device`` (default: where the model loads, the CPU);
+    ``workers`` processes decode video files. Returns the final log entry."""
     from tqdm import tqdm
 
     folder = Path(folder)
-    settings = asdict(config)
-    check_settings(folder, settings, tuple(settings), name="config.json")
+    settings = json.loads(json.dumps(asdict(config)))  # as config.json holds them: tuples read back as lists
+    if (folder / CONFIG).is_file():  # a resume with other settings stops before any model or file is read
+        check_settings(folder, settings, tuple(settings), name=CONFIG)
     defence = _defence(config)
     torch.manual_seed(config.seed)
-    meta = read_metadata(weights_path(config.model))
-    model = load_bundled(config.model)
+    model = load_named_model(config.model, config.weights, layout=config.layout, mean=config.mean, std=config.std,
+                             classes=config.classes, device=device)
     if config.from_scratch:
-        model.module.load_state_dict(build(meta["arch"], len(meta["classes"]), meta["clip_shape"][1]).state_dict())
-    train_set, test_set = bundled(meta["dataset"], "train"), bundled(meta["dataset"], "test")
-    videos, labels = train_set.float_videos(slice(0, config.limit)), train_set.labels[: config.limit]
+        _reinitialise(model)
+    data = training_data(model, config, workers, progress)
+    for line in data.notes:
+        log(line)
+    for video_id, why in data.skipped:
+        log(f"skipped video {video_id}: {why}")
+    model.info.classes = data.classes
+    check_settings(folder, settings, tuple(settings), name=CONFIG)  # the folder is made once all is known good
+    train_set, test_set = data.train, data.test
+    videos, labels = train_set.videos[: config.limit], train_set.labels[: config.limit]  # uint8 until batched
     if config.defence == "injected":
         extra_videos, extra_labels = _injected_set(config, model, train_set, folder)
-        videos, labels = torch.cat([videos, extra_videos]), torch.cat([labels, extra_labels])
+        videos, labels = torch.cat([_as_float(videos), extra_videos]), torch.cat([labels, extra_labels])
     optimiser = torch.optim.AdamW(model.module.parameters(), lr=config.lr, weight_decay=1e-4)
 
     epoch, position, order = 0, 0, None
@@ -137,7 +167,7 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
     order_generator = torch.Generator().manual_seed(config.seed + 7919 * epoch)
 
     def save(epoch_, position_, order_):
-        tensors = {f"model.{k}": v.detach().cpu() for k, v in model.module.state_dict().items()}
+        tensors = {f"model.{k}": v for k, v in _separate(model.module.state_dict()).items()}
         tensors |= _optimiser_tensors(optimiser) | {
             "epoch": torch.tensor(epoch_), "position": torch.tensor(position_), "order": order_,
             "defence_rng": defence.generator.get_state()}
@@ -152,7 +182,7 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
                    unit="clip", disable=not progress)
         while position < len(order):
             batch = order[position: position + config.batch_size]
-            inputs = defence.inputs(model, videos[batch].to(model.device), labels[batch].to(model.device))
+            inputs = defence.inputs(model, _as_float(videos[batch]).to(model.device), labels[batch].to(model.device))
             model.module.train()
             loss = F.cross_entropy(model.logits(inputs), labels[batch].to(model.device))
             optimiser.zero_grad()
@@ -166,7 +196,7 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
                 save(epoch, position, order)
         bar.close()
         model.module.eval()
-        entry = {"epoch": epoch + 1, "loss": total / max(seen, 1), "test_accuracy": clean_accuracy(model, test_set),
+        entry = {"epoch": epoch + 1, "loss": total / max(seen, 1), "test_accuracy": clean_accuracy(model, test_set, config.batch_size),
                  "seconds": time.perf_counter() - started}
         with open(folder / "log.jsonl", "a") as handle:
             handle.write(json.dumps(entry) + "\n")
@@ -175,9 +205,60 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
         epoch, position, order = epoch + 1, 0, None
         order_generator = torch.Generator().manual_seed(config.seed + 7919 * epoch)
         save(epoch, position, torch.empty(0, dtype=torch.long))
-    final = meta | {"name": f"{config.model}+{config.defence}", "defence": defence.settings(),
-                    "test_accuracy": clean_accuracy(model, test_set), "sava_version": __version__,
-                    "trained_from": "scratch" if config.from_scratch else config.model}
-    weights = {k: v.detach().cpu() for k, v in model.module.state_dict().items()}
-    save_tensors_atomic(weights, folder / "model.safetensors", {k: json.dumps(v) for k, v in final.items()})
-    return entry | {"test_accuracy": final["test_accuracy"]}
+    accuracy = clean_accuracy(model, test_set, config.batch_size)
+    _save_trained(model, config, defence, accuracy, folder, tuple(train_set.clip_shape))
+    return entry | {"test_accuracy": accuracy}
+
+
+def _separate(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A state dict on the CPU with its own storage per tensor: safetensors refuses tensors that share memory
+    (tied weights, as some Hugging Face models have)."""
+    return {key: value.detach().to("cpu", copy=True) for key, value in state.items()}
+
+
+def _as_float(videos: torch.Tensor) -> torch.Tensor:
+    return videos.float() / 255.0 if videos.dtype == torch.uint8 else videos
+
+
+def _reinitialise(model) -> None:
+    """Random weights: a bundled architecture rebuilt as ``train_bundled`` builds it; any other module through
+    its layers' own ``reset_parameters``."""
+    if "arch" in model.info.extra:
+        channels = model.info.clip_shape[1]
+        model.module.load_state_dict(build(model.info.extra["arch"], len(model.classes), channels).state_dict())
+        return
+    layers = [m for m in model.module.modules() if callable(getattr(m, "reset_parameters", None))]
+    if not layers:
+        raise ConfigError(f"--from-scratch: no layer of {model.name!r} can reset its parameters "
+                          "(reset_parameters); start from its weights instead")
+    for layer in layers:
+        layer.reset_parameters()
+
+
+def _save_trained(model, config: TrainConfig, defence, accuracy: float, folder: Path, clip_shape: tuple) -> None:
+    """``model.safetensors``: a bundled architecture's file (what ``train_bundled`` writes) or, for any other
+    model, the state dict its own code knows (a Hugging Face classifier's, not sava's wrapper's) with the
+    ``--model`` it came from, so that ``sava attack --model FILE`` and ``--model SPEC --weights FILE`` both load
+    it; ``classes.txt`` beside it names its outputs."""
+    info = model.info
+    base_name = Path(info.name).name if Path(info.name).is_file() else info.name  # a file by its name alone
+    trained = {"name": f"{base_name}+{config.defence}",
+               "defence": defence.settings(), "test_accuracy": accuracy, "sava_version": __version__,
+               "trained_from": "scratch" if config.from_scratch else config.weights or config.model,
+               "layout": info.layout, "mean": info.mean, "std": info.std, "classes": info.classes}
+    if "arch" in info.extra:
+        described = {key: value for key, value in info.extra.items() if key != "class_order"}
+        metadata = described | {"clip_shape": list(info.clip_shape)} | trained
+    else:
+        metadata = trained | {BASE_MODEL: info.extra.get(BASE_MODEL) or _portable(config.model),
+                              "clip_shape": list(clip_shape), "data": config.data}
+    save_tensors_atomic(_separate(trainable_module(model).state_dict()), folder / "model.safetensors", {k: json.dumps(v) for k, v in metadata.items()})
+    write_atomic(folder / CLASSES_FILE, "\n".join(info.classes) + "\n")
+
+
+def _portable(spec: str) -> str:
+    """``spec`` as it loads from any working folder: a file or an ``hf:`` folder by its absolute path."""
+    if is_zoo(spec):
+        family, _, rest = spec.partition(":")
+        return f"{family}:{Path(rest).resolve()}" if family == "hf" else spec
+    return str(Path(spec).resolve()) if Path(spec).exists() else spec

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import save_file
 
 from sava.cli import main
 from sava.errors import ModelError
@@ -69,8 +70,10 @@ def test_a_hugging_face_folder_brings_its_clip_normalisation_and_class_names(zoo
         torch.testing.assert_close(model.logits(videos), expected)
     # The user's options win over the folder's.
     assert load_model(f"hf:{zoo['videomae']}", mean=(0.5,), std=(0.5,)).info.mean == (0.5,)
-    with pytest.raises(ModelError, match="holds its weights"):
-        load_model(f"hf:{zoo['videomae']}", weights="w.pth")
+    wrong = zoo["data"].parent / "wrong.safetensors"  # --weights replace the folder's own, and must fit them
+    save_file({"classifier.weight": torch.zeros(2, 2)}, str(wrong))
+    with pytest.raises(ModelError, match="do not fit the model"):
+        load_model(f"hf:{zoo['videomae']}", weights=wrong)
     with pytest.raises(ModelError, match="no config.json"):
         load_model(f"hf:{zoo['data']}")
 

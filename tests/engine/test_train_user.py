@@ -1,0 +1,202 @@
+"""``sava train`` on models and footage sava does not bundle: a user factory on a folder of real video files
+(labels matched to the model's class names, a held-out test share, a test folder, broken files skipped), a
+small Hugging Face VideoMAE, and torchvision's R3D-18 where torchvision imports. The trained file loads back
+as ``--model FILE`` and as ``--model SPEC --weights FILE``, checked against the model's own code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from sava.cli import main
+from sava.errors import SavaError
+from sava.models import load_model
+from sava.models.loading import load_named_model
+from sava.train import TrainConfig
+from sava.train.data import training_data
+from tests.engine.test_classes import write_clip
+
+torch.set_num_threads(2)
+BRIGHTNESS = "tests.engine.toy_models:brightness_named"  # output 0 is "dark": the reverse of sorted folder order
+CLIP = ["--clip-frames", "4", "--size", "32", "32"]
+
+
+@pytest.fixture(scope="module")
+def footage(tmp_path_factory) -> Path:
+    """``bright`` and ``dark`` class folders of five real MPEG-4 clips each, and a test folder of two ``dark``
+    clips of other levels."""
+    root = tmp_path_factory.mktemp("footage")
+    for name, levels in (("bright", (170, 185, 200, 215, 230)), ("dark", (25, 40, 55, 70, 85))):
+        (root / "train" / name).mkdir(parents=True)
+        for level in levels:
+            write_clip(root / "train" / name / f"clip{level}.avi", level)
+    (root / "test" / "dark").mkdir(parents=True)
+    for level in (30, 65):
+        write_clip(root / "test" / "dark" / f"clip{level}.avi", level)
+    return root
+
+
+def inverted_weights(folder: Path) -> Path:
+    """Brightness weights that get every clip wrong: a negative scale swaps dark and bright."""
+    path = folder / "inverted.safetensors"
+    save_file({"scale": torch.tensor(-20.0)}, str(path))
+    return path
+
+
+def train(*options: str) -> int:
+    return main(["train", "--no-progress", "--workers", "0", *options])
+
+
+def test_a_factory_model_learns_its_own_class_order_and_its_file_loads_back(footage, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train("--model", BRIGHTNESS, "--weights", str(inverted_weights(tmp_path)), "--data",
+                 str(footage / "train"), *CLIP, "--defence", "none", "--epochs", "3", "--batch-size", "4",
+                 "--lr", "5", "--out", str(out)) == 0
+    printed = capsys.readouterr()
+    assert "matched to it by name" in printed.err  # the folders' order is not the model's
+    # Labels follow the model's names: training must turn the scale positive (sorted-order labels would have
+    # kept it negative), and the clean accuracy it reports is what the formula gives on the held-out clips.
+    trained = load_file(str(out / "model.safetensors"))
+    assert trained.keys() == {"scale"} and float(trained["scale"]) > 0
+    log = [json.loads(line) for line in (out / "log.jsonl").read_text().splitlines()]
+    assert [entry["epoch"] for entry in log] == [1, 2, 3] and log[-1]["test_accuracy"] == 1.0
+    assert (out / "classes.txt").read_text().split() == ["dark", "bright"]
+    assert f"sava attack --model {out / 'model.safetensors'}" in printed.out
+
+    from_file = load_model(str(out / "model.safetensors"))
+    assert from_file.classes == ["dark", "bright"] and from_file.info.clip_shape == (4, 3, 32, 32)
+    from_spec = load_model(BRIGHTNESS, out / "model.safetensors")
+    clip = torch.rand(2, 4, 3, 32, 32)
+    expected = float(trained["scale"]) * (clip.mean(dim=(1, 2, 3, 4)) - 0.5)  # the module's formula, by hand
+    for model in (from_file, from_spec):
+        with torch.no_grad():
+            logits = model.logits(clip)
+        torch.testing.assert_close(logits, torch.stack([-expected, expected], dim=1))
+
+    # The file is a model sava attack takes as it was trained: its clip (4 x 32 x 32) with no --size given.
+    assert main(["attack", "--no-progress", "--model", str(out / "model.safetensors"), "--data",
+                 str(footage / "test"), "--iters", "2", "--out", str(tmp_path / "attack")]) == 0
+    meta = json.loads((tmp_path / "attack" / "metrics.json").read_text())
+    assert meta["clip_frames"] == 4 and meta["size"] == [32, 32] and meta["classes"] == ["dark", "bright"]
+
+
+def config(footage: Path, **settings) -> TrainConfig:
+    return TrainConfig(model=BRIGHTNESS, data=str(footage / "train"), clip_frames=4, size=(32, 32), **settings)
+
+
+def test_a_held_out_share_or_a_test_folder_measures_clean_accuracy(footage):
+    model = load_named_model(BRIGHTNESS)  # its class names found as sava train finds them
+    data = training_data(model, config(footage, holdout=0.3), workers=0, progress=False)
+    assert (len(data.train), len(data.test)) == (7, 3)
+    assert not any(torch.equal(a, b) for a in data.train.videos for b in data.test.videos)  # disjoint clips
+    again = training_data(model, config(footage, holdout=0.3), workers=0, progress=False)
+    assert torch.equal(again.test.videos, data.test.videos)  # seeded: a resumed run tests on the same clips
+    other_seed = training_data(model, config(footage, holdout=0.3, seed=1), workers=0, progress=False)
+    assert not torch.equal(other_seed.test.videos, data.test.videos)
+    # Brightness labels every dark clip 0 (its names), although "dark" is the second folder in sorted order.
+    expected = (data.train.videos.float().mean(dim=(1, 2, 3, 4)) < 128).long().neg() + 1
+    assert torch.equal(data.train.labels, expected)
+
+    tested = training_data(model, config(footage, test_data=str(footage / "test")), workers=0, progress=False)
+    assert len(tested.train) == 10 and tested.test.labels.tolist() == [0, 0]  # only dark clips, output 0
+
+
+def test_files_that_cannot_be_used_are_skipped_and_named(footage, tmp_path, capsys):
+    data = tmp_path / "data"
+    for name in ("bright", "dark"):
+        (data / name).mkdir(parents=True)
+        for clip in sorted((footage / "train" / name).iterdir())[:3]:
+            (data / name / clip.name).write_bytes(clip.read_bytes())
+    (data / "dark" / "broken.avi").write_bytes(b"RIFF" + bytes(300))
+    assert train("--model", BRIGHTNESS, "--data", str(data), *CLIP, "--defence", "pgd", "--steps", "1",
+                 "--epochs", "1", "--out", str(tmp_path / "run")) == 0
+    assert "skipped video dark/broken.avi" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("options, message", [
+    (["--model", BRIGHTNESS], "--data is needed"),
+    (["--model", BRIGHTNESS, "--data", "DATA", "--holdout", "1.5"], "between 0 and 1"),
+    (["--model", BRIGHTNESS, "--data", "DATA", "--holdout", "0.5", "--test-data", "DATA"], "drop it"),
+    (["--model", "tsn-digits", "--holdout", "0.5"], "bundled set has its own test split"),
+    (["--model", "tsn-digits", "--weights", "w.pt"], "--weights describes a user model"),
+    (["--model", "tests.engine.toy_models:pooled_3d", "--data", "DATA"], "has 4 outputs, but"),
+    (["--model", BRIGHTNESS, "--data", "DATA", "--from-scratch"], "no layer of"),
+    (["--model", BRIGHTNESS, "--data", "DATA", "--test-data", "OTHER"], "does not name: light"),
+])
+def test_bad_training_requests_are_refused_before_any_run_folder(footage, tmp_path, capsys, options, message):
+    other = tmp_path / "other" / "light"
+    other.mkdir(parents=True)
+    write_clip(other / "clip.avi", 150)
+    swapped = [str(footage / "train") if item == "DATA" else str(tmp_path / "other") if item == "OTHER" else item
+               for item in options]
+    assert train(*swapped, *CLIP, "--epochs", "1", "--out", str(tmp_path / "run")) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_hugging_face_classifier_trains_and_its_weights_match_transformers(tmp_path):
+    from tests.engine.test_zoo import KINETICS_FOLDERS, save_classifier, transformers
+
+    source = save_classifier(tmp_path / "videomae", "videomae", 1.9)
+    data = tmp_path / "kinetics"
+    for i, name in enumerate(KINETICS_FOLDERS):
+        (data / name).mkdir(parents=True)
+        for level in (60, 120, 180):
+            write_clip(data / name / f"{name}_{level}.mp4", level + 10 * i, frames=10)
+    out = tmp_path / "run"
+    assert train("--model", f"hf:{source}", "--data", str(data), "--defence", "combined", "--steps", "1",
+                 "--epochs", "1", "--batch-size", "2", "--lr", "1e-2", "--out", str(out)) == 0
+    trained = load_file(str(out / "model.safetensors"))
+    reference = transformers.VideoMAEForVideoClassification.from_pretrained(str(source)).eval()
+    assert trained.keys() == reference.state_dict().keys()  # the classifier's own names, not sava's wrapper's
+    assert not torch.equal(trained["classifier.weight"], reference.state_dict()["classifier.weight"])
+    reference.load_state_dict(trained)
+
+    clip = torch.rand(2, 8, 3, 32, 32)
+    with torch.no_grad():
+        expected = reference(pixel_values=(clip - 0.45) / 0.225).logits  # the folder's processor settings
+    for model in (load_model(str(out / "model.safetensors")), load_model(f"hf:{source}", out / "model.safetensors")):
+        with torch.no_grad():
+            torch.testing.assert_close(model.logits(clip), expected, rtol=1e-4, atol=1e-4)
+    assert load_model(str(out / "model.safetensors")).classes[1] == "air drumming"
+
+
+def test_a_torchvision_preset_trains_and_reloads(footage, tmp_path):
+    """torchvision's R3D-18 with a two-class head: where torchvision imports (the GPU runner's image)."""
+    try:
+        import torchvision.models.video as video
+    except (ImportError, RuntimeError) as exc:
+        pytest.skip(f"torchvision does not import here: {exc}")
+    torch.manual_seed(0)
+    start = tmp_path / "r3d.pth"
+    torch.save(video.r3d_18(num_classes=2).state_dict(), start)
+    out = tmp_path / "run"
+    assert train("--model", "torchvision:r3d_18", "--weights", str(start), "--classes", "dark,bright", "--data",
+                 str(footage / "train"), *CLIP, "--defence", "pgd", "--steps", "1", "--epochs", "1",
+                 "--batch-size", "4", "--out", str(out)) == 0
+    reference = video.r3d_18(num_classes=2).eval()
+    reference.load_state_dict(load_file(str(out / "model.safetensors")))
+    clip = torch.rand(1, 4, 3, 32, 32)
+    mean = torch.tensor([0.43216, 0.394666, 0.37645]).view(1, 1, 3, 1, 1)
+    std = torch.tensor([0.22803, 0.22145, 0.216989]).view(1, 1, 3, 1, 1)
+    with torch.no_grad():
+        expected = reference(((clip - mean) / std).transpose(1, 2))
+        torch.testing.assert_close(load_model(str(out / "model.safetensors")).logits(clip), expected)
+
+
+def test_an_unnamed_model_takes_the_folders_names_and_keeps_them(footage, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert train("--model", "tests.engine.toy_models:brightness_unnamed", "--data", str(footage / "train"), *CLIP,
+                 "--defence", "none", "--epochs", "1", "--lr", "0", "--out", str(out)) == 0
+    assert "no class names for model" in capsys.readouterr().err
+    assert (out / "classes.txt").read_text().split() == ["bright", "dark"]
+    assert load_model(str(out / "model.safetensors")).classes == ["bright", "dark"]
+    with pytest.raises(SavaError, match="other settings"):
+        from sava.train import train as train_api
+
+        train_api(TrainConfig(model="tests.engine.toy_models:brightness_unnamed", data=str(footage / "train"),
+                              clip_frames=4, size=(32, 32), defence="none", epochs=2, lr=0), out, progress=False)
