@@ -7,7 +7,9 @@ target: over the videos the source attacked (it classified them correctly)
 and the target classifies correctly when clean, the share the target gets
 wrong on the adversarial video. Videos are replayed from the results'
 perturbations (``flow`` / ``noise`` on ``frames``), so run folders written by
-``sava attack`` serve as sources as well as fresh runs.
+``sava attack`` serve as sources as well as fresh runs. A target that numbers
+its classes otherwise than the source has its decisions matched to the
+videos' labels by class name.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from pathlib import Path
 import torch
 
 from . import kernels
+from .classes import spelling
 from .errors import DataError, InputError, first_line
 from .metrics import VideoResult
 from .models.adapter import CLIP_MISMATCH
@@ -122,19 +125,24 @@ def check_targets_take(targets: dict[str, object], clip_shapes) -> None:
 def evaluate(sources: list[SourceRun], targets: dict[str, object], log=print) -> list[dict]:
     """One row per (source run, target): the fooling rate and every decision.
     ``targets`` maps a label (model name and runtime) to a model with ``predict``."""
-    for run in sources:  # every pair checked before the first cell
+    meanings = {}  # every pair checked before the first cell
+    for index, run in enumerate(sources):
         for label, target in targets.items():
-            _check_same_classes(run, label, target)
+            meanings[index, label] = _outputs_as_labels(run, label, target)
+            if meanings[index, label] is not None:
+                log(f"{label} numbers its classes otherwise than {run.name}: its decisions are matched to the "
+                    "videos' labels by class name")
     check_targets_take(targets, [run.videos.shape[1:] for run in sources])
     rows = []
-    for run in sources:
+    for index, run in enumerate(sources):
         attacked = torch.tensor([r.attacked for r in run.results])
         adversarial = torch.stack([replay(v, r) for v, r in zip(run.videos, run.results)])
         for label, target in targets.items():
             clean_pred = target.predict(run.videos)[0].cpu()
             adv_pred = target.predict(adversarial)[0].cpu()
-            counted = attacked & (clean_pred == run.labels)
-            fooled = (adv_pred != run.labels) & counted
+            meaning = meanings[index, label]
+            counted = attacked & (_as_labels(clean_pred, meaning) == run.labels)
+            fooled = (_as_labels(adv_pred, meaning) != run.labels) & counted
             rate = float(fooled.sum()) / max(int(counted.sum()), 1)
             rows.append({"source": run.source, "attack": run.attack, "target": label,
                          "fooling_rate": rate if counted.any() else None, "videos": int(counted.sum()),
@@ -148,19 +156,34 @@ def evaluate(sources: list[SourceRun], targets: dict[str, object], log=print) ->
     return rows
 
 
-def _check_same_classes(run: SourceRun, label: str, target) -> None:
-    """A target that tells other classes apart than the source cannot be scored against the videos' labels
-    (every clean clip would count as misclassified, and the cell as a rate over no video)."""
+def _as_labels(predictions: torch.Tensor, meaning: torch.Tensor | None) -> torch.Tensor:
+    """A target's decisions in the source's label numbering (see ``_outputs_as_labels``)."""
+    return predictions if meaning is None else meaning[predictions]
+
+
+def _outputs_as_labels(run: SourceRun, label: str, target) -> torch.Tensor | None:
+    """Which of the source's labels each output of the target means: matched by class name (spelt as
+    ``sava.classes.spelling`` compares them, so a Kinetics name reads the same from torchvision's list and a
+    Hugging Face ``id2label``), -1 for a class the source does not know; None where the two number their
+    classes alike (the same names, or names missing on one side). A target that cannot name every class the
+    videos carry cannot be scored against their labels (every such clip would count as misclassified)."""
     classes = getattr(target, "classes", None)
     labels = run.labels.tolist()
+    known = run.extra.get("classes")
+    if classes and known and list(classes) != list(known):
+        by_spelling = {spelling(name): index for index, name in enumerate(known)}
+        mapping = torch.tensor([by_spelling.get(spelling(name), -1) for name in classes])
+        named = set(mapping.tolist())
+        missing = sorted({str(known[i]) if i < len(known) else str(i) for i in labels if i not in named})
+        if missing:
+            raise InputError(f"target {label} has {len(classes)} classes ({', '.join(map(str, classes[:4]))}, ...), "
+                             f"the source {run.source} {len(known)} ({', '.join(map(str, known[:4]))}, ...), and "
+                             f"the target names none of {', '.join(missing[:4])}: they classify different things")
+        return mapping
     if classes and labels and max(labels) >= len(classes):
         raise InputError(f"target {label} knows {len(classes)} classes, but the videos of {run.name} carry labels "
                          f"up to {max(labels)}: it was trained for another label set")
-    known = run.extra.get("classes")
-    if classes and known and list(classes) != list(known):
-        raise InputError(f"target {label} has {len(classes)} classes ({', '.join(map(str, classes[:4]))}, ...), "
-                         f"the source {run.source} {len(known)} ({', '.join(map(str, known[:4]))}, ...): they "
-                         "classify different things")
+    return None
 
 
 def disagreements(rows: list[dict], first: str, second: str) -> int:

@@ -163,6 +163,7 @@ def cmd_attack(args) -> int:
         if notice:
             print(notice, file=sys.stderr)
         attacks = [(kind, build_attack(args, model, kind)) for kind in kinds]
+        run_classes = classes_of_run(model, names, dataset, data_spec)
 
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = args.out or Path("runs") / f"{stamp}-{Path(model.name).stem}"
@@ -171,8 +172,7 @@ def cmd_attack(args) -> int:
             folder = base / kind if len(kinds) > 1 else base
             meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
                     "clip_frames": args.clip_frames, "size": list(args.size), "videos": count,
-                    "settings": attack.settings, "device": str(model.device), "classes": model.classes,
-                    "class_order": names.source,
+                    "settings": attack.settings, "device": str(model.device), **run_classes,
                     # how the model was fed (a preset's or the user's), for whoever reads or transfers the run
                     "model_input": {"layout": model.info.layout, "mean": model.info.mean, "std": model.info.std,
                                     "weights": args.weights},
@@ -196,6 +196,16 @@ def cmd_attack(args) -> int:
         if warning:
             print(warning, file=sys.stderr)
     return 0
+
+
+def classes_of_run(model, names, dataset, data_spec: str) -> dict:
+    """What the run folder records of the class order: the model's names or, for a model that names none,
+    the dataset's sorted class names its labels then follow (so that a transfer can match a named target to
+    them); a CSV of class indices names nothing."""
+    if model.classes is None and not getattr(dataset, "labels_are_indices", False):
+        return {"classes": list(dataset.classes),
+                "class_order": f"none known: labels follow {data_spec}'s sorted class names"}
+    return {"classes": model.classes, "class_order": names.source}
 
 
 def _check_run_settings(args) -> None:

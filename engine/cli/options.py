@@ -60,21 +60,24 @@ def user_model_arguments(group) -> None:
                             "line (default: the model's own, or a classes.txt beside the model or weights file)")
 
 
-def model_arguments(group, *, all_models: bool = False) -> None:
-    """``--model`` with the options that describe a user's model and the clip it takes (attack, export)."""
+def model_arguments(group, *, all_models: bool = False, own_clip: bool = False) -> None:
+    """``--model`` with the options that describe a user's model and the clip it takes (attack, export, train;
+    ``own_clip``: video files default to the clip of any model that knows one, as ``sava train`` decodes)."""
     group.add_argument("--model", default="c3d-camera",
                        help="a bundled model name" + (", all (every bundled model)" if all_models else "") +
                             ", torchvision:NAME (with --weights), hf:FOLDER (a save_pretrained folder), "
                             "package.module:factory, or a TorchScript file (sava models lists them)")
     user_model_arguments(group)
-    clip_arguments(group)
+    clip_arguments(group, own_clip)
 
 
-def clip_arguments(group) -> None:
+def clip_arguments(group, own_clip: bool = False) -> None:
     """``--clip-frames`` and ``--size``: the clip video files are decoded to, or an export is made for."""
+    known = ("any model that knows one (bundled, zoo preset, trained file)" if own_clip else
+             "a zoo preset or a trained file, or an export of a model that knows it")
     group.add_argument("--clip-frames", type=int, default=None,
-                       help="frames per clip, sampled from each video file (default: the model's own clip for a "
-                            "zoo preset or an export of a model that knows it, else 16)")
+                       help=f"frames per clip, sampled from each video file (default: the model's own clip for "
+                            f"{known}, else 16)")
     group.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
                        help="frame size of each clip (default: as --clip-frames, else 112 112)")
 

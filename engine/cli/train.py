@@ -15,7 +15,7 @@ def add_parser(sub) -> None:
     training = sub.add_parser("train", help="fine-tune a model under a defence (adversarial training)",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     what = training.add_argument_group("model and data")
-    model_arguments(what)
+    model_arguments(what, own_clip=True)
     what.add_argument("--data", default=None,
                       help="training clips: a bundled set (its train split), a folder of class sub-folders, or a "
                            "CSV of path,label (default: the bundled model's own set)")

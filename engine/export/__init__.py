@@ -44,14 +44,16 @@ def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cp
                          "(drop @WEIGHTS, --layout, --mean and --std for it)")
     if not is_onnx:
         from ..models.bundled import bundled_names, load_bundled
-        from ..models.loading import load_model
+        from ..models.loading import load_named_model
 
         def user_model():
             key = (spec, None if weights is None else str(weights), layout,  # lists given in Python: hashable
                    None if mean is None else tuple(mean), None if std is None else tuple(std))
             cache = loaded if loaded is not None else {}
             if key not in cache:
-                cache[key] = load_model(spec, weights, layout=layout, mean=mean, std=std, device=device)
+                # named as sava attack names a model (its module's classes, a classes.txt beside its weights),
+                # so that a transfer matches its outputs to the source's labels
+                cache[key] = load_named_model(spec, weights, layout=layout, mean=mean, std=std, device=device)
             return cache[key]
 
         if runtime == "torch":

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field, replace
 import torch
 
 from ..classes import ClassNames, label_map
-from ..data import BUNDLED, bundled, load_dataset
+from ..data import BUNDLED, load_dataset
 from ..data.clips import ClipSet, to_uint8
 from ..errors import ConfigError, DataError
 from ..models.adapter import outputs_on_clip
@@ -50,21 +50,13 @@ def training_data(model, config, workers: int = 2, progress: bool = True) -> Tra
     spec = config.data or model.info.extra.get("dataset")
     check_data_settings(spec is not None, spec, config.test_data, config.holdout)
     clip = _clip(model, config)
-    skipped: list[tuple[str, str]] = []
+    test_spec = config.test_data or spec
     train_files = _dataset(spec, "train", clip)
-    train = _in_memory(train_files, spec, workers, progress, skipped)
-    if config.test_data is not None:
-        test_files = _dataset(config.test_data, "test", clip)
-        test = _in_memory(test_files, config.test_data, workers, progress, skipped)
-    elif spec in BUNDLED:
-        test_files = _dataset(spec, "test", clip)
-        test = test_files
-    else:
-        test_files = train_files
-        train, test = _held_out(train, config.holdout or HOLDOUT, config.seed, spec)
+    test_files = _dataset(test_spec, "test", clip) if config.test_data is not None or spec in BUNDLED else None
 
+    # Class names and label maps need only the file lists: a mismatch stops before any file is decoded.
     names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
-    outputs = outputs_on_clip(model, train.clip_shape)
+    outputs = outputs_on_clip(model, train_files.clip_shape)
     notes = []
     if names.names is None:  # the data names the outputs: its sorted class names, or its class indices
         from_indices = getattr(train_files, "labels_are_indices", False)
@@ -76,12 +68,20 @@ def training_data(model, config, workers: int = 2, progress: bool = True) -> Tra
     if outputs != len(names.names):
         raise ConfigError(f"model {model.name!r} has {outputs} outputs, but {names.source} names {len(names.names)} "
                           "classes; give --classes in the order of the model's outputs, one name per output")
-    labelled = []
-    for files, clips, where in ((train_files, train, spec), (test_files, test, config.test_data or spec)):
+    maps = []
+    for files, where in ((train_files, spec), (test_files or train_files, test_spec)):
         mapping, notice = label_map(files, names, model.name, where)
         notes += [notice] if notice else []
-        # A new set: a bundled one is cached and shared, and keeps its own labels.
-        labelled.append(replace(clips, labels=torch.tensor(mapping, dtype=torch.long)[clips.labels]))
+        maps.append(torch.tensor(mapping, dtype=torch.long))
+
+    skipped: list[tuple[str, str]] = []
+    train = _in_memory(train_files, spec, workers, progress, skipped)
+    if test_files is not None:
+        test = _in_memory(test_files, test_spec, workers, progress, skipped)
+    else:
+        train, test = _held_out(train, config.holdout or HOLDOUT, config.seed, spec)
+    # New sets: a bundled one is cached and shared, and keeps its own labels.
+    labelled = [replace(clips, labels=mapping[clips.labels]) for clips, mapping in zip((train, test), maps)]
     return TrainingData(*labelled, names.names, names.source, list(dict.fromkeys(notes)), skipped)
 
 

@@ -34,7 +34,6 @@ from ..runner.manifest import check_settings
 from .data import training_data
 from .defences import make_defence
 
-
 CONFIG = "config.json"
 
 
@@ -196,7 +195,8 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
                 save(epoch, position, order)
         bar.close()
         model.module.eval()
-        entry = {"epoch": epoch + 1, "loss": total / max(seen, 1), "test_accuracy": clean_accuracy(model, test_set, config.batch_size),
+        entry = {"epoch": epoch + 1, "loss": total / max(seen, 1),
+                 "test_accuracy": clean_accuracy(model, test_set, config.batch_size),
                  "seconds": time.perf_counter() - started}
         with open(folder / "log.jsonl", "a") as handle:
             handle.write(json.dumps(entry) + "\n")
@@ -252,7 +252,8 @@ def _save_trained(model, config: TrainConfig, defence, accuracy: float, folder: 
     else:
         metadata = trained | {BASE_MODEL: info.extra.get(BASE_MODEL) or _portable(config.model),
                               "clip_shape": list(clip_shape), "data": config.data}
-    save_tensors_atomic(_separate(trainable_module(model).state_dict()), folder / "model.safetensors", {k: json.dumps(v) for k, v in metadata.items()})
+    save_tensors_atomic(_separate(trainable_module(model).state_dict()), folder / "model.safetensors",
+                        {k: json.dumps(v) for k, v in metadata.items()})
     write_atomic(folder / CLASSES_FILE, "\n".join(info.classes) + "\n")
 
 

@@ -81,6 +81,25 @@ def test_no_names_says_which_order_it_assumed_and_warns_of_low_accuracy(folder, 
     assert metrics(tmp_path / "run")["summary"]["attacked"] == 0
     assert "warning: the model classified only 0% of the clean videos correctly (0 of 4)" in err
     assert "--classes in the model's order" in err
+    # The run says which order its labels followed, so that a transfer can match named targets to it.
+    assert metrics(tmp_path / "run")["classes"] == ["bright", "dark"]
+    assert metrics(tmp_path / "run")["class_order"].startswith("none known")
+
+
+def test_a_target_that_numbers_its_classes_otherwise_is_matched_by_name(folder, tmp_path, capsys):
+    """``bright_first`` decides as ``brightness_named`` with its outputs swapped and spelt ``Bright``, ``DARK``:
+    matched by name, it is right on every clean clip (unmatched, on none) and fooled exactly as often."""
+    assert attack(folder, tmp_path / "run", "--model", "tests.engine.toy_models:brightness_named") == 0
+    named, swapped = "tests.engine.toy_models:brightness_named", "tests.engine.toy_models:bright_first"
+    assert main(["transfer", "--runs", str(tmp_path / "run"), "--targets", f"{named},{swapped}", "--runtime",
+                 "torch", "--out", str(tmp_path / "transfer")]) == 0
+    assert "numbers its classes otherwise" in capsys.readouterr().err
+    rows = {row["target"].split(" ")[0]: row
+            for row in json.loads((tmp_path / "transfer" / "transfer.json").read_text())["rows"]}
+    assert rows[named]["videos"] == rows[swapped]["videos"] == 4
+    assert rows[swapped]["fooling_rate"] == rows[named]["fooling_rate"]
+    for key in ("clean_predictions", "adversarial_predictions"):  # a row keeps the target's own numbering
+        assert rows[swapped][key] == [1 - p for p in rows[named][key]]
 
 
 def test_names_the_model_lacks_are_an_error_naming_them(folder, tmp_path, capsys):

@@ -80,6 +80,21 @@ def brightness_unnamed() -> nn.Module:
     return Brightness()
 
 
+class BrightFirst(Brightness):
+    """``Brightness`` with its two outputs swapped and named ``Bright``, ``DARK``: the same decisions, numbered
+    and spelt otherwise."""
+
+    def __init__(self):
+        super().__init__(["Bright", "DARK"])
+
+    def forward(self, x):
+        return super().forward(x).flip(1)
+
+
+def bright_first() -> nn.Module:
+    return BrightFirst()
+
+
 LOADS = {"pooled_3d_ten": 0}  # how often the factory below ran: a model loaded once per transfer, not per runtime
 
 
