@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SavaError
-from .options import finite, model_arguments, refuse_user_model_options
+from .options import DEFAULT_FRAMES, DEFAULT_SIDE, finite, model_arguments, refuse_user_model_options
 
 
 def add_parser(sub) -> None:
@@ -50,8 +50,9 @@ def add_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
+    from ..data import BUNDLED
     from ..files import file_stem
-    from ..models.bundled import bundled_names
+    from ..models.bundled import bundled_names, read_metadata
     from ..runner.shard import resolve_device
     from ..train import TrainConfig, make_defence, train
     from ..train.data import check_data_settings
@@ -78,6 +79,12 @@ def cmd_train(args) -> int:
                   device=resolve_device(args.device), workers=args.workers)
     weights = folder / "model.safetensors"
     data = "" if args.model in bundled_names() and args.data is None else f" --data {args.test_data or args.data}"
+    trained = read_metadata(weights)
+    if data and "arch" in trained and (args.test_data or args.data) not in BUNDLED:
+        # sava attack decodes files for a bundled architecture at its fixed default, not the clip trained on
+        frames, _, height, width = trained["clip_shape"]
+        data += (f" --clip-frames {frames}" if frames != DEFAULT_FRAMES else "") + \
+            (f" --size {height} {width}" if (height, width) != (DEFAULT_SIDE, DEFAULT_SIDE) else "")
     print(f"{args.model} under {args.defence}: clean test accuracy {entry['test_accuracy']:.2%}; "
           f"weights: {weights} (sava attack --model {weights}{data})")
     return 0

@@ -248,7 +248,7 @@ def _save_trained(model, config: TrainConfig, defence, accuracy: float, folder: 
                "layout": info.layout, "mean": info.mean, "std": info.std, "classes": info.classes}
     if "arch" in info.extra:
         described = {key: value for key, value in info.extra.items() if key != "class_order"}
-        metadata = described | {"clip_shape": list(info.clip_shape)} | trained
+        metadata = described | {"clip_shape": list(clip_shape)} | trained  # the clip it was trained on
     else:
         metadata = trained | {BASE_MODEL: info.extra.get(BASE_MODEL) or _portable(config.model),
                               "clip_shape": list(clip_shape), "data": config.data}
