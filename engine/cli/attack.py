@@ -15,13 +15,13 @@ from .. import __version__
 from ..attacks import LINF_METHODS, METHODS
 from ..attacks.deepsava import DEFAULT_ADV_LOSS, DEFAULT_FLOW_LR, DEFAULT_LAM, DEFAULT_LAM_END, DEFAULT_SELECTOR
 from ..errors import SavaError
+from ..models.adapter import DEFAULT_SIDE, clip_for_files
+from ..runner.manifest import SETTINGS
 from .checks import METHOD_OPTIONS, check_outputs_match_classes, ignored_options, refuse_senseless_numbers
 from .options import (
-    DEFAULT_SIDE,
     MAX_SIDE,
     UNBOUNDED,
     SettingsOnly,
-    clip_of,
     finite,
     finite_or_none,
     load_model_from_args,
@@ -116,7 +116,7 @@ def add_parser(sub) -> None:
 
 def cmd_attack(args) -> int:
     from ..classes import ClassNames, accuracy_warning, label_map
-    from ..data import BUNDLED, load_dataset
+    from ..data import load_dataset
     from ..provenance import environment
     from ..runner import DatasetRun, current_shard, run_dataset
     from ..selection import check_k
@@ -142,13 +142,8 @@ def cmd_attack(args) -> int:
         data_spec = args.data or model.info.extra.get("dataset")
         if data_spec is None:
             raise SavaError("--data is needed for a model that is not bundled")
-        size_given = args.size is not None
-        args.clip_frames, args.size = clip_of(model, args.model, args.clip_frames, args.size)
-        trained = model.info.clip_shape
-        if not size_given and trained and data_spec not in BUNDLED and list(args.size) != list(trained[2:]):
-            print(f"note: {model.name} was trained on {trained[2]} x {trained[3]} frames; video files are "
-                  f"decoded at {args.size[0]} x {args.size[1]} (--size {trained[2]} {trained[3]} to match)",
-                  file=sys.stderr)
+        args.clip_frames, args.size = clip_for_files(model.info, args.clip_frames, args.size,
+                                                     _recorded_clip(args.out, kinds))
         dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size))
         count = len(dataset) if args.num_videos == 0 else min(args.num_videos, len(dataset))
         if args.frames is not None:
@@ -206,6 +201,20 @@ def classes_of_run(model, names, dataset, data_spec: str) -> dict:
         return {"classes": list(dataset.classes),
                 "class_order": f"none known: labels follow {data_spec}'s sorted class names"}
     return {"classes": model.classes, "class_order": names.source}
+
+
+def _recorded_clip(out: Path | None, kinds: list[str]) -> dict | None:
+    """The clip frames and size that the run folder being resumed recorded (its first attack's, for
+    ``--perturbation all``), or None for a new folder."""
+    if out is None:
+        return None
+    for settings in (out / SETTINGS, out / kinds[0] / SETTINGS):
+        if settings.is_file():
+            try:
+                return json.loads(settings.read_text())
+            except (OSError, ValueError):  # unreadable: the resume itself says so
+                return None
+    return None
 
 
 def _check_run_settings(args) -> None:

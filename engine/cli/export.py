@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 
 from ..errors import SavaError
-from .options import clip_of, finite, load_model_from_args, model_arguments, refuse_user_model_options
+from .options import finite, load_model_from_args, model_arguments, refuse_user_model_options
 
 
 def add_parser(sub) -> None:
@@ -22,6 +22,7 @@ def add_parser(sub) -> None:
 def cmd_export(args) -> int:
     from ..export import export_onnx
     from ..files import file_stem
+    from ..models.adapter import clip_for_files
     from ..models.bundled import bundled_names, load_bundled
 
     bundled = bundled_names()
@@ -32,7 +33,7 @@ def cmd_export(args) -> int:
         if (args.clip_frames is not None and args.clip_frames < 1) or (args.size and min(args.size) < 1):
             raise SavaError("--clip-frames and --size must be positive")
         model = load_model_from_args(args, "cpu")
-        frames, (height, width) = clip_of(model, args.model, args.clip_frames, args.size)
+        frames, (height, width) = clip_for_files(model.info, args.clip_frames, args.size)
         given = args.clip_frames is not None or args.size is not None
         channels = model.info.clip_shape[1] if model.info.clip_shape else 3
         shape = (frames, channels, height, width) if given or not model.info.clip_shape else model.info.clip_shape

@@ -8,7 +8,6 @@ import math
 
 from ..errors import SavaError
 
-DEFAULT_FRAMES, DEFAULT_SIDE = 16, 112  # video files decoded for a model that names no clip of its own
 MAX_SIDE = 4096  # pixels per side of a resized frame; beyond this a clip no longer fits a sensible batch
 
 
@@ -60,24 +59,22 @@ def user_model_arguments(group) -> None:
                             "line (default: the model's own, or a classes.txt beside the model or weights file)")
 
 
-def model_arguments(group, *, all_models: bool = False, own_clip: bool = False) -> None:
-    """``--model`` with the options that describe a user's model and the clip it takes (attack, export, train;
-    ``own_clip``: video files default to the clip of any model that knows one, as ``sava train`` decodes)."""
+def model_arguments(group, *, all_models: bool = False) -> None:
+    """``--model`` with the options that describe a user's model and the clip it takes (attack, export, train)."""
     group.add_argument("--model", default="c3d-camera",
                        help="a bundled model name" + (", all (every bundled model)" if all_models else "") +
                             ", torchvision:NAME (with --weights), hf:FOLDER (a save_pretrained folder), "
                             "package.module:factory, or a TorchScript file (sava models lists them)")
     user_model_arguments(group)
-    clip_arguments(group, own_clip)
+    clip_arguments(group)
 
 
-def clip_arguments(group, own_clip: bool = False) -> None:
+def clip_arguments(group) -> None:
     """``--clip-frames`` and ``--size``: the clip video files are decoded to, or an export is made for."""
-    known = ("any model that knows one (bundled, zoo preset, trained file)" if own_clip else
-             "a zoo preset or a trained file, or an export of a model that knows it")
     group.add_argument("--clip-frames", type=int, default=None,
-                       help=f"frames per clip, sampled from each video file (default: the model's own clip for "
-                            f"{known}, else 16)")
+                       help="frames per clip, sampled from each video file (default: the clip the model was "
+                            "trained on where it knows it: a bundled model, a zoo preset, a sava train file; "
+                            "else 16)")
     group.add_argument("--size", type=int, nargs=2, default=None, metavar=("H", "W"),
                        help="frame size of each clip (default: as --clip-frames, else 112 112)")
 
@@ -93,18 +90,6 @@ def refuse_user_model_options(args, bundled: list[str]) -> None:
                  f"the bundled model {args.model!r} carries its own")
         raise SavaError(f"{', '.join('--' + n for n in given)} {'describes' if len(given) == 1 else 'describe'} "
                         f"a user model; {owner} (drop them)")
-
-
-def clip_of(model, spec: str, frames: int | None, size) -> tuple[int, list[int]]:
-    """Frames and frame size for decoding video files: the user's, else a zoo preset's clip or the clip a user
-    model was trained on by ``sava train``, else 16 x 112 x 112 (the bundled models keep the fixed default their
-    earlier runs recorded, so those runs still resume)."""
-    from ..models.loading import BASE_MODEL
-    from ..models.zoo import is_zoo
-
-    clip = model.info.clip_shape if is_zoo(spec) or BASE_MODEL in model.info.extra else None
-    return (frames or (clip[0] if clip else DEFAULT_FRAMES),
-            list(size or (clip[2:] if clip else (DEFAULT_SIDE, DEFAULT_SIDE))))
 
 
 def load_model_from_args(args, device):

@@ -8,14 +8,14 @@ import sys
 from pathlib import Path
 
 from ..errors import SavaError
-from .options import DEFAULT_FRAMES, DEFAULT_SIDE, finite, model_arguments, refuse_user_model_options
+from .options import finite, model_arguments, refuse_user_model_options
 
 
 def add_parser(sub) -> None:
     training = sub.add_parser("train", help="fine-tune a model under a defence (adversarial training)",
                               formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     what = training.add_argument_group("model and data")
-    model_arguments(what, own_clip=True)
+    model_arguments(what)
     what.add_argument("--data", default=None,
                       help="training clips: a bundled set (its train split), a folder of class sub-folders, or a "
                            "CSV of path,label (default: the bundled model's own set)")
@@ -50,9 +50,8 @@ def add_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from ..data import BUNDLED
     from ..files import file_stem
-    from ..models.bundled import bundled_names, read_metadata
+    from ..models.bundled import bundled_names
     from ..runner.shard import resolve_device
     from ..train import TrainConfig, make_defence, train
     from ..train.data import check_data_settings
@@ -79,12 +78,6 @@ def cmd_train(args) -> int:
                   device=resolve_device(args.device), workers=args.workers)
     weights = folder / "model.safetensors"
     data = "" if args.model in bundled_names() and args.data is None else f" --data {args.test_data or args.data}"
-    trained = read_metadata(weights)
-    if data and "arch" in trained and (args.test_data or args.data) not in BUNDLED:
-        # sava attack decodes files for a bundled architecture at its fixed default, not the clip trained on
-        frames, _, height, width = trained["clip_shape"]
-        data += (f" --clip-frames {frames}" if frames != DEFAULT_FRAMES else "") + \
-            (f" --size {height} {width}" if (height, width) != (DEFAULT_SIDE, DEFAULT_SIDE) else "")
     print(f"{args.model} under {args.defence}: clean test accuracy {entry['test_accuracy']:.2%}; "
           f"weights: {weights} (sava attack --model {weights}{data})")
     return 0

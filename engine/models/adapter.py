@@ -18,6 +18,7 @@ from ..errors import InputError, ModelError, first_line
 
 LAYOUTS = ("BTCHW", "BCTHW")
 PRECISIONS = ("fp32", "bf16")
+DEFAULT_FRAMES, DEFAULT_SIDE = 16, 112  # video files decoded for a model that knows no clip of its own
 
 
 @dataclass
@@ -174,6 +175,18 @@ def check_videos(videos: torch.Tensor, labels: torch.Tensor | None = None) -> No
 
 # What a user's module raises when the clip is not what it was built for: a wrong layout (channels met as
 # frames), a clip too short for its kernels, a flattening sized for other frames.
+def clip_for_files(info: ModelInfo, frames: int | None = None, size=None,
+                   recorded: dict | None = None) -> tuple[int, list[int]]:
+    """Frames and frame size video files are decoded to for a model: those given; else what the run folder
+    being resumed recorded (``recorded``: its ``clip_frames`` and ``size``), so that a folder begun under
+    another default still resumes; else the clip the model was trained on, where it knows it (a bundled
+    model, a zoo preset, a ``sava train`` file); else 16 x 112 x 112."""
+    recorded = recorded or {}
+    clip = info.clip_shape
+    own_frames, own_size = (clip[0], list(clip[2:])) if clip else (DEFAULT_FRAMES, [DEFAULT_SIDE, DEFAULT_SIDE])
+    return int(frames or recorded.get("clip_frames") or own_frames), list(size or recorded.get("size") or own_size)
+
+
 CLIP_MISMATCH = (RuntimeError, ValueError, TypeError, IndexError, AssertionError)
 
 

@@ -12,11 +12,10 @@ from ..classes import ClassNames, label_map
 from ..data import BUNDLED, load_dataset
 from ..data.clips import ClipSet, to_uint8
 from ..errors import ConfigError, DataError
-from ..models.adapter import outputs_on_clip
+from ..models.adapter import clip_for_files, outputs_on_clip
 from ..runner.decode import decoded
 
 HOLDOUT = 0.2  # share of a file dataset held out for clean test accuracy when no test set is given
-DEFAULT_CLIP = (16, 112, 112)  # frames, height, width of video files for a model that names no clip of its own
 
 
 @dataclass
@@ -86,12 +85,9 @@ def training_data(model, config, workers: int = 2, progress: bool = True) -> Tra
 
 
 def _clip(model, config) -> tuple[int, int, int]:
-    """Frames and frame size video files are decoded to: the user's, else the model's own clip, else 16 x 112 x
-    112. Unlike ``sava attack`` (whose fixed default earlier runs recorded), training starts at the model's clip."""
-    known = model.info.clip_shape
-    frames = config.clip_frames or (known[0] if known else DEFAULT_CLIP[0])
-    size = config.size or (known[2:] if known else DEFAULT_CLIP[1:])
-    return int(frames), int(size[0]), int(size[1])
+    """Frames and frame size video files are decoded to (``clip_for_files``)."""
+    frames, (height, width) = clip_for_files(model.info, config.clip_frames, config.size)
+    return frames, int(height), int(width)
 
 
 def _dataset(spec: str, split: str, clip: tuple[int, int, int]):

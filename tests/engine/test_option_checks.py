@@ -9,6 +9,7 @@ import pytest
 
 from sava.cli import main
 from tests.engine.test_classes import attack, folder  # noqa: F401 -- the class-folder fixture of real videos
+from tests.engine.test_data import video_folder  # noqa: F401 -- real H.264 files of the camera classes
 
 
 def test_a_model_whose_outputs_differ_from_the_classes_given_stops_before_any_attack(folder, tmp_path,  # noqa: F811
@@ -93,11 +94,17 @@ def test_a_model_that_refuses_the_clips_is_told_the_fix_before_any_run_folder_an
     assert recorded == {"layout": "BCTHW", "mean": [0.5], "std": [0.25], "weights": None}
 
 
-def test_a_bundled_model_on_video_files_is_told_its_training_frame_size(folder, tmp_path, capsys):  # noqa: F811
-    main(["attack", "--no-progress", "--model", "c3d-camera", "--data", str(folder), "--num-videos", "1",
-          "--iters", "1", "--out", str(tmp_path / "a")])  # the folder's classes are not the model's: refused after
-    assert "note: c3d-camera was trained on 48 x 48 frames; video files are decoded at 112 x 112" in \
-        capsys.readouterr().err
-    main(["attack", "--no-progress", "--model", "c3d-camera", "--data", str(folder), "--size", "48", "48",
-          "--num-videos", "1", "--iters", "1", "--out", str(tmp_path / "b")])
-    assert "was trained on" not in capsys.readouterr().err
+def test_a_bundled_model_decodes_video_files_at_its_own_clip_and_an_older_folder_resumes_at_its_own(
+        video_folder, tmp_path, capsys):  # noqa: F811
+    """c3d-camera was trained on 16 frames of 48 x 48: files decode so unless told otherwise, while a run
+    folder begun at another size (the fixed 112 x 112 of earlier versions) resumes at the size it recorded."""
+    root, _ = video_folder
+    common = ["attack", "--no-progress", "--model", "c3d-camera", "--data", str(root), "--num-videos", "2",
+              "--iters", "1"]
+    assert main([*common, "--out", str(tmp_path / "new")]) == 0
+    recorded = json.loads((tmp_path / "new" / "metrics.json").read_text())
+    assert (recorded["clip_frames"], recorded["size"]) == (16, [48, 48])
+    assert main([*common, "--size", "112", "112", "--out", str(tmp_path / "old")]) == 0
+    capsys.readouterr()
+    assert main([*common, "--out", str(tmp_path / "old")]) == 0  # no --size: the folder's own, not a refusal
+    assert "2 of 2 videos already done" in capsys.readouterr().err
