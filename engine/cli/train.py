@@ -61,6 +61,8 @@ def cmd_train(args) -> int:
         value = getattr(args, name)
         if value is not None and value < 1:
             raise SavaError(f"--{name.replace('_', '-')} must be positive, got {value}")
+    if args.defence == "injected" and args.inject < 1:
+        raise SavaError(f"--inject must be positive under the injected defence, got {args.inject}")
     if args.size is not None and min(args.size) < 1:
         raise SavaError(f"--size must be positive, got {args.size[0]} {args.size[1]}")
     check_data_settings(args.model in bundled_names(), args.data, args.test_data, args.holdout)

@@ -100,7 +100,7 @@ def clean_accuracy(model, clips, batch: int = 100) -> float:
     return float((predictions == clips.labels).float().mean())
 
 
-def _injected_set(config: TrainConfig, model, train_set, folder: Path):
+def _injected_set(config: TrainConfig, model, train_set, folder: Path, log=print):
     """Adversarial training clips made once by DeepSAVA on the starting model (cached in the folder)."""
     from ..attacks import DeepSAVA
     from ..transfer import replay
@@ -113,8 +113,11 @@ def _injected_set(config: TrainConfig, model, train_set, folder: Path):
     chosen = torch.randperm(len(train_set), generator=generator)[: config.inject]
     videos, labels = train_set.float_videos(chosen), train_set.labels[chosen]
     run = DeepSAVA(model, frames=1).run(videos, labels)
-    adversarial = torch.stack([replay(v, r) for v, r in zip(videos, run.results) if r.success])
-    kept = torch.tensor([r.success for r in run.results])
+    kept = torch.tensor([r.success for r in run.results], dtype=torch.bool)
+    adversarial = torch.stack([replay(v, r) for v, r in zip(videos, run.results) if r.success]) if kept.any() \
+        else videos[:0]  # none fooled the model: nothing to inject, and the run says so
+    log(f"injected: {int(kept.sum())} of {len(videos)} DeepSAVA clips fooled the starting model and join the "
+        "training set" + ("" if kept.any() else " (training goes on as under 'none')"))
     save_tensors_atomic({"videos": adversarial, "labels": labels[kept]}, path)
     return adversarial, labels[kept]
 
@@ -145,7 +148,7 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
     train_set, test_set = data.train, data.test
     videos, labels = train_set.videos[: config.limit], train_set.labels[: config.limit]  # uint8 until batched
     if config.defence == "injected":
-        extra_videos, extra_labels = _injected_set(config, model, train_set, folder)
+        extra_videos, extra_labels = _injected_set(config, model, train_set, folder, log)
         videos, labels = torch.cat([_as_float(videos), extra_videos]), torch.cat([labels, extra_labels])
     optimiser = torch.optim.AdamW(model.module.parameters(), lr=config.lr, weight_decay=1e-4)
 

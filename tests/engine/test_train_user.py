@@ -126,6 +126,7 @@ def test_files_that_cannot_be_used_are_skipped_and_named(footage, tmp_path, caps
     (["--model", "tests.engine.toy_models:pooled_3d", "--data", "DATA"], "has 4 outputs, but"),
     (["--model", BRIGHTNESS, "--data", "DATA", "--from-scratch"], "no layer of"),
     (["--model", BRIGHTNESS, "--data", "DATA", "--test-data", "OTHER"], "does not name: light"),
+    (["--model", BRIGHTNESS, "--data", "DATA", "--defence", "injected", "--inject", "0"], "--inject must be"),
 ])
 def test_bad_training_requests_are_refused_before_any_run_folder(footage, tmp_path, capsys, options, message):
     other = tmp_path / "other" / "light"
@@ -200,3 +201,14 @@ def test_an_unnamed_model_takes_the_folders_names_and_keeps_them(footage, tmp_pa
 
         train_api(TrainConfig(model="tests.engine.toy_models:brightness_unnamed", data=str(footage / "train"),
                               clip_frames=4, size=(32, 32), defence="none", epochs=2, lr=0), out, progress=False)
+
+
+def test_injected_training_goes_on_when_no_example_fooled_the_model(footage, tmp_path, capsys):
+    """Brightness decides on a clip's mean, which a one-frame SSIM-bounded perturbation cannot move across the
+    boundary: the injected defence finds nothing to inject (it raised on an empty stack before), says so, and
+    trains on the clean clips."""
+    out = tmp_path / "run"
+    assert train("--model", BRIGHTNESS, "--data", str(footage / "train"), *CLIP, "--defence", "injected",
+                 "--inject", "3", "--epochs", "1", "--out", str(out)) == 0
+    assert "injected: 0 of 3 DeepSAVA clips fooled the starting model" in capsys.readouterr().err
+    assert load_file(str(out / "injected.safetensors"))["videos"].shape == (0, 4, 3, 32, 32)
