@@ -20,6 +20,7 @@ class ClipSet:
     videos: torch.Tensor  # uint8, N x T x C x H x W
     labels: torch.Tensor  # int64, N
     classes: list[str]
+    ids: list[str] | None = None  # the videos' own ids (files decoded into memory keep their paths)
 
     def __len__(self) -> int:
         return self.videos.shape[0]
@@ -28,7 +29,7 @@ class ClipSet:
         return self.video_id(index), self.videos[index].float() / 255.0, int(self.labels[index])
 
     def video_id(self, index: int) -> str:
-        return f"{self.name}-{self.split}-{index:05d}"
+        return self.ids[index] if self.ids is not None else f"{self.name}-{self.split}-{index:05d}"
 
     def float_videos(self, indices=None) -> torch.Tensor:
         chosen = self.videos if indices is None else self.videos[indices]

@@ -4,6 +4,7 @@ memory as uint8. Without a test set of their own, video files give a seeded shar
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 
 import torch
@@ -84,6 +85,18 @@ def training_data(model, config, workers: int = 2, progress: bool = True) -> Tra
     return TrainingData(*labelled, names.names, names.source, list(dict.fromkeys(notes)), skipped)
 
 
+def describe(data: TrainingData, limit: int | None = None) -> dict:
+    """What a resumed run must find again: how many clips it trains and tests on, their shape, and one digest
+    of every clip's id, label and pixels (a file added, removed, relabelled or re-encoded changes it)."""
+    digest = hashlib.sha256()
+    for clips, count in ((data.train, limit), (data.test, None)):
+        for index in range(len(clips))[:count]:
+            digest.update(f"{clips.video_id(index)}\t{int(clips.labels[index])}\n".encode())
+            digest.update(clips.videos[index].contiguous().numpy())  # one clip at a time: no copy of the set
+    return {"train_clips": len(range(len(data.train))[:limit]), "test_clips": len(data.test),
+            "clip_shape": list(data.train.clip_shape), "classes": data.classes, "digest": digest.hexdigest()}
+
+
 def _clip(model, config) -> tuple[int, int, int]:
     """Frames and frame size video files are decoded to (``clip_for_files``)."""
     frames, (height, width) = clip_for_files(model.info, config.clip_frames, config.size)
@@ -115,7 +128,7 @@ def _in_memory(dataset, spec: str, workers: int, progress: bool, skipped: list) 
         raise DataError(f"{spec}: none of its {len(dataset)} video files could be used "
                         f"(first: {skipped[0][0]}: {skipped[0][1]})")
     return ClipSet(dataset.name, "files", videos[: len(kept)], torch.tensor(labels, dtype=torch.long),
-                   list(dataset.classes))
+                   list(dataset.classes), [dataset.video_id(index) for index in kept])
 
 
 def _held_out(clips: ClipSet, share: float, seed: int, spec: str) -> tuple[ClipSet, ClipSet]:
@@ -128,5 +141,5 @@ def _held_out(clips: ClipSet, share: float, seed: int, spec: str) -> tuple[ClipS
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
     test_index, train_index = order[:tested].sort().values, order[tested:].sort().values
     part = lambda index, split: ClipSet(clips.name, split, clips.videos[index], clips.labels[index],  # noqa: E731
-                                        clips.classes)
+                                        clips.classes, [clips.video_id(i) for i in index.tolist()])
     return part(train_index, "train"), part(test_index, "test")

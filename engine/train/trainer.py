@@ -2,14 +2,13 @@
 and resume. The model is any that ``sava attack`` takes (a bundled one, a zoo preset, a user factory with its
 weights, a TorchScript file); the clips a bundled set or the user's video files (:mod:`.data`).
 
-The run folder holds ``config.json`` (a resumed run must match it),
-``checkpoint.safetensors`` (weights, optimiser moments, the epoch's order of
-clips and the position in it, the defence's random state; written atomically
-every ``checkpoint_every`` batches and at the end of every epoch),
-``log.jsonl`` (per epoch: training loss, clean accuracy on the test split,
-seconds) and, when done, ``model.safetensors`` (weights plus the metadata
-``sava.load_model`` needs). A rerun continues from the checkpoint without
-repeating a finished batch.
+The run folder holds ``config.json`` and ``data.json`` (the settings and the clips; a resumed run must match
+both), ``checkpoint.safetensors`` (weights, optimiser moments, the epoch's order of clips and the position in
+it, the defence's random state; written atomically every ``checkpoint_every`` batches and at the end of every
+epoch), ``log.jsonl`` (per epoch: training loss, clean accuracy on the test set, seconds) and, when done,
+``model.safetensors``: the weights with the metadata ``sava.load_model`` needs (a bundled architecture's, or
+for any other model the ``--model`` it started from, its input description, class names and clip), and
+``classes.txt`` beside it. A rerun continues from the checkpoint without repeating a finished batch.
 """
 
 from __future__ import annotations
@@ -31,10 +30,11 @@ from ..models.bundled import build
 from ..models.loading import BASE_MODEL, load_named_model, trainable_module
 from ..models.zoo import is_zoo
 from ..runner.manifest import check_settings
-from .data import training_data
+from .data import describe, training_data
 from .defences import make_defence
 
 CONFIG = "config.json"
+DATA = "data.json"  # what the run trains and tests on (train.data.describe), checked on every resume
 
 
 @dataclass
@@ -144,7 +144,11 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
     for video_id, why in data.skipped:
         log(f"skipped video {video_id}: {why}")
     model.info.classes = data.classes
+    clips = describe(data, config.limit)
+    _check_same_data(folder, clips)
     check_settings(folder, settings, tuple(settings), name=CONFIG)  # the folder is made once all is known good
+    if not (folder / DATA).is_file():
+        write_atomic(folder / DATA, json.dumps(clips, indent=2))
     train_set, test_set = data.train, data.test
     videos, labels = train_set.videos[: config.limit], train_set.labels[: config.limit]  # uint8 until batched
     if config.defence == "injected":
@@ -211,6 +215,22 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
     accuracy = clean_accuracy(model, test_set, config.batch_size)
     _save_trained(model, config, defence, accuracy, folder, tuple(train_set.clip_shape))
     return entry | {"test_accuracy": accuracy}
+
+
+def _check_same_data(folder: Path, now: dict) -> None:
+    """A resumed run trains on the clips it began with: its checkpoint holds positions in their order, so
+    other clips would silently train on a different set (or index past its end)."""
+    path = folder / DATA
+    if not path.is_file():  # a new run, or one begun before sava recorded its data
+        return
+    then = json.loads(path.read_text())
+    if then != now:
+        changed = [f"{key}: {then.get(key)!r} then, {now.get(key)!r} now" for key in now
+                   if key != "classes" and then.get(key) != now.get(key)]
+        if then.get("classes") != now.get("classes"):
+            changed.append("the class names differ")
+        raise ConfigError(f"{folder} was trained on other clips ({'; '.join(changed)}): files were added, removed, "
+                          "relabelled or re-encoded since; resume with the same files or choose another --out")
 
 
 def _separate(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -212,3 +212,22 @@ def test_injected_training_goes_on_when_no_example_fooled_the_model(footage, tmp
                  "--inject", "3", "--epochs", "1", "--out", str(out)) == 0
     assert "injected: 0 of 3 DeepSAVA clips fooled the starting model" in capsys.readouterr().err
     assert load_file(str(out / "injected.safetensors"))["videos"].shape == (0, 4, 3, 32, 32)
+
+
+def test_a_resumed_run_refuses_clips_other_than_those_it_began_with(footage, tmp_path, capsys):
+    data = tmp_path / "data"
+    for name in ("bright", "dark"):
+        (data / name).mkdir(parents=True)
+        for clip in sorted((footage / "train" / name).iterdir())[:3]:
+            (data / name / clip.name).write_bytes(clip.read_bytes())
+    command = ["--model", BRIGHTNESS, "--data", str(data), *CLIP, "--defence", "none", "--epochs", "1",
+               "--out", str(tmp_path / "run")]
+    assert train(*command) == 0
+    assert train(*command) == 0 and "already trained" in capsys.readouterr().err  # the same files: resumed
+    write_clip(data / "dark" / "clip99.avi", 99)
+    assert train(*command) == 2
+    assert "trained on other clips (train_clips: 5 then, 6 now" in capsys.readouterr().err  # one held out
+    (data / "dark" / "clip99.avi").unlink()
+    write_clip(data / "dark" / sorted((data / "dark").iterdir())[0].name, 99)  # same name, other pixels
+    assert train(*command) == 2
+    assert "digest" in capsys.readouterr().err
