@@ -86,8 +86,12 @@ def load_named_model(spec: str, weights=None, *, layout=None, mean=None, std=Non
 def _trained_from(path: Path, meta: dict, *, layout, mean, std, device) -> VideoModel:
     """A user model as ``sava train`` left it: the model it started from, filled with the trained weights and
     described as it was trained (layout, normalisation, class names, clip); options given still win."""
-    model = load_model(meta[BASE_MODEL], path, layout=layout or meta["layout"], mean=mean or _tuple(meta["mean"]),
-                       std=std or _tuple(meta["std"]), device=device)
+    try:
+        model = load_model(meta[BASE_MODEL], path, layout=layout or meta["layout"],
+                           mean=mean or _tuple(meta["mean"]), std=std or _tuple(meta["std"]), device=device)
+    except ModelError as exc:  # the model it came from has moved, or its factory no longer imports
+        raise ModelError(f"{path} holds weights trained from {meta[BASE_MODEL]}, which cannot be loaded: "
+                         f"{first_line(exc)}") from exc
     model.info.name = meta.get("name", model.info.name)
     model.info.classes = meta.get("classes") or model.info.classes
     model.info.clip_shape = tuple(meta["clip_shape"]) if meta.get("clip_shape") else model.info.clip_shape

@@ -13,7 +13,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from sava.cli import main
-from sava.errors import SavaError
+from sava.errors import ModelError, SavaError
 from sava.models import load_model
 from sava.models.loading import load_named_model
 from sava.train import TrainConfig
@@ -82,6 +82,15 @@ def test_a_factory_model_learns_its_own_class_order_and_its_file_loads_back(foot
                  str(footage / "test"), "--iters", "2", "--out", str(tmp_path / "attack")]) == 0
     meta = json.loads((tmp_path / "attack" / "metrics.json").read_text())
     assert meta["clip_frames"] == 4 and meta["size"] == [32, 32] and meta["classes"] == ["dark", "bright"]
+
+    # The model it came from gone (a factory renamed, a folder moved): the error names both.
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), framework="pt") as handle:
+        described = handle.metadata() | {"base_model": json.dumps("tests.engine.toy_models:renamed")}
+    save_file(trained, str(tmp_path / "moved.safetensors"), metadata=described)
+    with pytest.raises(ModelError, match="trained from tests.engine.toy_models:renamed, which cannot be loaded"):
+        load_model(str(tmp_path / "moved.safetensors"))
 
 
 def config(footage: Path, **settings) -> TrainConfig:
