@@ -18,6 +18,7 @@ from sava.models import load_model
 from sava.models.loading import load_named_model
 from sava.train import TrainConfig
 from sava.train.data import training_data
+from tests.device import DEVICE
 from tests.engine.test_classes import write_clip
 
 torch.set_num_threads(2)
@@ -176,7 +177,8 @@ def test_a_hugging_face_classifier_trains_and_its_weights_match_transformers(tmp
 
 
 def test_a_torchvision_preset_trains_and_reloads(footage, tmp_path):
-    """torchvision's R3D-18 with a two-class head: where torchvision imports (the GPU runner's image)."""
+    """torchvision's R3D-18 with a two-class head, trained on the test device: where torchvision imports (the GPU
+    runner's image, on CUDA); reloaded on the CPU and checked against torchvision's own module."""
     try:
         import torchvision.models.video as video
     except (ImportError, RuntimeError) as exc:
@@ -187,7 +189,7 @@ def test_a_torchvision_preset_trains_and_reloads(footage, tmp_path):
     out = tmp_path / "run"
     assert train("--model", "torchvision:r3d_18", "--weights", str(start), "--classes", "dark,bright", "--data",
                  str(footage / "train"), *CLIP, "--defence", "pgd", "--steps", "1", "--epochs", "1",
-                 "--batch-size", "4", "--out", str(out)) == 0
+                 "--batch-size", "4", "--device", DEVICE, "--out", str(out)) == 0
     reference = video.r3d_18(num_classes=2).eval()
     reference.load_state_dict(load_file(str(out / "model.safetensors")))
     clip = torch.rand(1, 4, 3, 32, 32)
