@@ -23,7 +23,8 @@ def add_parser(sub) -> None:
     transfer.add_argument("--targets", default=None,
                           help="comma-separated models (anything --model takes, SPEC@WEIGHTS for a weights file, "
                                "e.g. torchvision:r3d_18@r3d.pth) or .onnx files, which run on the ONNX runtimes "
-                               "only (default: the dataset's bundled models)")
+                               "only; or a .json file describing each target on its own (model, weights, layout, "
+                               "mean, std, classes; README shows one) (default: the dataset's bundled models)")
     transfer.add_argument("--methods", default="deepsava,sparse", help="attacks run on each source")
     transfer.add_argument("--frames", "-k", type=int, default=7, help="perturbed frames (the paper's seven)")
     transfer.add_argument("--runs", nargs="*", type=Path, default=[],
@@ -43,7 +44,8 @@ def add_parser(sub) -> None:
     transfer.add_argument("--seed", type=int, default=0)
     input_arguments(transfer.add_argument_group(
         "user targets", "how every target that is neither bundled nor an .onnx file takes its clips (an .onnx file "
-                        "made by sava export carries its own; targets described differently: export each first)"),
+                        "made by sava export carries its own; targets described differently: a .json --targets "
+                        "file, whose items' own settings win over these)"),
         whose="the user targets")
 
 
@@ -65,6 +67,7 @@ def cmd_transfer(args) -> int:
     from ..models.bundled import bundled_names, load_bundled
     from ..provenance import environment
     from ..transfer import check_targets_take, disagreements, evaluate, from_run_folder, generate, write
+    from .targets import Target, parse_targets
 
     runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
     unknown = [r for r in runtimes if r not in RUNTIMES]
@@ -73,34 +76,37 @@ def cmd_transfer(args) -> int:
     dataset_models = [n for n in bundled_names() if n.endswith(f"-{args.dataset}")]
     split = lambda text: [v.strip() for v in text.split(",") if v.strip()]  # noqa: E731
     source_names = split(args.sources) if args.sources else ([] if args.runs else dataset_models)
-    target_names = split(args.targets) if args.targets else dataset_models
-    if not target_names:
+    target_list = parse_targets(args.targets) if args.targets else [Target(name) for name in dataset_models]
+    if not target_list:
         raise SavaError(f"no bundled models for dataset {args.dataset!r}; name --targets")
     for name in source_names:
         if name not in bundled_names():
             raise SavaError(f"sources must be bundled white-box models; {name!r} is not one")
     methods = split(args.methods)
     attacks = [(name, make_attack(name, SettingsOnly(), **_transfer_settings(name, args))) for name in methods]
+    described = {name: getattr(args, name) for name in ("layout", "mean", "std") if getattr(args, name) is not None}
+    carries_its_own = lambda spec: spec in bundled_names() or spec.endswith(".onnx")  # noqa: E731 -- no description
+    if described and all(carries_its_own(target.model) for target in target_list):
+        raise SavaError(f"{', '.join('--' + name for name in described)} "
+                        f"{'describes' if len(described) == 1 else 'describe'} user targets; every target here is "
+                        "bundled or an .onnx file, which carry their own (drop them)")
+    for target in target_list:
+        if carries_its_own(target.model) and target.description():
+            raise SavaError(f"target {target.model} carries its own {', '.join(target.description())} (a bundled "
+                            "model or an .onnx file); drop them from its entry")
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     sources = [from_run_folder(folder) for folder in args.runs]
     clips = bundled(args.dataset, "test") if source_names else None
     # A user target is exported for the ONNX runtimes at the clips it will see, when it names no clip itself.
     clip_shape = tuple(sources[0].videos.shape[1:]) if sources else (tuple(clips.clip_shape) if clips else None)
-    described = {name: getattr(args, name) for name in ("layout", "mean", "std") if getattr(args, name) is not None}
-    carries_its_own = lambda spec: spec in bundled_names() or spec.endswith(".onnx")  # noqa: E731 -- no description
-    if described and all(carries_its_own(target.partition("@")[0]) for target in target_names):
-        raise SavaError(f"{', '.join('--' + name for name in described)} "
-                        f"{'describes' if len(described) == 1 else 'describe'} user targets; every target here is "
-                        "bundled or an .onnx file, which carry their own (drop them)")
     targets = {}  # every runtime is opened (and exports made) before any attack runs
     loaded = {}  # a user model is loaded once for all its runtimes
-    for target in target_names:
-        spec, _, weights = target.partition("@")
-        for runtime in _runtimes_for(spec, runtimes):
-            targets[f"{spec} [{runtime}]"] = load_runtime_model(
-                spec, runtime, provider=args.provider, precision=args.precision, onnx_dir=args.onnx_dir,
-                weights=weights or None, clip_shape=clip_shape, loaded=loaded,
-                **({} if carries_its_own(spec) else described))
+    for target in target_list:
+        for runtime in _runtimes_for(target.model, runtimes):
+            targets[f"{target.label} [{runtime}]"] = load_runtime_model(
+                target.model, runtime, provider=args.provider, precision=args.precision, onnx_dir=args.onnx_dir,
+                weights=target.weights, clip_shape=clip_shape, loaded=loaded,
+                **({} if carries_its_own(target.model) else target.description(described)))
     check_targets_take(targets, [s.videos.shape[1:] for s in sources] + ([clips.clip_shape] if clips else []))
     if source_names:
         count = min(args.num_videos, len(clips))

@@ -23,13 +23,13 @@ RUNTIMES = ("torch", "onnxruntime", "tensorrt")
 def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cpu", precision: str = "fp32",
                        onnx_dir: str | Path | None = None, device=None, weights: str | Path | None = None,
                        clip_shape: tuple[int, int, int, int] | None = None, loaded: dict | None = None,
-                       layout: str | None = None, mean=None, std=None):
+                       layout: str | None = None, mean=None, std=None, classes: str | None = None):
     """A model on a runtime. ``spec`` is an ``.onnx`` file (ONNX runtimes only) or anything ``load_model``
     takes, with its ``weights`` file (torch, or exported and checked in ``onnx_dir`` for an ONNX runtime: a
     bundled model's export is reused when present, a user model is exported afresh at ``clip_shape`` when its
     own is unknown). ``loaded``, one dict passed to every call, keeps each user model loaded once however many
     runtimes it is opened on (a large checkpoint or a slow factory costs its load once). ``layout``, ``mean``
-    and ``std`` describe a user model as ``load_model`` takes them."""
+    and ``std`` describe a user model as ``load_model`` takes them, ``classes`` as ``--classes`` does."""
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     path = Path(spec)
@@ -39,21 +39,22 @@ def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cp
                          "(--runtime onnxruntime)")
     if is_onnx and not path.is_file():
         raise ModelError(f"ONNX file {spec} does not exist")
-    if is_onnx and (weights is not None or layout is not None or mean is not None or std is not None):
-        raise ModelError(f"{spec} is an ONNX file: it carries its own weights, layout and normalisation "
-                         "(drop @WEIGHTS, --layout, --mean and --std for it)")
+    if is_onnx and any(value is not None for value in (weights, layout, mean, std, classes)):
+        raise ModelError(f"{spec} is an ONNX file: it carries its own weights, layout, normalisation and class "
+                         "names (drop @WEIGHTS, --layout, --mean, --std and classes for it)")
     if not is_onnx:
         from ..models.bundled import bundled_names, load_bundled
         from ..models.loading import load_named_model
 
         def user_model():
             key = (spec, None if weights is None else str(weights), layout,  # lists given in Python: hashable
-                   None if mean is None else tuple(mean), None if std is None else tuple(std))
+                   None if mean is None else tuple(mean), None if std is None else tuple(std), classes)
             cache = loaded if loaded is not None else {}
             if key not in cache:
                 # named as sava attack names a model (its module's classes, a classes.txt beside its weights),
                 # so that a transfer matches its outputs to the source's labels
-                cache[key] = load_named_model(spec, weights, layout=layout, mean=mean, std=std, device=device)
+                cache[key] = load_named_model(spec, weights, layout=layout, mean=mean, std=std, classes=classes,
+                                              device=device)
             return cache[key]
 
         if runtime == "torch":
@@ -64,7 +65,9 @@ def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cp
                 export_onnx(load_bundled(spec), path)
         else:
             model = user_model()
-            path = Path(onnx_dir or "exports") / f"{file_stem(spec)}.onnx"
+            # one file per weights: two checkpoints of one factory are two exports
+            stem = file_stem(spec) + (f"-{file_stem(Path(weights).stem)}" if weights is not None else "")
+            path = Path(onnx_dir or "exports") / f"{stem}.onnx"
             export_onnx(model, path, clip_shape=model.info.clip_shape or clip_shape)
     if runtime == "onnxruntime":
         return OnnxModel(path, provider)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from sava.cli import main
+from sava.models import load_model
 from sava.transfer import from_run_folder
 from tests.device import DEVICE
 
@@ -208,3 +209,55 @@ def test_a_target_right_on_no_clean_video_is_warned_of(tmp_path, capsys):
     assert "classifies none of the" in capsys.readouterr().err
     (row,) = json.loads((tmp_path / "t" / "transfer.json").read_text())["rows"]
     assert row["fooling_rate"] is None and row["videos"] == 0
+
+
+def test_a_targets_file_describes_each_target_on_its_own(tmp_path, capsys):
+    """A channels-first and a channels-last factory, two checkpoints of one of them and a bundled model, in one
+    transfer: each item of the .json file carries its own layout and weights (paths beside the file); before,
+    one --layout applied to every user target and two weights of one factory shared a row label."""
+    from safetensors.torch import save_file
+
+    from tests.engine.toy_models import pooled_3d_ten
+
+    out, _ = _attacked_folder(tmp_path)
+    listed = tmp_path / "targets"
+    listed.mkdir()
+    other = pooled_3d_ten()
+    with torch.no_grad():
+        other.head.bias.add_(1.0)
+    save_file(other.state_dict(), str(listed / "shifted.safetensors"))
+    save_file(pooled_3d_ten().state_dict(), str(listed / "seeded.safetensors"))
+    pooled, first = "tests.engine.toy_models:pooled_3d_ten", "tests.engine.toy_models:channels_first_ten"
+    (listed / "targets.json").write_text(json.dumps([
+        {"model": first, "layout": "BCTHW"},
+        f"{pooled}@seeded.safetensors",
+        {"model": pooled, "weights": "shifted.safetensors"},
+        "tsn-digits",
+    ]))
+    assert main(["transfer", "--runs", str(out), "--targets", str(listed / "targets.json"), "--runtime", "torch",
+                 "--out", str(tmp_path / "t")]) == 0
+    rows = {row["target"]: row for row in json.loads((tmp_path / "t" / "transfer.json").read_text())["rows"]}
+    seeded, shifted = (f"{pooled}@{listed / name} [torch]" for name in ("seeded.safetensors", "shifted.safetensors"))
+    assert set(rows) == {f"{first} [torch]", seeded, shifted, "tsn-digits [torch]"}
+    # Each checkpoint is its own target: the shifted head changes the decisions' logits, not only the label.
+    model = load_model(pooled, listed / "shifted.safetensors")
+    run = from_run_folder(out)
+    with torch.no_grad():
+        assert rows[shifted]["clean_predictions"] == model.logits(run.videos).argmax(1).tolist()
+
+
+@pytest.mark.parametrize("content, message", [
+    ("[]", "non-empty list"),
+    ("{", "not readable JSON"),
+    ('[{"weights": "w.pt"}]', 'target 1 needs "model"'),
+    ('["tsn-digits", {"model": "m:f", "layer": "BCTHW"}]', "target 2: unknown key(s) layer"),
+    ('[{"model": "m:f", "layout": "CTHW"}]', '"layout" must be BTCHW or BCTHW'),
+    ('[{"model": "m:f", "mean": [0.5, 0.5]}]', "one finite number or three"),
+    ('[{"model": "tsn-digits", "layout": "BCTHW"}]', "tsn-digits carries its own layout"),
+    ('["tsn-digits", "tsn-digits"]', "listed twice"),
+])
+def test_a_bad_targets_file_is_refused_naming_the_item(tmp_path, capsys, content, message):
+    (tmp_path / "targets.json").write_text(content)
+    assert main(["transfer", "--runs", str(tmp_path / "no-run"), "--targets", str(tmp_path / "targets.json"),
+                 "--runtime", "torch", "--out", str(tmp_path / "t")]) == 2
+    assert message in capsys.readouterr().err
