@@ -14,8 +14,9 @@ for any other model the ``--model`` it started from, its input description, clas
 from __future__ import annotations
 
 import json
+import os
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -129,6 +130,9 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
     from tqdm import tqdm
 
     folder = Path(folder)
+    # Paths as text (the Python API takes Path objects), as every loader and config.json take them.
+    config = replace(config, **{name: str(value) for name, value in asdict(config).items()
+                                if isinstance(value, os.PathLike)})
     settings = json.loads(json.dumps(asdict(config)))  # as config.json holds them: tuples read back as lists
     if (folder / CONFIG).is_file():  # a resume with other settings stops before any model or file is read
         check_settings(folder, settings, tuple(settings), name=CONFIG)
