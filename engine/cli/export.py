@@ -24,6 +24,7 @@ def cmd_export(args) -> int:
     from ..files import file_stem
     from ..models.adapter import clip_for_files
     from ..models.bundled import bundled_names, load_bundled
+    from ..models.loading import BASE_MODEL
 
     bundled = bundled_names()
     refuse_user_model_options(args, bundled)
@@ -37,7 +38,9 @@ def cmd_export(args) -> int:
         given = args.clip_frames is not None or args.size is not None
         channels = model.info.clip_shape[1] if model.info.clip_shape else 3
         shape = (frames, channels, height, width) if given or not model.info.clip_shape else model.info.clip_shape
-        models = [(file_stem(args.model), model, shape)]
+        # a sava train file is named by what it holds ("pkg.mod:build+pgd"), not by its path
+        trained = BASE_MODEL in model.info.extra and Path(args.model).is_file()
+        models = [(file_stem(model.name if trained else args.model), model, shape)]
     for name, model, shape in models:
         report = export_onnx(model, args.out / f"{name}.onnx", tolerance=args.tolerance,
                              dynamic_time=not args.fixed_time, clip_shape=shape)

@@ -84,6 +84,13 @@ def test_a_factory_model_learns_its_own_class_order_and_its_file_loads_back(foot
     meta = json.loads((tmp_path / "attack" / "metrics.json").read_text())
     assert meta["clip_frames"] == 4 and meta["size"] == [32, 32] and meta["classes"] == ["dark", "bright"]
 
+    # Exported as what it holds, not as its path; the ONNX file keeps its class names.
+    assert main(["export", "--model", str(out / "model.safetensors"), "--out", str(tmp_path / "exports")]) == 0
+    from sava.export import OnnxModel
+
+    assert OnnxModel(tmp_path / "exports" / "tests.engine.toy_models_brightness_named_none.onnx").classes == \
+        ["dark", "bright"]
+
     # The model it came from gone (a factory renamed, a folder moved): the error names both.
     from safetensors import safe_open
 
