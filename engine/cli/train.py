@@ -82,4 +82,7 @@ def cmd_train(args) -> int:
     data = "" if args.model in bundled_names() and args.data is None else f" --data {args.test_data or args.data}"
     print(f"{args.model} under {args.defence}: clean test accuracy {entry['test_accuracy']:.2%}; "
           f"weights: {weights} (sava attack --model {weights}{data})")
+    decoded = sum(path.stat().st_size for path in (folder / "clips").glob("*.u8"))
+    if decoded:
+        print(f"decoded clips kept for a resume: {folder / 'clips'} ({decoded / 2**30:.2f} GiB; delete it once done)")
     return 0

@@ -6,15 +6,17 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 import torch
 
 from ..classes import ClassNames, label_map
 from ..data import BUNDLED, load_dataset
-from ..data.clips import ClipSet, to_uint8
+from ..data.clips import ClipSet
+from ..data.files import VideoFileDataset
 from ..errors import ConfigError, DataError
 from ..models.adapter import clip_for_files, outputs_on_clip
-from ..runner.decode import decoded
+from .clip_cache import decode_to_memory
 
 HOLDOUT = 0.2  # share of a file dataset held out for clean test accuracy when no test set is given
 
@@ -45,8 +47,10 @@ def check_data_settings(model_is_bundled: bool, data: str | None, test_data: str
         raise ConfigError("--holdout splits video files; a bundled set has its own test split (drop --holdout)")
 
 
-def training_data(model, config, workers: int = 2, progress: bool = True) -> TrainingData:
-    """The training and test clips of ``config`` (a ``TrainConfig``) for ``model``, labelled with its outputs."""
+def training_data(model, config, workers: int = 2, progress: bool = True, cache: Path | None = None) -> TrainingData:
+    """The training and test clips of ``config`` (a ``TrainConfig``) for ``model``, labelled with its outputs.
+    Video files are decoded into memory or, given ``cache`` (a folder), into files there that a later call
+    reuses while the video files are unchanged (:mod:`.clip_cache`)."""
     spec = config.data or model.info.extra.get("dataset")
     check_data_settings(spec is not None, spec, config.test_data, config.holdout)
     clip = _clip(model, config)
@@ -74,12 +78,12 @@ def training_data(model, config, workers: int = 2, progress: bool = True) -> Tra
         notes += [notice] if notice else []
         maps.append(torch.tensor(mapping, dtype=torch.long))
 
+    if test_files is None:  # a seeded share of the files, chosen before decoding: no copy of the decoded set
+        train_files, test_files = _held_out(train_files, config.holdout or HOLDOUT, config.seed, spec)
     skipped: list[tuple[str, str]] = []
-    train = _in_memory(train_files, spec, workers, progress, skipped)
-    if test_files is not None:
-        test = _in_memory(test_files, test_spec, workers, progress, skipped)
-    else:
-        train, test = _held_out(train, config.holdout or HOLDOUT, config.seed, spec)
+    train, test = (_in_memory(files, where, workers, progress, skipped,
+                              None if cache is None else cache / role)
+                   for files, where, role in ((train_files, spec, "train"), (test_files, test_spec, "test")))
     # New sets: a bundled one is cached and shared, and keeps its own labels.
     labelled = [replace(clips, labels=mapping[clips.labels]) for clips, mapping in zip((train, test), maps)]
     return TrainingData(*labelled, names.names, names.source, list(dict.fromkeys(notes)), skipped)
@@ -107,39 +111,23 @@ def _dataset(spec: str, split: str, clip: tuple[int, int, int]):
     return load_dataset(spec, split, clip[0], tuple(clip[1:]))
 
 
-def _in_memory(dataset, spec: str, workers: int, progress: bool, skipped: list) -> ClipSet:
-    """``dataset`` as a ``ClipSet`` (a bundled set already is one); files that cannot be used are left out and
-    listed in ``skipped``."""
+def _in_memory(dataset, spec: str, workers: int, progress: bool, skipped: list, cache: Path | None) -> ClipSet:
+    """``dataset`` as a ``ClipSet``: a bundled set already is one; video files are decoded."""
     if isinstance(dataset, ClipSet):
         return dataset
-    from tqdm import tqdm
-
-    videos = torch.empty((len(dataset), *dataset.clip_shape), dtype=torch.uint8)  # no second copy while stacking
-    kept, labels = [], []
-    for item in tqdm(decoded(dataset, range(len(dataset)), workers), total=len(dataset), unit="video",
-                     desc=f"decoding {spec}", disable=not progress):
-        if item.clip is None:
-            skipped.append((item.video_id, item.error))
-            continue
-        videos[len(kept)] = to_uint8(item.clip)
-        kept.append(item.index)
-        labels.append(item.label)
-    if not kept:
-        raise DataError(f"{spec}: none of its {len(dataset)} video files could be used "
-                        f"(first: {skipped[0][0]}: {skipped[0][1]})")
-    return ClipSet(dataset.name, "files", videos[: len(kept)], torch.tensor(labels, dtype=torch.long),
-                   list(dataset.classes), [dataset.video_id(index) for index in kept])
+    return decode_to_memory(dataset, spec, workers, progress, skipped, cache)
 
 
-def _held_out(clips: ClipSet, share: float, seed: int, spec: str) -> tuple[ClipSet, ClipSet]:
-    """A seeded ``share`` of ``clips`` (at least one) as the test set, the rest to train on, both in file order."""
-    count = len(clips)
+def _held_out(files: VideoFileDataset, share: float, seed: int, spec: str):
+    """A seeded ``share`` of ``files`` (at least one) as the test set, the rest to train on, both in file
+    order. Files that then fail to decode drop out of their side."""
+    count = len(files)
     tested = max(1, round(share * count))
     if count - tested < 1:
-        raise DataError(f"{spec}: {count} usable video file(s) cannot be split into training and test clips; "
+        raise DataError(f"{spec}: {count} video file(s) cannot be split into training and test clips; "
                         "add files or give --test-data")
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
-    test_index, train_index = order[:tested].sort().values, order[tested:].sort().values
-    part = lambda index, split: ClipSet(clips.name, split, clips.videos[index], clips.labels[index],  # noqa: E731
-                                        clips.classes, [clips.video_id(i) for i in index.tolist()])
-    return part(train_index, "train"), part(test_index, "test")
+    test_index, train_index = order[:tested].sort().values.tolist(), order[tested:].sort().values.tolist()
+    part = lambda index: VideoFileDataset([files.items[i] for i in index], files.classes, files.num_frames,  # noqa: E731
+                                          files.size, files.name, files.root, files.labels_are_indices)
+    return part(train_index), part(test_index)

@@ -3,12 +3,13 @@ and resume. The model is any that ``sava attack`` takes (a bundled one, a zoo pr
 weights, a TorchScript file); the clips a bundled set or the user's video files (:mod:`.data`).
 
 The run folder holds ``config.json`` and ``data.json`` (the settings and the clips; a resumed run must match
-both), ``checkpoint.safetensors`` (weights, optimiser moments, the epoch's order of clips and the position in
-it, the defence's random state; written atomically every ``checkpoint_every`` batches and at the end of every
-epoch), ``log.jsonl`` (per epoch: training loss, clean accuracy on the test set, seconds) and, when done,
-``model.safetensors``: the weights with the metadata ``sava.load_model`` needs (a bundled architecture's, or
-for any other model the ``--model`` it started from, its input description, class names and clip), and
-``classes.txt`` beside it. A rerun continues from the checkpoint without repeating a finished batch.
+both), ``clips/`` (video files decoded once, as uint8, read through a memory map), ``checkpoint.safetensors``
+(weights, optimiser moments, the epoch's order of clips and the position in it, the defence's random state;
+written atomically every ``checkpoint_every`` batches and at the end of every epoch), ``log.jsonl`` (per
+epoch: training loss, clean accuracy on the test set, seconds) and, when done, ``model.safetensors``: the
+weights with the metadata ``sava.load_model`` needs (a bundled architecture's, or for any other model the
+``--model`` it started from, its input description, class names and clip), and ``classes.txt`` beside it. A
+rerun continues from the checkpoint without repeating a finished batch.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from .defences import make_defence
 
 CONFIG = "config.json"
 DATA = "data.json"  # what the run trains and tests on (train.data.describe), checked on every resume
+CLIPS = "clips"  # video files decoded once (train.clip_cache), reused by a resume while the files are unchanged
 
 
 @dataclass
@@ -142,7 +144,7 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
                              classes=config.classes, device=device)
     if config.from_scratch:
         _reinitialise(model)
-    data = training_data(model, config, workers, progress)
+    data = training_data(model, config, workers, progress, cache=folder / CLIPS)
     for line in data.notes:
         log(line)
     for video_id, why in data.skipped:

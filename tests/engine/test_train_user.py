@@ -250,3 +250,28 @@ def test_a_resumed_run_refuses_clips_other_than_those_it_began_with(footage, tmp
     write_clip(data / "dark" / sorted((data / "dark").iterdir())[0].name, 99)  # same name, other pixels
     assert train(*command) == 2
     assert "digest" in capsys.readouterr().err
+
+
+def test_a_resumed_run_reads_its_decoded_clips_from_the_run_folder(footage, tmp_path, monkeypatch):
+    """Video files are decoded once into ``clips/``; a rerun decodes none while the files are unchanged, and
+    decodes again when the cache is damaged, then goes on from its checkpoint (the clips check out the same)."""
+    from sava.train import clip_cache
+    from sava.train import train as train_api
+
+    calls = []
+    real = clip_cache.decoded
+    monkeypatch.setattr(clip_cache, "decoded", lambda dataset, indices, workers: calls.append(len(indices)) or
+                        real(dataset, indices, workers))
+    settings = config(footage, defence="none", epochs=1)
+    out = tmp_path / "run"
+    train_api(settings, out, progress=False, workers=0)
+    assert sorted(calls) == [2, 8] and (out / "clips" / "train.u8").is_file()  # 10 files, 2 held out
+    first = load_file(str(out / "model.safetensors"))
+    calls.clear()
+    train_api(settings, out, progress=False, workers=0)
+    assert calls == []
+    (out / "clips" / "train.json").write_text("{")  # damaged: decoded again, not an error
+    (out / "model.safetensors").unlink()
+    train_api(settings, out, progress=False, workers=0)
+    assert calls == [8]
+    assert torch.equal(load_file(str(out / "model.safetensors"))["scale"], first["scale"])
