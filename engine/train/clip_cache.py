@@ -31,7 +31,7 @@ def _listing_key(dataset) -> str:
     return digest.hexdigest()
 
 
-def decode_to_memory(dataset, spec: str, workers: int, progress: bool, skipped: list,
+def decode_clips(dataset, spec: str, workers: int, progress: bool, skipped: list,
                      cache: Path | None = None) -> ClipSet:
     """``dataset``'s clips as a ``ClipSet`` whose videos live in memory or, with ``cache`` (a path without
     suffix), in ``cache.u8`` beside ``cache.json``; files that cannot be used are left out and added to

@@ -1,6 +1,7 @@
 """The clips a training run learns from and is scored on, labelled as the model numbers its outputs: a bundled
-set's two splits, or video files (a folder of class sub-folders, or a CSV of ``path,label``) decoded once into
-memory as uint8. Without a test set of their own, video files give a seeded share of their clips to one."""
+set's two splits, or video files (a folder of class sub-folders, or a CSV of ``path,label``) decoded once as
+uint8, into memory or the run folder (:mod:`.clip_cache`). Without a test set of their own, video files give
+a seeded share of the files to one."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from ..data.clips import ClipSet
 from ..data.files import VideoFileDataset
 from ..errors import ConfigError, DataError
 from ..models.adapter import clip_for_files, outputs_on_clip
-from .clip_cache import decode_to_memory
+from .clip_cache import decode_clips
 
 HOLDOUT = 0.2  # share of a file dataset held out for clean test accuracy when no test set is given
 
@@ -81,7 +82,7 @@ def training_data(model, config, workers: int = 2, progress: bool = True, cache:
     if test_files is None:  # a seeded share of the files, chosen before decoding: no copy of the decoded set
         train_files, test_files = _held_out(train_files, config.holdout or HOLDOUT, config.seed, spec)
     skipped: list[tuple[str, str]] = []
-    train, test = (_in_memory(files, where, workers, progress, skipped,
+    train, test = (_decoded(files, where, workers, progress, skipped,
                               None if cache is None else cache / role)
                    for files, where, role in ((train_files, spec, "train"), (test_files, test_spec, "test")))
     # New sets: a bundled one is cached and shared, and keeps its own labels.
@@ -111,11 +112,11 @@ def _dataset(spec: str, split: str, clip: tuple[int, int, int]):
     return load_dataset(spec, split, clip[0], tuple(clip[1:]))
 
 
-def _in_memory(dataset, spec: str, workers: int, progress: bool, skipped: list, cache: Path | None) -> ClipSet:
+def _decoded(dataset, spec: str, workers: int, progress: bool, skipped: list, cache: Path | None) -> ClipSet:
     """``dataset`` as a ``ClipSet``: a bundled set already is one; video files are decoded."""
     if isinstance(dataset, ClipSet):
         return dataset
-    return decode_to_memory(dataset, spec, workers, progress, skipped, cache)
+    return decode_clips(dataset, spec, workers, progress, skipped, cache)
 
 
 def _held_out(files: VideoFileDataset, share: float, seed: int, spec: str):
