@@ -84,11 +84,12 @@ def _cached(dataset, cache: Path, key: str, skipped: list) -> ClipSet | None:
         held = json.loads(index.read_text())
         if held.get("key") != key:
             return None
+        ids, labels, failed = list(held["ids"]), torch.tensor(held["labels"], dtype=torch.long), held["skipped"]
         # Copy-on-write: the tensor is writable for torch, and nothing written reaches the file.
         videos = torch.from_numpy(np.load(pixels, mmap_mode="c"))
-    except (OSError, ValueError):
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):  # damaged or foreign: decode again
         return None
-    skipped += [tuple(item) for item in held["skipped"]]
-    count = len(held["ids"])
-    return ClipSet(dataset.name, "files", videos[:count], torch.tensor(held["labels"], dtype=torch.long),
-                   list(dataset.classes), list(held["ids"]))
+    if tuple(videos.shape[1:]) != tuple(dataset.clip_shape) or len(ids) != len(labels) or len(ids) > len(videos):
+        return None
+    skipped += [tuple(item) for item in failed]
+    return ClipSet(dataset.name, "files", videos[: len(ids)], labels, list(dataset.classes), ids)
