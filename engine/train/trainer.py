@@ -24,16 +24,13 @@ import torch
 import torch.nn.functional as F
 from safetensors import safe_open
 
-from .. import __version__
-from ..classes import CLASSES_FILE
 from ..errors import ConfigError
 from ..files import save_tensors_atomic, write_atomic
-from ..models.bundled import build
-from ..models.loading import BASE_MODEL, load_named_model, trainable_module
-from ..models.zoo import is_zoo
+from ..models.loading import load_named_model
 from ..runner.manifest import check_settings
 from .data import describe, training_data
 from .defences import make_defence
+from .weights import reinitialise, save_trained, separate
 
 CONFIG = "config.json"
 DATA = "data.json"  # what the run trains and tests on (train.data.describe), checked on every resume
@@ -143,7 +140,7 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
     model = load_named_model(config.model, config.weights, layout=config.layout, mean=config.mean, std=config.std,
                              classes=config.classes, device=device)
     if config.from_scratch:
-        _reinitialise(model)
+        reinitialise(model)
     data = training_data(model, config, workers, progress, cache=folder / CLIPS)
     for line in data.notes:
         log(line)
@@ -179,7 +176,7 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
     order_generator = torch.Generator().manual_seed(config.seed + 7919 * epoch)
 
     def save(epoch_, position_, order_):
-        tensors = {f"model.{k}": v for k, v in _separate(model.module.state_dict()).items()}
+        tensors = {f"model.{k}": v for k, v in separate(model.module.state_dict()).items()}
         tensors |= _optimiser_tensors(optimiser) | {
             "epoch": torch.tensor(epoch_), "position": torch.tensor(position_), "order": order_,
             "defence_rng": defence.generator.get_state()}
@@ -219,7 +216,7 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
         order_generator = torch.Generator().manual_seed(config.seed + 7919 * epoch)
         save(epoch, position, torch.empty(0, dtype=torch.long))
     accuracy = clean_accuracy(model, test_set, config.batch_size)
-    _save_trained(model, config, defence, accuracy, folder, tuple(train_set.clip_shape))
+    save_trained(model, config, defence, accuracy, folder, tuple(train_set.clip_shape))
     return entry | {"test_accuracy": accuracy}
 
 
@@ -239,56 +236,5 @@ def _check_same_data(folder: Path, now: dict) -> None:
                           "relabelled or re-encoded since; resume with the same files or choose another --out")
 
 
-def _separate(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """A state dict on the CPU with its own storage per tensor: safetensors refuses tensors that share memory
-    (tied weights, as some Hugging Face models have)."""
-    return {key: value.detach().to("cpu", copy=True) for key, value in state.items()}
-
-
 def _as_float(videos: torch.Tensor) -> torch.Tensor:
     return videos.float() / 255.0 if videos.dtype == torch.uint8 else videos
-
-
-def _reinitialise(model) -> None:
-    """Random weights: a bundled architecture rebuilt as ``train_bundled`` builds it; any other module through
-    its layers' own ``reset_parameters``."""
-    if "arch" in model.info.extra:
-        channels = model.info.clip_shape[1]
-        model.module.load_state_dict(build(model.info.extra["arch"], len(model.classes), channels).state_dict())
-        return
-    layers = [m for m in model.module.modules() if callable(getattr(m, "reset_parameters", None))]
-    if not layers:
-        raise ConfigError(f"--from-scratch: no layer of {model.name!r} can reset its parameters "
-                          "(reset_parameters); start from its weights instead")
-    for layer in layers:
-        layer.reset_parameters()
-
-
-def _save_trained(model, config: TrainConfig, defence, accuracy: float, folder: Path, clip_shape: tuple) -> None:
-    """``model.safetensors``: a bundled architecture's file (what ``train_bundled`` writes) or, for any other
-    model, the state dict its own code knows (a Hugging Face classifier's, not sava's wrapper's) with the
-    ``--model`` it came from, so that ``sava attack --model FILE`` and ``--model SPEC --weights FILE`` both load
-    it; ``classes.txt`` beside it names its outputs."""
-    info = model.info
-    base_name = Path(info.name).name if Path(info.name).is_file() else info.name  # a file by its name alone
-    trained = {"name": f"{base_name}+{config.defence}",
-               "defence": defence.settings(), "test_accuracy": accuracy, "sava_version": __version__,
-               "trained_from": "scratch" if config.from_scratch else config.weights or config.model,
-               "layout": info.layout, "mean": info.mean, "std": info.std, "classes": info.classes}
-    if "arch" in info.extra:
-        described = {key: value for key, value in info.extra.items() if key != "class_order"}
-        metadata = described | {"clip_shape": list(clip_shape)} | trained  # the clip it was trained on
-    else:
-        metadata = trained | {BASE_MODEL: info.extra.get(BASE_MODEL) or _portable(config.model),
-                              "clip_shape": list(clip_shape), "data": config.data}
-    save_tensors_atomic(_separate(trainable_module(model).state_dict()), folder / "model.safetensors",
-                        {k: json.dumps(v) for k, v in metadata.items()})
-    write_atomic(folder / CLASSES_FILE, "\n".join(info.classes) + "\n")
-
-
-def _portable(spec: str) -> str:
-    """``spec`` as it loads from any working folder: a file or an ``hf:`` folder by its absolute path."""
-    if is_zoo(spec):
-        family, _, rest = spec.partition(":")
-        return f"{family}:{Path(rest).resolve()}" if family == "hf" else spec
-    return str(Path(spec).resolve()) if Path(spec).exists() else spec
