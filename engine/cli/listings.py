@@ -23,6 +23,8 @@ def cmd_models(args) -> int:
         clip = str(row["clip"]) if row["clip"] else "from its files"
         mean = ",".join(f"{m:g}" for m in row["mean"]) if row["mean"] else "from its files"
         print(f"{row['name']:<24} {clip:<16} {mean:<26} {row['note']}")
+    print("\nalso: package.module:factory (with --weights), a TorchScript file, and the model.safetensors that "
+          "sava train writes (it names the model it came from)")
     return 0
 
 
