@@ -190,7 +190,10 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
         bar = tqdm(total=len(order), initial=position, desc=f"{config.defence} epoch {epoch + 1}/{config.epochs}",
                    unit="clip", disable=not progress)
         while position < len(order):
-            batch = order[position: position + config.batch_size]
+            end = position + config.batch_size
+            if len(order) - end == 1:  # a last batch of one clip joins this one: BatchNorm cannot train on one
+                end += 1
+            batch = order[position:end]
             inputs = defence.inputs(model, _as_float(videos[batch]).to(model.device), labels[batch].to(model.device))
             model.module.train()
             loss = F.cross_entropy(model.logits(inputs), labels[batch].to(model.device))

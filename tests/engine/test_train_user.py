@@ -276,3 +276,29 @@ def test_a_resumed_run_reads_its_decoded_clips_from_the_run_folder(footage, tmp_
     train_api(settings, out, progress=False, workers=0)
     assert sorted(calls) == [2, 8]
     assert torch.equal(load_file(str(out / "model.safetensors"))["scale"], first["scale"])
+
+
+class NormedHead(torch.nn.Module):
+    """A head with BatchNorm1d after pooling, as many classifiers have: in training mode it cannot take a batch
+    of one clip ("Expected more than 1 value per channel")."""
+
+    classes = ["bright", "dark"]
+
+    def __init__(self):
+        super().__init__()
+        self.norm, self.head = torch.nn.BatchNorm1d(3), torch.nn.Linear(3, 2)
+
+    def forward(self, x):
+        return self.head(self.norm(x.mean(dim=(1, 3, 4))))
+
+
+def normed_head() -> torch.nn.Module:
+    torch.manual_seed(0)
+    return NormedHead()
+
+
+def test_a_last_batch_of_one_clip_joins_the_one_before(footage, tmp_path):
+    """Nine training clips in batches of four: 4, then 5 (not 4, 4, 1, which BatchNorm1d refuses)."""
+    assert train("--model", "tests.engine.test_train_user:normed_head", "--data", str(footage / "train"), *CLIP,
+                 "--holdout", "0.1", "--defence", "none", "--epochs", "1", "--batch-size", "4",
+                 "--out", str(tmp_path / "run")) == 0
