@@ -1,7 +1,8 @@
 """``sava train`` on models and footage sava does not bundle: a user factory on a folder of real video files
 (labels matched to the model's class names, a held-out test share, a test folder, broken files skipped), a
 small Hugging Face VideoMAE, and torchvision's R3D-18 where torchvision imports. The trained file loads back
-as ``--model FILE`` and as ``--model SPEC --weights FILE``, checked against the model's own code."""
+as ``--model FILE`` and as ``--model SPEC --weights FILE``, checked against the model's own code. Resumes:
+the decoded clips are reused, other clips are refused. Bad requests stop before the run folder is made."""
 
 from __future__ import annotations
 
