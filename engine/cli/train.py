@@ -75,6 +75,9 @@ def cmd_train(args) -> int:
                          size=tuple(args.size) if args.size else None)
     make_defence(args.defence, steps=args.steps, epsilon=args.epsilon, alpha=args.alpha, frames=args.frames,
                  max_flow=args.max_flow)  # bad settings fail before any work
+    if args.test_data is not None and args.data is not None and Path(args.test_data) == Path(args.data):
+        print("warning: --test-data is the training data: the clean accuracy reported is on the clips trained on",
+              file=sys.stderr)
     folder = args.out or Path("runs") / f"train-{file_stem(args.model)}-{args.defence}"
     entry = train(config, folder, log=lambda line: print(line, file=sys.stderr), progress=not args.no_progress,
                   device=resolve_device(args.device), workers=args.workers)

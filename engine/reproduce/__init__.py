@@ -1,8 +1,12 @@
 """``sava reproduce TABLE``: the shape of a paper table, regenerated on the
-bundled benchmark, as markdown, JSON and a plot in one folder per model.
+bundled benchmark or on the user's own model and clips, as markdown, JSON and
+a plot in one folder per model.
 
 Every row is measured in the run that writes the table, on the same clips
-(the first ``count`` test clips of the model's dataset). Tables:
+(the first ``count`` test clips of the model's dataset, or the first ``count``
+usable clips of the user's ``--data``). ``tt`` and ``importance`` compare the
+bundled models of one dataset and take bundled models only; ``table11`` and
+``table-b13`` train, so a user model needs training clips. Tables:
 
 =============  ==================================================================
 ``table3``     DeepSAVA Table 3: Sparse, Sparse Flickering, DeepSAVA without/with BO
@@ -46,6 +50,9 @@ class Context:
     out: Path = Path("runs/reproduce")  # where a table may keep what it trains
     targets: torch.Tensor | None = None
     cache: dict = field(default_factory=dict)  # runs shared between tables of one model
+    # What the training tables pass to TrainConfig: a bundled model's name, or a user model's description
+    # and its training and test clips.
+    training: dict = field(default_factory=dict)
 
 
 # name -> (run, module with markdown and plot, plot panels, one table per dataset rather than per model)
@@ -64,16 +71,60 @@ TABLES = {
 }
 
 
+BUNDLED_PEERS = {"tt", "importance"}  # tables that compare the bundled models of one dataset
+TRAINING = {"table11", "table-b13"}  # tables that fine-tune the model
+
+
 def context(model_name: str, count: int, iters: int, log=print, device=None) -> Context:
     model = load_bundled(model_name, device=device)
     clips = bundled(model.info.extra["dataset"], "test")
     count = min(count, len(clips))
-    return Context(model, clips.float_videos(slice(0, count)), clips.labels[:count], iters, log)
+    return Context(model, clips.float_videos(slice(0, count)), clips.labels[:count], iters, log,
+                   training={"model": model_name})
+
+
+def user_context(model, data_spec: str, clip: tuple[int, int, int], count: int, iters: int, log=print,
+                 training: dict | None = None) -> Context:
+    """The first ``count`` usable clips of ``data_spec`` (a bundled set's test split, a folder or a CSV,
+    decoded at ``clip``: frames, height, width), labelled as ``model`` numbers its outputs; files that cannot
+    be used are skipped and said. A model that names no classes takes the dataset's sorted names."""
+    from ..classes import ClassNames, label_map
+    from ..data import load_dataset
+    from ..errors import DataError
+    from ..models.adapter import outputs_on_clip
+    from ..runner.decode import decoded
+
+    dataset = load_dataset(data_spec, "test", clip[0], tuple(clip[1:]))
+    names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
+    outputs = outputs_on_clip(model, dataset.clip_shape)
+    if names.names is not None and outputs != len(names.names):
+        raise ConfigError(f"model {model.name!r} has {outputs} outputs, but {names.source} names "
+                          f"{len(names.names)} classes; give --classes in the order of the model's outputs")
+    mapping, notice = label_map(dataset, names, model.name, data_spec)
+    if notice:
+        log(notice)
+    if names.names is None:  # the tables name classes (keyframe's targets): those its labels follow
+        model.info.classes = list(dataset.classes) if outputs == len(dataset.classes) else \
+            [str(i) for i in range(outputs)]
+    videos, labels = [], []
+    for item in decoded(dataset, range(len(dataset)), workers=0):
+        if len(videos) == count:
+            break
+        if item.clip is None:
+            log(f"skipped video {item.video_id}: {item.error}")
+            continue
+        videos.append(item.clip)
+        labels.append(mapping[item.label])
+    if not videos:
+        raise DataError(f"{data_spec}: no usable clip to measure the tables on")
+    return Context(model, torch.stack(videos), torch.tensor(labels, dtype=torch.long), iters, log,
+                   training=training or {})
 
 
 def reproduce(table: str, model_name: str, out: Path, count: int = 32, iters: int = 100, log=print,
-              ctx: Context | None = None) -> dict:
-    """Run ``table`` on one bundled model and write ``out/TABLE.{md,json,png}``."""
+              ctx: Context | None = None, command: str | None = None) -> dict:
+    """Run ``table`` on one model (a bundled one, or the user's in ``ctx``) and write
+    ``out/TABLE.{md,json,png}``; ``command`` is what the JSON records as the command that made it."""
     if table not in TABLES:
         raise ConfigError(f"unknown table {table!r}; choose from {', '.join(TABLES)}")
     run, module, panels, _ = TABLES[table]
@@ -84,10 +135,9 @@ def reproduce(table: str, model_name: str, out: Path, count: int = 32, iters: in
     for row in rows:
         row.pop("_run", None)
     out.mkdir(parents=True, exist_ok=True)
+    command = command or f"sava reproduce {table} --model {model_name} --num-videos {count} --iters {iters}"
     payload = {"table": table, "model": model_name, "videos": len(ctx.videos), "max_iters": iters,
-               "environment": environment(str(ctx.model.device)),
-               "command": f"sava reproduce {table} --model {model_name} --num-videos {count} --iters {iters}",
-               "rows": rows}
+               "environment": environment(str(ctx.model.device)), "command": command, "rows": rows}
     (out / f"{table}.json").write_text(json.dumps(payload, indent=2))
     (out / f"{table}.md").write_text(f"{table} on {model_name}, {len(ctx.videos)} test clips, cap {iters}\n\n"
                                      + module.markdown(table, rows))
