@@ -30,6 +30,7 @@ def add_parser(sub) -> None:
     what.add_argument("--train-data", default=None,
                       help="table11, table-b13: the clips each defence trains on (default: the bundled model's "
                            "training split); clean accuracy is measured on --data")
+    repro.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
     repro.add_argument("--num-videos", type=int, default=32)
     repro.add_argument("--iters", type=int, default=100)
     repro.add_argument("--out", type=Path, default=Path("runs/reproduce"))
@@ -38,6 +39,7 @@ def add_parser(sub) -> None:
 def cmd_reproduce(args) -> int:
     from ..models.bundled import bundled_names
     from ..reproduce import BUNDLED_PEERS, TABLES, TRAINING, context, models_for, reproduce
+    from ..runner.shard import resolve_device
 
     bundled = bundled_names()
     refuse_user_model_options(args, bundled)
@@ -61,6 +63,7 @@ def cmd_reproduce(args) -> int:
             print(f"sava reproduce: {', '.join(refused)} skipped (they compare bundled models, or train without "
                   "--train-data)", file=sys.stderr)
         tables = [t for t in tables if t not in refused]
+    device = resolve_device(args.device)
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     if args.train_data is not None and args.data is not None and Path(args.train_data) == Path(args.data):
         log("warning: --train-data and --data are the same clips: clean accuracy and fooling rates are then "
@@ -70,8 +73,8 @@ def cmd_reproduce(args) -> int:
     for table in tables:
         for name in models_for(table, args.model):
             if name not in contexts:
-                contexts[name] = _user_context(args, log) if own or args.data or args.train_data else \
-                    context(name, args.num_videos, args.iters, log)
+                contexts[name] = _user_context(args, log, device) if own or args.data or args.train_data else \
+                    context(name, args.num_videos, args.iters, log, device)
             folder = args.out / _folder_name(name)
             reproduce(table, name, folder, args.num_videos, args.iters, log, ctx=contexts[name],
                       command=command if own or args.data or args.train_data else None)
@@ -86,13 +89,13 @@ def _folder_name(spec: str) -> str:
     return file_stem(spec)
 
 
-def _user_context(args, log):
+def _user_context(args, log, device):
     """The context of ``--model`` on ``--data`` (the user's model, or a bundled one on other clips)."""
     from ..models.adapter import clip_for_files
     from ..reproduce import user_context
     from .options import load_model_from_args
 
-    model = load_model_from_args(args, "cpu")
+    model = load_model_from_args(args, device)
     data = args.data or model.info.extra.get("dataset")
     frames, (height, width) = clip_for_files(model.info, args.clip_frames, args.size)
     description = {"weights": args.weights, "layout": args.layout, "mean": args.mean, "std": args.std,

@@ -24,8 +24,8 @@ STEP_SIZES = (0.01, 0.001)
 
 def _trained_row(ctx, config: TrainConfig, folder: Path, name: str) -> dict:
     """Train (or reuse) one defended model and measure it: clean accuracy, FR at the cap and under the budget."""
-    entry = train(config, folder, log=ctx.log, progress=False)
-    model = load_model(str(folder / "model.safetensors"))
+    entry = train(config, folder, log=ctx.log, progress=False, device=ctx.model.device)
+    model = load_model(str(folder / "model.safetensors"), device=ctx.model.device)
     # A bundled model's clean accuracy on its whole test split; a user model's on its test clips, as the
     # trainer measured it.
     accuracy = entry["test_accuracy"] if config.data or config.test_data else \
