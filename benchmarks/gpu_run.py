@@ -216,8 +216,9 @@ class Runner:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--check", action="store_true", help="on CPU: payload size and every stage at tiny size")
-    parser.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", BENCHMARKS / "results" / "gpu")),
-                        help="where the archive goes (default $OUT)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="where the archive goes (default $OUT; with --check and no $OUT, a temporary folder, "
+                             "so a check leaves nothing in the tree)")
     parser.add_argument("--stages", default=",".join(BUDGETS), help=f"comma-separated subset of {', '.join(BUDGETS)}")
     parser.add_argument("--budget", action="append", default=[], metavar="STAGE=SECONDS",
                         help="another time share for a stage")
@@ -251,7 +252,11 @@ def main() -> int:
     work = Path(tempfile.mkdtemp(prefix=f"sava-gpu-run-{stamp}-"))
     started = time.monotonic()
     end = None if args.deadline is None else started + args.deadline - PACK_SECONDS
-    archive = args.out / f"gpu-run-{stamp}.tar.gz"
+    if args.out is not None or "OUT" in os.environ:
+        out = args.out or Path(os.environ["OUT"])
+    else:  # a check's archive stays out of the tree
+        out = Path(tempfile.mkdtemp(prefix="sava-gpu-check-")) if args.check else BENCHMARKS / "results" / "gpu"
+    archive = out / f"gpu-run-{stamp}.tar.gz"
     summary: dict = {}
 
     def pack() -> None:
@@ -260,7 +265,7 @@ def main() -> int:
                        payload_bytes={"tree": tree, "wheels": wheels}, stages=runner.summary,
                        deadline=args.deadline)
         (work / "summary.json").write_text(json.dumps(summary, indent=2))
-        args.out.mkdir(parents=True, exist_ok=True)
+        out.mkdir(parents=True, exist_ok=True)
         partial = archive.with_name(archive.name + ".part")
         with tarfile.open(partial, "w:gz") as tar:
             for part in ("summary.json", "logs", "rows"):
