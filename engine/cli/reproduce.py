@@ -37,6 +37,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_reproduce(args) -> int:
+    from ..files import file_stem
     from ..models.bundled import bundled_names
     from ..reproduce import BUNDLED_PEERS, TABLES, TRAINING, context, models_for, reproduce
     from ..runner.shard import resolve_device
@@ -50,7 +51,8 @@ def cmd_reproduce(args) -> int:
     if args.model == "all" and (args.data or args.train_data):
         raise SavaError("--data and --train-data go with one model; --model all runs every bundled model on its "
                         "own clips")
-    if own or args.data or args.train_data:
+    custom = own or bool(args.data or args.train_data)  # a context of the user's model or clips
+    if custom:
         if own and args.data is None:
             raise SavaError("--data is needed for a model that is not bundled: the clips the tables attack")
         refused = [t for t in tables if t in BUNDLED_PEERS and own] + \
@@ -73,20 +75,14 @@ def cmd_reproduce(args) -> int:
     for table in tables:
         for name in models_for(table, args.model):
             if name not in contexts:
-                contexts[name] = _user_context(args, log, device) if own or args.data or args.train_data else \
+                contexts[name] = _user_context(args, log, device) if custom else \
                     context(name, args.num_videos, args.iters, log, device)
-            folder = args.out / _folder_name(name)
+            folder = args.out / file_stem(name)
             reproduce(table, name, folder, args.num_videos, args.iters, log, ctx=contexts[name],
-                      command=command if own or args.data or args.train_data else None)
+                      command=command if custom else None)
             print((folder / f"{table}.md").read_text())
             print(f"written: {folder}/{table}.md, .json, .png\n")
     return 0
-
-
-def _folder_name(spec: str) -> str:
-    from ..files import file_stem
-
-    return file_stem(spec)
 
 
 def _user_context(args, log, device):
