@@ -42,13 +42,19 @@ def decode_clips(dataset, spec: str, workers: int, progress: bool, skipped: list
     from tqdm import tqdm
 
     shape = (len(dataset), *dataset.clip_shape)
-    if cache is None:
-        videos = torch.empty(shape, dtype=torch.uint8)
-    else:
-        cache.parent.mkdir(parents=True, exist_ok=True)
-        pixels = cache.with_name(cache.name + ".u8.tmp")
-        mapped = np.lib.format.open_memmap(pixels, mode="w+", dtype=np.uint8, shape=shape)
-        videos = torch.from_numpy(mapped)
+    try:
+        if cache is None:
+            videos = torch.empty(shape, dtype=torch.uint8)
+        else:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            pixels = cache.with_name(cache.name + ".u8.tmp")
+            mapped = np.lib.format.open_memmap(pixels, mode="w+", dtype=np.uint8, shape=shape)
+            videos = torch.from_numpy(mapped)
+    except (OSError, RuntimeError, MemoryError, ValueError) as exc:  # no room in memory or on disk
+        where = "memory" if cache is None else str(cache.parent)
+        raise DataError(f"{spec}: {shape[0]} clips of {' x '.join(map(str, shape[1:]))} need "
+                        f"{np.prod(shape) / 2**30:.1f} GiB, which {where} cannot hold ({exc}); use fewer files, "
+                        "fewer --clip-frames or a smaller --size") from exc
     kept, labels, failed = [], [], []
     for item in tqdm(decoded(dataset, range(len(dataset)), workers), total=len(dataset), unit="video",
                      desc=f"decoding {spec}", disable=not progress):

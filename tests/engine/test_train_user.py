@@ -303,3 +303,16 @@ def test_a_last_batch_of_one_clip_joins_the_one_before(footage, tmp_path):
     assert train("--model", "tests.engine.test_train_user:normed_head", "--data", str(footage / "train"), *CLIP,
                  "--holdout", "0.1", "--defence", "none", "--epochs", "1", "--batch-size", "4",
                  "--out", str(tmp_path / "run")) == 0
+
+
+def test_no_room_for_the_decoded_clips_is_said_with_their_size(footage, tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(np.lib.format, "open_memmap", full_disk)
+    assert train("--model", BRIGHTNESS, "--data", str(footage / "train"), *CLIP, "--defence", "none",
+                 "--epochs", "1", "--out", str(tmp_path / "run")) == 2
+    err = capsys.readouterr().err
+    assert "8 clips of 4 x 3 x 32 x 32 need 0.0 GiB" in err and "No space left on device" in err
