@@ -52,9 +52,11 @@ def decode_clips(dataset, spec: str, workers: int, progress: bool, skipped: list
             videos = torch.from_numpy(mapped)
     except (OSError, RuntimeError, MemoryError, ValueError) as exc:  # no room in memory or on disk
         where = "memory" if cache is None else str(cache.parent)
-        raise DataError(f"{spec}: {shape[0]} clips of {' x '.join(map(str, shape[1:]))} need "
-                        f"{np.prod(shape) / 2**30:.1f} GiB, which {where} cannot hold ({exc}); use fewer files, "
-                        "fewer --clip-frames or a smaller --size") from exc
+        size = float(np.prod(shape))
+        amount = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+        raise DataError(f"{spec}: {shape[0]} clips of {' x '.join(map(str, shape[1:]))} need {amount}, which "
+                        f"{where} cannot hold ({exc}); use fewer files, fewer --clip-frames or a smaller --size") \
+            from exc
     kept, labels, failed = [], [], []
     for item in tqdm(decoded(dataset, range(len(dataset)), workers), total=len(dataset), unit="video",
                      desc=f"decoding {spec}", disable=not progress):

@@ -315,4 +315,4 @@ def test_no_room_for_the_decoded_clips_is_said_with_their_size(footage, tmp_path
     assert train("--model", BRIGHTNESS, "--data", str(footage / "train"), *CLIP, "--defence", "none",
                  "--epochs", "1", "--out", str(tmp_path / "run")) == 2
     err = capsys.readouterr().err
-    assert "8 clips of 4 x 3 x 32 x 32 need 0.0 GiB" in err and "No space left on device" in err
+    assert "8 clips of 4 x 3 x 32 x 32 need 0.1 MiB" in err and "No space left on device" in err
