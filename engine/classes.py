@@ -34,7 +34,10 @@ def read_names(value: str) -> list[str]:
     comma-separated list."""
     path = Path(value)
     if path.is_file():
-        text = path.read_text(encoding="utf-8")
+        try:
+            text = path.read_text(encoding="utf-8-sig")  # a byte-order mark is not part of the first name
+        except UnicodeDecodeError as exc:
+            raise SavaError(f"--classes {path} is not UTF-8 text ({exc}); save it as UTF-8") from exc
         names = [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
         where = str(path)
     else:

@@ -83,8 +83,11 @@ def from_csv(csv_path: str | Path, num_frames: int, size: tuple[int, int]) -> Vi
     indices or class names (names are numbered in sorted order). A header row
     ``path,label`` is allowed."""
     csv_path = Path(csv_path)
-    with open(csv_path, newline="") as handle:
-        rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
+    try:
+        with open(csv_path, newline="", encoding="utf-8-sig") as handle:  # as spreadsheets save it, BOM or not
+            rows = [row for row in csv.reader(handle) if row and not row[0].startswith("#")]
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{csv_path} is not UTF-8 text ({exc}); save it as UTF-8") from exc
     if rows and [c.strip().lower() for c in rows[0][:2]] == ["path", "label"]:
         rows = rows[1:]
     for number, row in enumerate(rows, 1):

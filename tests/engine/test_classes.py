@@ -119,3 +119,15 @@ def test_names_the_model_lacks_are_an_error_naming_them(folder, tmp_path, capsys
 def test_bad_class_lists_are_named(folder, tmp_path, capsys, options, message):
     assert attack(folder, tmp_path / "run", *options) != 0
     assert message in capsys.readouterr().err
+
+
+def test_a_class_file_saved_with_a_byte_order_mark_names_its_first_class(tmp_path):
+    from sava.classes import read_names
+    from sava.errors import SavaError
+
+    marked = tmp_path / "classes.txt"
+    marked.write_bytes(b"\xef\xbb\xbfdark\nbright\n")
+    assert read_names(str(marked)) == ["dark", "bright"]  # not "\ufeffdark", which matches no folder
+    marked.write_bytes(b"caf\xe9\n")
+    with pytest.raises(SavaError, match="not UTF-8 text"):
+        read_names(str(marked))

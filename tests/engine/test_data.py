@@ -116,6 +116,14 @@ def test_csv_dataset_with_names_and_header(video_folder, tmp_path):
     bad.write_text("only_one_column\n")
     with pytest.raises(DataError, match="two columns"):
         from_csv(bad, 8, (24, 32))
+    # As a spreadsheet saves it: a byte-order mark before the header, which is still a header.
+    marked = tmp_path / "marked.csv"
+    marked.write_bytes(b"\xef\xbb\xbf" + table.read_bytes())
+    assert len(from_csv(marked, 8, (24, 32))) == len(files)
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes(b"caf\xe9.mp4,pan-left\n")
+    with pytest.raises(DataError, match="not UTF-8 text"):
+        from_csv(latin, 8, (24, 32))
 
 
 def test_uniform_sampling_spans_the_file(tmp_path):
