@@ -67,7 +67,7 @@ def read_targets_file(path: Path) -> list[Target]:
     if not path.is_file():
         raise SavaError(f"targets file {path} does not exist")
     try:
-        items = json.loads(path.read_text(encoding="utf-8"))
+        items = json.loads(path.read_text(encoding="utf-8-sig"))  # a byte-order mark is not JSON
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise SavaError(f"targets file {path} is not readable JSON: {exc}") from exc
     if not isinstance(items, list) or not items:
