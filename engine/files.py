@@ -35,6 +35,11 @@ def safe_name(video_id: str) -> str:
     return f"{readable}-{hashlib.sha256(video_id.encode()).hexdigest()[:10]}"
 
 
+def readable_size(count: float) -> str:
+    """A byte count as a person reads it: MiB below a GiB, GiB above."""
+    return f"{count / 2**30:.1f} GiB" if count >= 2**30 else f"{count / 2**20:.1f} MiB"
+
+
 def file_stem(spec: str) -> str:
     """A model spec (``hf:some/folder``, ``pkg.mod:factory``) as a readable file stem."""
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", spec).strip("._") or "model"

@@ -50,7 +50,7 @@ def add_parser(sub) -> None:
 
 
 def cmd_train(args) -> int:
-    from ..files import file_stem
+    from ..files import file_stem, readable_size
     from ..models.bundled import bundled_names
     from ..runner.shard import resolve_device
     from ..train import TrainConfig, make_defence, train
@@ -87,5 +87,5 @@ def cmd_train(args) -> int:
           f"weights: {weights} (sava attack --model {weights}{data})")
     decoded = sum(path.stat().st_size for path in (folder / "clips").glob("*.u8"))
     if decoded:
-        print(f"decoded clips kept for a resume: {folder / 'clips'} ({decoded / 2**30:.2f} GiB; delete it once done)")
+        print(f"decoded clips kept for a resume: {folder / 'clips'} ({readable_size(decoded)}; delete it once done)")
     return 0

@@ -14,7 +14,7 @@ import torch
 
 from ..data.clips import ClipSet, to_uint8
 from ..errors import DataError
-from ..files import write_atomic
+from ..files import readable_size, write_atomic
 from ..runner.decode import decoded
 
 
@@ -52,8 +52,7 @@ def decode_clips(dataset, spec: str, workers: int, progress: bool, skipped: list
             videos = torch.from_numpy(mapped)
     except (OSError, RuntimeError, MemoryError, ValueError) as exc:  # no room in memory or on disk
         where = "memory" if cache is None else str(cache.parent)
-        size = float(np.prod(shape))
-        amount = f"{size / 2**30:.1f} GiB" if size >= 2**30 else f"{size / 2**20:.1f} MiB"
+        amount = readable_size(float(np.prod(shape)))
         raise DataError(f"{spec}: {shape[0]} clips of {' x '.join(map(str, shape[1:]))} need {amount}, which "
                         f"{where} cannot hold ({exc}); use fewer files, fewer --clip-frames or a smaller --size") \
             from exc
