@@ -112,6 +112,7 @@ def _injected_set(config: TrainConfig, model, train_set, folder: Path, log=print
     generator = torch.Generator().manual_seed(config.seed)
     chosen = torch.randperm(len(train_set), generator=generator)[: config.inject]
     videos, labels = train_set.float_videos(chosen), train_set.labels[chosen]
+    log(f"injected: making {len(videos)} DeepSAVA clips on the starting model (once; kept in {path.name}) ...")
     run = DeepSAVA(model, frames=1).run(videos, labels)
     kept = torch.tensor([r.success for r in run.results], dtype=torch.bool)
     adversarial = torch.stack([replay(v, r) for v, r in zip(videos, run.results) if r.success]) if kept.any() \
