@@ -6,10 +6,10 @@ The run folder holds ``config.json`` and ``data.json`` (the settings and the cli
 both), ``clips/`` (video files decoded once, as uint8, read through a memory map), ``checkpoint.safetensors``
 (weights, optimiser moments, the epoch's order of clips and the position in it, the defence's random state;
 written atomically every ``checkpoint_every`` batches and at the end of every epoch), ``log.jsonl`` (per
-epoch: training loss, clean accuracy on the test set, seconds) and, when done, ``model.safetensors``: the
-weights with the metadata ``sava.load_model`` needs (a bundled architecture's, or for any other model the
-``--model`` it started from, its input description, class names and clip), and ``classes.txt`` beside it. A
-rerun continues from the checkpoint without repeating a finished batch.
+epoch: training loss, clean accuracy on the test set, seconds; drawn in ``training.png``) and, when done,
+``model.safetensors``: the weights with the metadata ``sava.load_model`` needs (a bundled architecture's, or
+for any other model the ``--model`` it started from, its input description, class names and clip), and
+``classes.txt`` beside it. A rerun continues from the checkpoint without repeating a finished batch.
 """
 
 from __future__ import annotations
@@ -221,7 +221,33 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
         save(epoch, position, torch.empty(0, dtype=torch.long))
     accuracy = clean_accuracy(model, test_set, config.batch_size)
     save_trained(model, config, defence, accuracy, folder, tuple(train_set.clip_shape))
+    _plot_log(folder, f"{model.name} under {config.defence}")
     return entry | {"test_accuracy": accuracy}
+
+
+def _plot_log(folder: Path, title: str) -> None:
+    """``training.png``: the training loss and the clean test accuracy of every epoch in ``log.jsonl``."""
+    from ..reproduce import render  # here, not at the top: sava.reproduce itself imports sava.train
+
+    by_epoch = {}  # the last line of each epoch: one cut between its log line and its checkpoint ran again
+    for line in (folder / "log.jsonl").read_text().splitlines():
+        try:
+            entry = json.loads(line)
+            by_epoch[int(entry["epoch"])] = entry
+        except (ValueError, KeyError, TypeError):  # a torn or edited line is no point of the plot
+            continue
+    if not by_epoch:
+        return
+    epochs = sorted(by_epoch)
+    entries = [by_epoch[epoch] for epoch in epochs]
+    fig, (loss, accuracy) = render.figure(2, width=4.5, height=3.2)
+    loss.plot(epochs, [entry["loss"] for entry in entries], marker="o")
+    loss.set(xlabel="epoch", ylabel="training loss (under the defence)")
+    accuracy.plot(epochs, [entry["test_accuracy"] for entry in entries], marker="o", color="tab:green")
+    accuracy.set(xlabel="epoch", ylabel="clean test accuracy", ylim=(0, 1.05))
+    for axis in (loss, accuracy):
+        axis.set_xticks(epochs)
+    render.save(fig, folder / "training.png", title)
 
 
 def _check_same_data(folder: Path, now: dict) -> None:

@@ -68,6 +68,7 @@ def test_a_factory_model_learns_its_own_class_order_and_its_file_loads_back(foot
     assert [entry["epoch"] for entry in log] == [1, 2, 3] and log[-1]["test_accuracy"] == 1.0
     assert (out / "classes.txt").read_text().split() == ["dark", "bright"]
     assert f"sava attack --model {out / 'model.safetensors'}" in printed.out
+    assert (out / "training.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"  # loss and accuracy per epoch
 
     from_file = load_model(str(out / "model.safetensors"))
     assert from_file.classes == ["dark", "bright"] and from_file.info.clip_shape == (4, 3, 32, 32)
