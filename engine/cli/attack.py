@@ -15,9 +15,9 @@ from .. import __version__
 from ..attacks import LINF_METHODS, METHODS
 from ..attacks.deepsava import DEFAULT_ADV_LOSS, DEFAULT_FLOW_LR, DEFAULT_LAM, DEFAULT_LAM_END, DEFAULT_SELECTOR
 from ..errors import SavaError
-from ..models.adapter import DEFAULT_SIDE, clip_for_files
+from ..models.adapter import DEFAULT_SIDE, check_output_count, clip_for_files, outputs_on_clip
 from ..runner.manifest import SETTINGS
-from .checks import METHOD_OPTIONS, check_outputs_match_classes, ignored_options, refuse_senseless_numbers
+from .checks import METHOD_OPTIONS, ignored_options, refuse_senseless_numbers
 from .options import (
     MAX_SIDE,
     UNBOUNDED,
@@ -149,7 +149,7 @@ def cmd_attack(args) -> int:
         if args.frames is not None:
             check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
         names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
-        check_outputs_match_classes(model, dataset.clip_shape, names.names, names.source)
+        check_output_count(model, outputs_on_clip(model, dataset.clip_shape), names.names, names.source)
         if args.compile:  # after the blank-clip probe, which would otherwise compile for a batch of one
             if not hasattr(model, "compile"):
                 raise SavaError(f"--compile needs a white-box torch model; {model.name} is not one")

@@ -1,11 +1,9 @@
-"""``sava attack``'s options checked as a whole: numbers no method can use are refused, options the chosen
-method ignores are said once, and a model whose outputs do not match its class names stops the run before
-any attack."""
+"""``sava attack``'s options checked as a whole: numbers no method can use are refused, and options the
+chosen method ignores are said once."""
 
 from __future__ import annotations
 
 from ..errors import SavaError
-from ..models.adapter import outputs_on_clip
 
 # The method-specific options each sparse method passes on, as {option's attribute: the attack's keyword}:
 # build_attack passes them and ignored_options names the rest, from this one table.
@@ -51,12 +49,3 @@ def ignored_options(args) -> list[str]:
             f"{' with selector ' + selector if selector and name in ('bo_evaluations', 'score_steps') else ''}"
             f" ({why.get(name, 'not one of its settings')})"
             for name, used in uses.items() if name in given and not used]
-
-
-def check_outputs_match_classes(model, clip_shape, names, source: str) -> None:
-    """One forward on a blank clip: the model takes the clips at all, and its number of outputs matches the
-    class names it was given."""
-    outputs = outputs_on_clip(model, clip_shape)
-    if names is not None and outputs != len(names):
-        raise SavaError(f"model {model.name!r} has {outputs} outputs, but {source} names {len(names)} classes; "
-                        "give --classes in the order of the model's outputs, one name per output")

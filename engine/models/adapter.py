@@ -173,8 +173,6 @@ def check_videos(videos: torch.Tensor, labels: torch.Tensor | None = None) -> No
             raise InputError(f"labels must be a 1-D tensor of {b} class indices, got shape {tuple(labels.shape)}")
 
 
-# What a user's module raises when the clip is not what it was built for: a wrong layout (channels met as
-# frames), a clip too short for its kernels, a flattening sized for other frames.
 def clip_for_files(info: ModelInfo, frames: int | None = None, size=None,
                    recorded: dict | None = None) -> tuple[int, list[int]]:
     """Frames and frame size video files are decoded to for a model: those given; else what the run folder
@@ -187,6 +185,8 @@ def clip_for_files(info: ModelInfo, frames: int | None = None, size=None,
     return int(frames or recorded.get("clip_frames") or own_frames), list(size or recorded.get("size") or own_size)
 
 
+# What a user's module raises when the clip is not what it was built for: a wrong layout (channels met as
+# frames), a clip too short for its kernels, a flattening sized for other frames.
 CLIP_MISMATCH = (RuntimeError, ValueError, TypeError, IndexError, AssertionError)
 
 
@@ -208,6 +208,14 @@ def outputs_on_clip(model, clip_shape) -> int:
         raise ModelError(f"model {model.name!r} returns a tensor of shape {tuple(logits.shape)} for one clip; "
                          "sava needs B x classes logits")
     return int(logits.shape[1])
+
+
+def check_output_count(model, outputs: int, names: list[str] | None, source: str) -> None:
+    """An error when the model's number of outputs (``outputs_on_clip``) is not the number of class names it
+    was given (``source`` says where they came from)."""
+    if names is not None and outputs != len(names):
+        raise ModelError(f"model {model.name!r} has {outputs} outputs, but {source} names {len(names)} classes; "
+                         "give --classes in the order of the model's outputs, one name per output")
 
 
 def check_finite_logits(model, values: torch.Tensor, video_ids, when: str) -> None:

@@ -91,15 +91,13 @@ def user_context(model, data_spec: str, clip: tuple[int, int, int], count: int, 
     from ..classes import ClassNames, label_map
     from ..data import load_dataset
     from ..errors import DataError
-    from ..models.adapter import outputs_on_clip
+    from ..models.adapter import check_output_count, outputs_on_clip
     from ..runner.decode import decoded
 
     dataset = load_dataset(data_spec, "test", clip[0], tuple(clip[1:]))
     names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
     outputs = outputs_on_clip(model, dataset.clip_shape)
-    if names.names is not None and outputs != len(names.names):
-        raise ConfigError(f"model {model.name!r} has {outputs} outputs, but {names.source} names "
-                          f"{len(names.names)} classes; give --classes in the order of the model's outputs")
+    check_output_count(model, outputs, names.names, names.source)
     mapping, notice = label_map(dataset, names, model.name, data_spec)
     if notice:
         log(notice)

@@ -16,7 +16,7 @@ from ..data import BUNDLED, load_dataset
 from ..data.clips import ClipSet
 from ..data.files import VideoFileDataset
 from ..errors import ConfigError, DataError
-from ..models.adapter import clip_for_files, outputs_on_clip
+from ..models.adapter import check_output_count, clip_for_files, outputs_on_clip
 from .clip_cache import decode_clips
 
 HOLDOUT = 0.2  # share of a file dataset held out for clean test accuracy when no test set is given
@@ -70,9 +70,7 @@ def training_data(model, config, workers: int = 2, progress: bool = True, cache:
         notes.append(f"note: no class names for model {model.name!r}: its outputs are taken to be {names.source} "
                      f"in sorted order ({', '.join(names.names[:6])}{', ...' if len(names.names) > 6 else ''}); "
                      "the trained model keeps them (classes.txt)")
-    if outputs != len(names.names):
-        raise ConfigError(f"model {model.name!r} has {outputs} outputs, but {names.source} names {len(names.names)} "
-                          "classes; give --classes in the order of the model's outputs, one name per output")
+    check_output_count(model, outputs, names.names, names.source)
     maps = []
     for files, where in ((train_files, spec), (test_files or train_files, test_spec)):
         mapping, notice = label_map(files, names, model.name, where)
