@@ -22,6 +22,7 @@ from .options import (
     MAX_SIDE,
     UNBOUNDED,
     SettingsOnly,
+    device_argument,
     finite,
     finite_or_none,
     load_model_from_args,
@@ -96,7 +97,7 @@ def add_parser(sub) -> None:
     run = attack.add_argument_group("run")
     run.add_argument("--batch-size", type=int, default=None, help="videos attacked at once (default 32; "
                                                                     "L-infinity family 8)")
-    run.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
+    device_argument(run)
     run.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                      help="bf16: the model's forward and backward under bfloat16 autocast (a GPU speed lever; "
                           "success is then the bf16 model's decision)")

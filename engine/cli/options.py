@@ -79,6 +79,18 @@ def clip_arguments(group) -> None:
                        help="frame size of each clip (default: as --clip-frames, else 112 112)")
 
 
+def device_argument(group) -> None:
+    """``--device``: where a command's model runs (``runner.shard.resolve_device`` reads it)."""
+    group.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
+
+
+def model_description(args) -> dict:
+    """What ``model_arguments`` took beside ``--model``, under ``TrainConfig``'s names (None where not given)."""
+    return {"weights": args.weights, "layout": args.layout, "mean": args.mean, "std": args.std,
+            "classes": args.classes, "clip_frames": args.clip_frames,
+            "size": tuple(args.size) if args.size else None}
+
+
 def refuse_user_model_options(args, bundled: list[str]) -> None:
     """The options ``user_model_arguments`` adds describe a model sava does not bundle: an error with a
     bundled model (or ``all`` of them), which carries its own."""

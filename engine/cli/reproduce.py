@@ -10,7 +10,7 @@ from pathlib import Path
 
 from ..errors import SavaError
 from ..reproduce import TABLES as REPRODUCIBLE_TABLES
-from .options import model_arguments, refuse_user_model_options
+from .options import device_argument, model_arguments, model_description, refuse_user_model_options
 
 REPRODUCIBLE = list(REPRODUCIBLE_TABLES)
 
@@ -30,7 +30,7 @@ def add_parser(sub) -> None:
     what.add_argument("--train-data", default=None,
                       help="table11, table-b13: the clips each defence trains on (default: the bundled model's "
                            "training split); clean accuracy is measured on --data")
-    repro.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
+    device_argument(repro)
     repro.add_argument("--num-videos", type=int, default=32)
     repro.add_argument("--iters", type=int, default=100)
     repro.add_argument("--out", type=Path, default=Path("runs/reproduce"))
@@ -94,9 +94,5 @@ def _user_context(args, log, device):
     model = load_model_from_args(args, device)
     data = args.data or model.info.extra.get("dataset")
     frames, (height, width) = clip_for_files(model.info, args.clip_frames, args.size)
-    description = {"weights": args.weights, "layout": args.layout, "mean": args.mean, "std": args.std,
-                   "classes": args.classes, "clip_frames": args.clip_frames,
-                   "size": tuple(args.size) if args.size else None}
-    training = {"model": args.model, **{k: v for k, v in description.items() if v is not None},
-                "data": args.train_data, "test_data": args.data}
+    training = {"model": args.model, **model_description(args), "data": args.train_data, "test_data": args.data}
     return user_context(model, data, (frames, height, width), args.num_videos, args.iters, log, training)

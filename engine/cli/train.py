@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 from ..errors import SavaError
-from .options import finite, model_arguments, refuse_user_model_options
+from .options import device_argument, finite, model_arguments, model_description, refuse_user_model_options
 
 
 def add_parser(sub) -> None:
@@ -41,7 +41,7 @@ def add_parser(sub) -> None:
     how.add_argument("--limit", type=int, default=None, help="train on the first N clips only")
     how.add_argument("--seed", type=int, default=0)
     run = training.add_argument_group("run")
-    run.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
+    device_argument(run)
     run.add_argument("--workers", type=int, default=2, help="processes decoding video files")
     run.add_argument("--checkpoint-every", type=int, default=20, help="batches between checkpoints")
     run.add_argument("--out", type=Path, default=None,
@@ -70,9 +70,7 @@ def cmd_train(args) -> int:
                          batch_size=args.batch_size, steps=args.steps, epsilon=args.epsilon, alpha=args.alpha,
                          frames=args.frames, max_flow=args.max_flow, inject=args.inject, limit=args.limit,
                          from_scratch=args.from_scratch, seed=args.seed, checkpoint_every=args.checkpoint_every,
-                         weights=args.weights, layout=args.layout, mean=args.mean, std=args.std, classes=args.classes,
-                         data=args.data, test_data=args.test_data, holdout=args.holdout, clip_frames=args.clip_frames,
-                         size=tuple(args.size) if args.size else None)
+                         data=args.data, test_data=args.test_data, holdout=args.holdout, **model_description(args))
     make_defence(args.defence, steps=args.steps, epsilon=args.epsilon, alpha=args.alpha, frames=args.frames,
                  max_flow=args.max_flow)  # bad settings fail before any work
     if args.test_data is not None and args.data is not None and Path(args.test_data) == Path(args.data):
