@@ -55,6 +55,7 @@ def cmd_train(args) -> int:
     from ..runner.shard import resolve_device
     from ..train import TrainConfig, make_defence, train
     from ..train.data import check_data_settings
+    from ..train.trainer import CLIPS
 
     refuse_user_model_options(args, bundled_names())
     for name in ("epochs", "batch_size", "checkpoint_every", "limit", "clip_frames"):
@@ -83,7 +84,7 @@ def cmd_train(args) -> int:
     data = "" if args.model in bundled_names() and args.data is None else f" --data {args.test_data or args.data}"
     print(f"{args.model} under {args.defence}: clean test accuracy {entry['test_accuracy']:.2%}; "
           f"weights: {weights} (sava attack --model {weights}{data})")
-    decoded = sum(path.stat().st_size for path in (folder / "clips").glob("*.u8"))
+    decoded = sum(path.stat().st_size for path in (folder / CLIPS).glob("*.u8"))
     if decoded:
-        print(f"decoded clips kept for a resume: {folder / 'clips'} ({readable_size(decoded)}; delete it once done)")
+        print(f"decoded clips kept for a resume: {folder / CLIPS} ({readable_size(decoded)}; delete it once done)")
     return 0

@@ -49,6 +49,15 @@ def inverted_weights(folder: Path) -> Path:
     return path
 
 
+def three_of_each(footage: Path, data: Path) -> Path:
+    """A training folder of its own (a test may change it): the first three clips of each class."""
+    for name in ("bright", "dark"):
+        (data / name).mkdir(parents=True)
+        for clip in sorted((footage / "train" / name).iterdir())[:3]:
+            (data / name / clip.name).write_bytes(clip.read_bytes())
+    return data
+
+
 def train(*options: str) -> int:
     return main(["train", "--no-progress", "--workers", "0", *options])
 
@@ -125,11 +134,7 @@ def test_a_held_out_share_or_a_test_folder_measures_clean_accuracy(footage):
 
 
 def test_files_that_cannot_be_used_are_skipped_and_named(footage, tmp_path, capsys):
-    data = tmp_path / "data"
-    for name in ("bright", "dark"):
-        (data / name).mkdir(parents=True)
-        for clip in sorted((footage / "train" / name).iterdir())[:3]:
-            (data / name / clip.name).write_bytes(clip.read_bytes())
+    data = three_of_each(footage, tmp_path / "data")
     (data / "dark" / "broken.avi").write_bytes(b"RIFF" + bytes(300))
     assert train("--model", BRIGHTNESS, "--data", str(data), *CLIP, "--defence", "pgd", "--steps", "1",
                  "--epochs", "1", "--out", str(tmp_path / "run")) == 0
@@ -236,11 +241,7 @@ def test_injected_training_goes_on_when_no_example_fooled_the_model(footage, tmp
 
 
 def test_a_resumed_run_refuses_clips_other_than_those_it_began_with(footage, tmp_path, capsys):
-    data = tmp_path / "data"
-    for name in ("bright", "dark"):
-        (data / name).mkdir(parents=True)
-        for clip in sorted((footage / "train" / name).iterdir())[:3]:
-            (data / name / clip.name).write_bytes(clip.read_bytes())
+    data = three_of_each(footage, tmp_path / "data")
     command = ["--model", BRIGHTNESS, "--data", str(data), *CLIP, "--defence", "none", "--epochs", "1",
                "--out", str(tmp_path / "run")]
     assert train(*command) == 0
