@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import stat
 from contextlib import contextmanager
@@ -32,18 +33,36 @@ def _open_video(path: str | Path):
         raise DataError(f"{path}: cannot decode video ({exc})") from exc
 
 
+def quarter_turns(frame) -> int:
+    """Counterclockwise quarter turns that show ``frame`` upright: phones store portrait footage as landscape
+    frames with a display matrix saying how to turn them, which players apply and decoders do not. An
+    angle between quarter turns is rounded to the nearest; a singular matrix (NaN) counts as none."""
+    angle = frame.rotation
+    return round(angle / 90) % 4 if math.isfinite(angle) else 0
+
+
+def upright_rgb(frame, size: tuple[int, int] | None = None) -> np.ndarray:
+    """The frame as it is shown (turned by its display matrix), RGB ``H x W x 3`` uint8, scaled by FFmpeg to
+    ``size = (H, W)`` of the upright picture."""
+    turns = quarter_turns(frame)
+    height, width = size if size is not None else (None, None)
+    if turns % 2:  # the stored frame lies on its side: scale it to the turned size, then turn it
+        height, width = width, height
+    image = frame.to_ndarray(format="rgb24", width=width, height=height)
+    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+
+
 def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=None) -> list[np.ndarray]:
-    """RGB frames (``H x W x 3`` uint8) of a file, scaled by FFmpeg to ``size = (H, W)``.
+    """RGB frames (``H x W x 3`` uint8) of a file, upright, scaled by FFmpeg to ``size = (H, W)``.
 
     ``keep``, when given, is a set of frame numbers: other frames are decoded
     (the codec needs them) but not converted or kept.
     """
-    height, width = size if size is not None else (None, None)
     frames = []
     with _open_video(path) as (container, stream):
         for number, frame in enumerate(container.decode(stream)):
             if keep is None or number in keep:
-                frames.append(frame.to_ndarray(format="rgb24", width=width, height=height))
+                frames.append(upright_rgb(frame, size))
             if keep is not None and number >= max(keep):
                 break
     return frames
@@ -59,9 +78,13 @@ def frame_count(path: str | Path) -> int:
 
 
 def frame_size(path: str | Path) -> tuple[int, int]:
-    """``(height, width)`` of the file's first video stream."""
-    with _open_video(path) as (_, stream):
-        return int(stream.codec_context.height), int(stream.codec_context.width)
+    """``(height, width)`` of the file's first video stream as it is shown (its first frame's display
+    matrix applied; the stream's coded size when no frame decodes)."""
+    with _open_video(path) as (container, stream):
+        first = next(container.decode(stream), None)
+        if first is None:
+            return int(stream.codec_context.height), int(stream.codec_context.width)
+        return (first.width, first.height) if quarter_turns(first) % 2 else (first.height, first.width)
 
 
 def uniform_indices(available: int, wanted: int) -> list[int]:
