@@ -137,5 +137,5 @@ def accuracy_warning(summary, targeted: bool, names: ClassNames) -> str | None:
              f"the class order taken from {names.source}")
     return (f"warning: the model classified only {accuracy:.0%} of the clean videos correctly "
             f"({summary.attacked} of {summary.videos}). Likely causes: {order}; the input layout, mean and std "
-            "(--layout, --mean, --std); or clip frames and size unlike the model's training (--clip-frames, "
-            "--size). Misclassified videos are not attacked.")
+            "(--layout, --mean, --std); or clips unlike those of the model's training: frames, size, framing "
+            "and spacing (--clip-frames, --size, --fit, --frame-stride). Misclassified videos are not attacked.")

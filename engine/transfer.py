@@ -68,7 +68,7 @@ def generate(model, attack, videos: torch.Tensor, labels: torch.Tensor, name: st
 def from_run_folder(folder: str | Path, log=print) -> SourceRun:
     """A ``sava attack`` run folder as a transfer source (clips are reloaded from its dataset; files the attack
     skipped are left out and listed; every perturbation file is checked before it is replayed)."""
-    from .data import load_dataset
+    from .data import Sampling, load_dataset
     from .files import read_records
     from .perturbation_file import read_perturbation
 
@@ -82,7 +82,7 @@ def from_run_folder(folder: str | Path, log=print) -> SourceRun:
     for problem in problems:
         log(f"warning: {folder}: {problem}")
     dataset = load_dataset(meta["data"], meta.get("split", "test"), meta.get("clip_frames", 16),
-                           tuple(meta.get("size", (112, 112))))
+                           tuple(meta.get("size", (112, 112))), Sampling.recorded(meta))
     index = {dataset.video_id(i): i for i in range(len(dataset))}
     videos, labels, results, skipped = [], [], [], []
     for record in records:

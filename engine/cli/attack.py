@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import sys
@@ -15,12 +14,19 @@ from .. import __version__
 from ..attacks import LINF_METHODS, METHODS
 from ..attacks.deepsava import DEFAULT_ADV_LOSS, DEFAULT_FLOW_LR, DEFAULT_LAM, DEFAULT_LAM_END, DEFAULT_SELECTOR
 from ..errors import SavaError
-from ..models.adapter import DEFAULT_SIDE, check_output_count, clip_for_files, outputs_on_clip
+from ..models.adapter import (
+    DEFAULT_SIDE,
+    check_output_count,
+    clip_for_files,
+    outputs_on_clip,
+    sampling_for_files,
+)
 from ..runner.manifest import SETTINGS
 from .checks import METHOD_OPTIONS, ignored_options, refuse_senseless_numbers
 from .options import (
     MAX_SIDE,
     UNBOUNDED,
+    HelpFormatter,
     SettingsOnly,
     device_argument,
     finite,
@@ -33,7 +39,7 @@ from .options import (
 
 def add_parser(sub) -> None:
     attack = sub.add_parser("attack", help="run DeepSAVA on a model and a dataset, write a run folder",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                            formatter_class=HelpFormatter)
     what = attack.add_argument_group("target and data")
     model_arguments(what)
     what.add_argument("--data", help="bundled set name, a folder of class sub-folders, or a CSV of path,label "
@@ -117,7 +123,7 @@ def add_parser(sub) -> None:
 
 def cmd_attack(args) -> int:
     from ..classes import ClassNames, accuracy_warning, label_map
-    from ..data import load_dataset
+    from ..data import BUNDLED, load_dataset
     from ..provenance import environment
     from ..runner import DatasetRun, current_shard, run_dataset
     from ..selection import check_k
@@ -143,9 +149,13 @@ def cmd_attack(args) -> int:
         data_spec = args.data or model.info.extra.get("dataset")
         if data_spec is None:
             raise SavaError("--data is needed for a model that is not bundled")
-        args.clip_frames, args.size = clip_for_files(model.info, args.clip_frames, args.size,
-                                                     _recorded_clip(args.out, kinds))
-        dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size))
+        recorded = _recorded_clip(args.out, kinds)
+        args.clip_frames, args.size = clip_for_files(model.info, args.clip_frames, args.size, recorded)
+        sampling = sampling_for_files(model.info, args.fit, args.frame_stride, recorded)
+        dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size), sampling)
+        if data_spec in BUNDLED and (args.fit is not None or args.frame_stride is not None):
+            print(f"sava attack: note: --fit and --frame-stride sample video files; the bundled set {data_spec!r} "
+                  "holds clips already (ignored)", file=sys.stderr)
         count = len(dataset) if args.num_videos == 0 else min(args.num_videos, len(dataset))
         if args.frames is not None:
             check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
@@ -161,13 +171,14 @@ def cmd_attack(args) -> int:
         attacks = [(kind, build_attack(args, model, kind)) for kind in kinds]
         run_classes = classes_of_run(model, names, dataset, data_spec)
 
+        sampling_record = {} if data_spec in BUNDLED else sampling.record()
         stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
         base = args.out or Path("runs") / f"{stamp}-{Path(model.name).stem}"
         rows = []
         for kind, attack in attacks:
             folder = base / kind if len(kinds) > 1 else base
             meta = {"sava_version": __version__, "model": model.name, "data": data_spec, "split": args.split,
-                    "clip_frames": args.clip_frames, "size": list(args.size), "videos": count,
+                    "clip_frames": args.clip_frames, "size": list(args.size), **sampling_record, "videos": count,
                     "settings": attack.settings, "device": str(model.device), **run_classes,
                     # how the model was fed (a preset's or the user's), for whoever reads or transfers the run
                     "model_input": {"layout": model.info.layout, "mean": model.info.mean, "std": model.info.std,
@@ -281,7 +292,9 @@ def build_attack(args, model, kind: str = "combined"):
 
 
 def _print_table(model_name, data_spec, args, rows) -> None:
-    print(f"\n{args.method} on {model_name} / {data_spec} ({args.split})")
+    from ..data import BUNDLED
+
+    print(f"\n{args.method} on {model_name} / {data_spec}" + (f" ({args.split})" if data_spec in BUNDLED else ""))
     header = f"{'attack':<18} {'videos':>6} {'attacked':>8} {'FR':>7} {'ANI':>6} {'mean SSIM':>9} " \
              f"{'SSIM wins':>9} {'min SSIM':>8} {'frames':>6} {'MAP':>7} {'time s':>7} {'videos/s':>8}"
     print(header)

@@ -2,17 +2,16 @@
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 from ..errors import SavaError
-from .options import finite, load_model_from_args, model_arguments, refuse_user_model_options
+from .options import HelpFormatter, finite, load_model_from_args, model_arguments, refuse_user_model_options
 
 
 def add_parser(sub) -> None:
     export = sub.add_parser("export", help="export a target model to ONNX, checked against torch",
-                            formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    model_arguments(export, all_models=True)
+                            formatter_class=HelpFormatter)
+    model_arguments(export, all_models=True, files=False)
     export.add_argument("--out", type=Path, default=Path("exports"), help="folder for MODEL.onnx")
     export.add_argument("--tolerance", type=finite, default=1e-4,
                         help="largest |ONNX Runtime - torch| logit difference accepted")

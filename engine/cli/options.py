@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
+from ..data.video_io import FITS
 from ..errors import SavaError
 
 MAX_SIDE = 4096  # pixels per side of a resized frame; beyond this a clip no longer fits a sensible batch
@@ -21,6 +22,17 @@ def finite(text: str) -> float:
     if not math.isfinite(value):
         raise argparse.ArgumentTypeError(f"{text!r} is not a finite number")
     return value
+
+
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` with each option's default, added only where its help does not already say it and there is
+    one to say (argparse's own formatter printed "(default: ...) (default: None)")."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, False, argparse.SUPPRESS):
+            return text
+        return super()._get_help_string(action)
 
 
 UNBOUNDED = "none"  # a budget option's value that lifts the method's default budget
@@ -59,14 +71,17 @@ def user_model_arguments(group) -> None:
                             "line (default: the model's own, or a classes.txt beside the model or weights file)")
 
 
-def model_arguments(group, *, all_models: bool = False) -> None:
-    """``--model`` with the options that describe a user's model and the clip it takes (attack, export, train)."""
+def model_arguments(group, *, all_models: bool = False, files: bool = True) -> None:
+    """``--model`` with the options that describe a user's model and the clip it takes (attack, export, train,
+    reproduce); ``files``: the command decodes video files, and takes how they are sampled."""
     group.add_argument("--model", default="c3d-camera",
                        help="a bundled model name" + (", all (every bundled model)" if all_models else "") +
                             ", torchvision:NAME (with --weights), hf:FOLDER (a save_pretrained folder), "
                             "package.module:factory, or a TorchScript file (sava models lists them)")
     user_model_arguments(group)
     clip_arguments(group)
+    if files:
+        sampling_arguments(group)
 
 
 def clip_arguments(group) -> None:
@@ -79,6 +94,31 @@ def clip_arguments(group) -> None:
                        help="frame size of each clip (default: as --clip-frames, else 112 112)")
 
 
+def stride(text: str) -> int:
+    """``--frame-stride``: a whole number of frames, 0 for a clip spread over the whole file."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of frames") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"a frame stride cannot be negative, got {value}")
+    return value
+
+
+def sampling_arguments(group) -> None:
+    """``--fit`` and ``--frame-stride``: how a clip is taken from each video file (``sava.data.Sampling``)."""
+    group.add_argument("--fit", default=None, choices=FITS,
+                       help="how a frame of another aspect ratio becomes the clip's size: stretch (the whole "
+                            "frame, distorted) or crop (scaled keeping its aspect ratio, centre kept, as "
+                            "torchvision's and Hugging Face's video transforms do) (default: crop for a zoo "
+                            "model, else stretch)")
+    group.add_argument("--frame-stride", type=stride, default=None, metavar="N",
+                       help="take the clip's frames N apart from the middle of each file, as a model trained on "
+                            "short windows of motion saw them (e.g. 2 for 15 fps training on 30 fps footage); 0 "
+                            "spreads them evenly over the whole file (default: 0, or what a sava train file "
+                            "recorded)")
+
+
 def device_argument(group) -> None:
     """``--device``: where a command's model runs (``runner.shard.resolve_device`` reads it)."""
     group.add_argument("--device", default="auto", help="auto (CUDA when available, else CPU), cpu, cuda, cuda:N")
@@ -88,7 +128,7 @@ def model_description(args) -> dict:
     """What ``model_arguments`` took beside ``--model``, under ``TrainConfig``'s names (None where not given)."""
     return {"weights": args.weights, "layout": args.layout, "mean": args.mean, "std": args.std,
             "classes": args.classes, "clip_frames": args.clip_frames,
-            "size": tuple(args.size) if args.size else None}
+            "size": tuple(args.size) if args.size else None, "fit": args.fit, "frame_stride": args.frame_stride}
 
 
 def refuse_user_model_options(args, bundled: list[str]) -> None:

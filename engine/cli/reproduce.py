@@ -3,14 +3,19 @@ model and clips."""
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from pathlib import Path
 
 from ..errors import SavaError
 from ..reproduce import TABLES as REPRODUCIBLE_TABLES
-from .options import device_argument, model_arguments, model_description, refuse_user_model_options
+from .options import (
+    HelpFormatter,
+    device_argument,
+    model_arguments,
+    model_description,
+    refuse_user_model_options,
+)
 
 REPRODUCIBLE = list(REPRODUCIBLE_TABLES)
 
@@ -18,7 +23,7 @@ REPRODUCIBLE = list(REPRODUCIBLE_TABLES)
 def add_parser(sub) -> None:
     repro = sub.add_parser("reproduce", help="regenerate the shape of a paper table on the bundled benchmark or "
                                              "on your own model and clips",
-                           formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                           formatter_class=HelpFormatter)
     repro.add_argument("tables", nargs="+", choices=REPRODUCIBLE + ["all"], metavar="TABLE",
                        help=f"one or more of {', '.join(REPRODUCIBLE)}, or all (runs shared between the tables of "
                             "one model are made once)")
@@ -87,12 +92,13 @@ def cmd_reproduce(args) -> int:
 
 def _user_context(args, log, device):
     """The context of ``--model`` on ``--data`` (the user's model, or a bundled one on other clips)."""
-    from ..models.adapter import clip_for_files
+    from ..models.adapter import clip_for_files, sampling_for_files
     from ..reproduce import user_context
     from .options import load_model_from_args
 
     model = load_model_from_args(args, device)
     data = args.data or model.info.extra.get("dataset")
     frames, (height, width) = clip_for_files(model.info, args.clip_frames, args.size)
+    sampling = sampling_for_files(model.info, args.fit, args.frame_stride)
     training = {"model": args.model, **model_description(args), "data": args.train_data, "test_data": args.data}
-    return user_context(model, data, (frames, height, width), args.num_videos, args.iters, log, training)
+    return user_context(model, data, (frames, height, width), args.num_videos, args.iters, log, training, sampling)

@@ -3,17 +3,23 @@ video files."""
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
 from ..errors import SavaError
-from .options import device_argument, finite, model_arguments, model_description, refuse_user_model_options
+from .options import (
+    HelpFormatter,
+    device_argument,
+    finite,
+    model_arguments,
+    model_description,
+    refuse_user_model_options,
+)
 
 
 def add_parser(sub) -> None:
     training = sub.add_parser("train", help="fine-tune a model under a defence (adversarial training)",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=HelpFormatter)
     what = training.add_argument_group("model and data")
     model_arguments(what)
     what.add_argument("--data", default=None,

@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
-import argparse
 import shlex
 import sys
 from datetime import datetime
 from pathlib import Path
 
 from ..errors import SavaError
-from .options import SettingsOnly, finite, input_arguments
+from .options import HelpFormatter, SettingsOnly, finite, input_arguments
 
 
 def add_parser(sub) -> None:
     transfer = sub.add_parser("transfer", help="fooling-rate matrix of adversarial videos across models and "
                                                "runtimes (DeepSAVA Table 12)",
-                              formatter_class=argparse.ArgumentDefaultsHelpFormatter)
+                              formatter_class=HelpFormatter)
     transfer.add_argument("--dataset", default="camera", help="bundled set whose bundled models are sources and "
                                                               "targets by default")
     transfer.add_argument("--sources", default=None, help="comma-separated white-box models (default: the "

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from .video_io import load_clip
+from .video_io import DEFAULT_SAMPLING, Sampling, load_clip
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 
@@ -22,11 +22,12 @@ class VideoFileDataset:
     """
 
     def __init__(self, items: list[tuple[Path, int]], classes: list[str], num_frames: int, size: tuple[int, int],
-                 name: str, root: Path | None = None, labels_are_indices: bool = False):
+                 name: str, root: Path | None = None, labels_are_indices: bool = False,
+                 sampling: Sampling = DEFAULT_SAMPLING):
         if not items:
             raise DataError(f"{name}: no video files found (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
         self.items, self.classes, self.num_frames, self.size, self.name = items, classes, num_frames, size, name
-        self.root = root
+        self.root, self.sampling = root, sampling
         # A CSV of class indices names no class: its labels are the model's own numbers.
         self.labels_are_indices = labels_are_indices
         self.split = "files"
@@ -47,7 +48,12 @@ class VideoFileDataset:
 
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor, int]:
         path, label = self.items[index]
-        return self.video_id(index), load_clip(path, self.num_frames, self.size), label
+        return self.video_id(index), load_clip(path, self.num_frames, self.size, self.sampling), label
+
+    def subset(self, indices: list[int]) -> VideoFileDataset:
+        """The files at ``indices``, in that order, decoded as these are."""
+        return VideoFileDataset([self.items[i] for i in indices], self.classes, self.num_frames, self.size,
+                                self.name, self.root, self.labels_are_indices, self.sampling)
 
     @property
     def clip_shape(self) -> tuple[int, int, int, int]:
@@ -63,7 +69,8 @@ def _relative_id(path: Path, root: Path | None) -> str:
     return path.as_posix()
 
 
-def from_folder(root: str | Path, num_frames: int, size: tuple[int, int]) -> VideoFileDataset:
+def from_folder(root: str | Path, num_frames: int, size: tuple[int, int],
+                sampling: Sampling = DEFAULT_SAMPLING) -> VideoFileDataset:
     root = Path(root)
     classes = sorted(p.name for p in root.iterdir() if p.is_dir())
     if not classes:
@@ -75,10 +82,11 @@ def from_folder(root: str | Path, num_frames: int, size: tuple[int, int]) -> Vid
         for path in sorted((root / name).rglob("*"))
         if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file()
     ]
-    return VideoFileDataset(items, classes, num_frames, size, name=root.name, root=root)
+    return VideoFileDataset(items, classes, num_frames, size, name=root.name, root=root, sampling=sampling)
 
 
-def from_csv(csv_path: str | Path, num_frames: int, size: tuple[int, int]) -> VideoFileDataset:
+def from_csv(csv_path: str | Path, num_frames: int, size: tuple[int, int],
+             sampling: Sampling = DEFAULT_SAMPLING) -> VideoFileDataset:
     """Rows of ``path,label``; paths relative to the CSV's folder; labels are class
     indices or class names (names are numbered in sorted order). A header row
     ``path,label`` is allowed."""
@@ -107,4 +115,4 @@ def from_csv(csv_path: str | Path, num_frames: int, size: tuple[int, int]) -> Vi
         ids = [classes.index(label) for label in labels]
     items = [((csv_path.parent / row[0].strip()), label) for row, label in zip(rows, ids)]
     return VideoFileDataset(items, classes, num_frames, size, name=csv_path.stem, root=csv_path.parent,
-                            labels_are_indices=indices)
+                            labels_are_indices=indices, sampling=sampling)

@@ -6,12 +6,52 @@ import math
 import os
 import stat
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import DataError
+
+FITS = ("stretch", "crop")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """How a clip is taken from a video file, beside its frames and size.
+
+    ``fit``: ``stretch`` scales the whole frame to the clip's size, whatever its aspect ratio; ``crop``
+    scales it, keeping its aspect ratio, until it covers the clip's size and keeps the centre, as
+    torchvision's and Hugging Face's video transforms feed their models. ``stride``: None spreads the
+    clip's frames evenly over the whole file; N takes consecutive frames N apart from the middle of the
+    file (a model trained on short windows of motion sees one)."""
+
+    fit: str = "stretch"
+    stride: int | None = None
+
+    def __post_init__(self):
+        if self.fit not in FITS:
+            raise DataError(f"unknown frame fit {self.fit!r}; choose one of {', '.join(FITS)}")
+        if self.stride is not None and (not isinstance(self.stride, int) or self.stride < 1):
+            raise DataError(f"a frame stride is a whole number of frames, at least 1; got {self.stride!r}")
+
+    def record(self) -> dict:
+        """What a run folder records (``recorded`` reads it back)."""
+        return {"fit": self.fit, "frame_stride": self.stride}
+
+    @classmethod
+    def recorded(cls, meta: dict) -> Sampling:
+        """The sampling a run folder's settings recorded; one begun before these settings existed records
+        neither and was sampled as the default."""
+        return cls(meta.get("fit", NOT_RECORDED["fit"]), meta.get("frame_stride", NOT_RECORDED["frame_stride"]))
+
+
+# What a run folder that records no sampling was sampled with (sava's behaviour before Sampling).
+NOT_RECORDED = {"fit": "stretch", "frame_stride": None}
+
+
+DEFAULT_SAMPLING = Sampling()  # spread over the file, the whole frame stretched
 
 
 @contextmanager
@@ -41,19 +81,35 @@ def quarter_turns(frame) -> int:
     return round(angle / 90) % 4 if math.isfinite(angle) else 0
 
 
-def upright_rgb(frame, size: tuple[int, int] | None = None) -> np.ndarray:
+def covering_size(shown: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
+    """The smallest scale of a ``shown`` (H, W) picture, aspect ratio kept, that covers ``size``."""
+    scale = max(size[0] / shown[0], size[1] / shown[1])
+    return max(size[0], round(shown[0] * scale)), max(size[1], round(shown[1] * scale))
+
+
+def upright_rgb(frame, size: tuple[int, int] | None = None, fit: str = "stretch") -> np.ndarray:
     """The frame as it is shown (turned by its display matrix), RGB ``H x W x 3`` uint8, scaled by FFmpeg to
-    ``size = (H, W)`` of the upright picture."""
+    ``size = (H, W)`` of the upright picture: the whole frame (``fit="stretch"``) or the centre of a scale
+    that keeps its aspect ratio (``fit="crop"``)."""
     turns = quarter_turns(frame)
-    height, width = size if size is not None else (None, None)
+    shown = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+    scaled = size if size is None or fit == "stretch" else covering_size(shown, size)
+    height, width = scaled if scaled is not None else (None, None)
     if turns % 2:  # the stored frame lies on its side: scale it to the turned size, then turn it
         height, width = width, height
     image = frame.to_ndarray(format="rgb24", width=width, height=height)
-    return np.ascontiguousarray(np.rot90(image, turns)) if turns else image
+    if turns:
+        image = np.rot90(image, turns)
+    if scaled is not None and tuple(scaled) != tuple(size):
+        top, left = (scaled[0] - size[0]) // 2, (scaled[1] - size[1]) // 2
+        image = image[top:top + size[0], left:left + size[1]]
+    return np.ascontiguousarray(image)
 
 
-def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=None) -> list[np.ndarray]:
-    """RGB frames (``H x W x 3`` uint8) of a file, upright, scaled by FFmpeg to ``size = (H, W)``.
+def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=None,
+                  fit: str = "stretch") -> list[np.ndarray]:
+    """RGB frames (``H x W x 3`` uint8) of a file, upright, scaled by FFmpeg to ``size = (H, W)`` as ``fit``
+    says (``upright_rgb``).
 
     ``keep``, when given, is a set of frame numbers: other frames are decoded
     (the codec needs them) but not converted or kept.
@@ -62,7 +118,7 @@ def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=No
     with _open_video(path) as (container, stream):
         for number, frame in enumerate(container.decode(stream)):
             if keep is None or number in keep:
-                frames.append(upright_rgb(frame, size))
+                frames.append(upright_rgb(frame, size, fit))
             if keep is not None and number >= max(keep):
                 break
     return frames
@@ -94,28 +150,50 @@ def uniform_indices(available: int, wanted: int) -> list[int]:
     return np.linspace(0, available - 1, wanted).round().astype(int).tolist()
 
 
+def frames_needed(wanted: int, stride: int | None) -> int:
+    """Frames a file must have for a clip of ``wanted`` frames taken ``stride`` apart (None: spread out)."""
+    return wanted if stride is None else (wanted - 1) * stride + 1
+
+
+def clip_indices(available: int, wanted: int, stride: int | None = None) -> list[int]:
+    """The frame numbers of a clip: spread evenly over the file (``stride`` None), or ``stride`` apart in a
+    window centred in the file."""
+    if stride is None:
+        return uniform_indices(available, wanted)
+    span = frames_needed(wanted, stride)
+    if available < span:
+        raise DataError(f"video has {available} frames, fewer than the {span} a clip of {wanted} frames "
+                        f"{stride} apart needs")
+    start = (available - span) // 2
+    return list(range(start, start + span, stride))
+
+
 def decodable_frames(path: str | Path) -> int:
     """Frames that really decode (each decoded, none converted): the count when a header cannot be trusted."""
     with _open_video(path) as (container, stream):
         return sum(1 for _ in container.decode(stream))
 
 
-def load_clip(path: str | Path, num_frames: int, size: tuple[int, int]) -> torch.Tensor:
-    """A clip of ``num_frames`` frames sampled uniformly over the file, resized to
-    ``size``, as float32 ``T x 3 x H x W`` in [0, 1].
+def load_clip(path: str | Path, num_frames: int, size: tuple[int, int],
+              sampling: Sampling = DEFAULT_SAMPLING) -> torch.Tensor:
+    """A clip of ``num_frames`` frames of the file, resized to ``size``, as float32 ``T x 3 x H x W`` in
+    [0, 1]; which frames and how they are fitted to ``size``, ``sampling`` says (default: spread evenly over
+    the file, the whole frame stretched).
 
     The container's frame count is a header field: when fewer frames decode than it announces (a truncated
     or mis-written file), the clip is sampled again over the frames that are really there."""
+    needed = frames_needed(num_frames, sampling.stride)
     announced = frame_count(path)
-    indices = uniform_indices(announced, num_frames) if announced >= num_frames else None
-    frames = decode_frames(path, size, keep=set(indices)) if indices is not None else []
+    indices = clip_indices(announced, num_frames, sampling.stride) if announced >= needed else None
+    frames = decode_frames(path, size, set(indices), sampling.fit) if indices is not None else []
     if indices is None or len(frames) < len(set(indices)):
         present = decodable_frames(path)
-        if present < num_frames:
+        if present < needed:
+            spacing = "" if sampling.stride is None else f" of {num_frames} frames {sampling.stride} apart"
             raise DataError(f"{path}: {present} frames decode (the container announces {announced}), fewer than "
-                            f"the {num_frames} a clip needs")
-        indices = uniform_indices(present, num_frames)
-        frames = decode_frames(path, size, keep=set(indices))
+                            f"the {needed} a clip{spacing} needs")
+        indices = clip_indices(present, num_frames, sampling.stride)
+        frames = decode_frames(path, size, set(indices), sampling.fit)
     by_number = dict(zip(sorted(set(indices)), frames))
     clip = np.stack([by_number[i] for i in indices])
     return torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255.0

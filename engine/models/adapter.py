@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from ..data.video_io import DEFAULT_SAMPLING, Sampling
 from ..errors import InputError, ModelError, first_line
 
 LAYOUTS = ("BTCHW", "BCTHW")
@@ -31,6 +32,8 @@ class ModelInfo:
     std: tuple[float, ...] | None = None
     classes: list[str] | None = None
     clip_shape: tuple[int, int, int, int] | None = None  # T, C, H, W the model was trained on
+    # How its clips are taken from video files: a zoo model's transforms keep the aspect ratio and crop
+    sampling: Sampling = DEFAULT_SAMPLING
     extra: dict = field(default_factory=dict)
 
 
@@ -183,6 +186,15 @@ def clip_for_files(info: ModelInfo, frames: int | None = None, size=None,
     clip = info.clip_shape
     own_frames, own_size = (clip[0], list(clip[2:])) if clip else (DEFAULT_FRAMES, [DEFAULT_SIDE, DEFAULT_SIDE])
     return int(frames or recorded.get("clip_frames") or own_frames), list(size or recorded.get("size") or own_size)
+
+
+def sampling_for_files(info: ModelInfo, fit: str | None = None, stride: int | None = None,
+                       recorded: dict | None = None) -> Sampling:
+    """How video files are sampled for a model: the options given (``stride`` 0: spread over the file);
+    else what the run folder being resumed recorded (``recorded``; a folder that records nothing was begun
+    with the default); else the model's own (``info.sampling``)."""
+    own = Sampling.recorded(recorded) if recorded is not None else info.sampling
+    return Sampling(fit or own.fit, own.stride if stride is None else (stride or None))
 
 
 # What a user's module raises when the clip is not what it was built for: a wrong layout (channels met as

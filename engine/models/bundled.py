@@ -10,6 +10,7 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import load_file
 
+from ..data.video_io import Sampling
 from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
 from .architectures import ARCHITECTURES
@@ -48,7 +49,9 @@ def info_from_metadata(meta: dict) -> ModelInfo:
         std=tuple(meta["std"]),
         classes=list(meta["classes"]),
         clip_shape=tuple(meta["clip_shape"]),
-        extra={k: v for k, v in meta.items() if k not in {"name", "layout", "mean", "std", "classes", "clip_shape"}},
+        sampling=Sampling.recorded(meta),  # a file sava train wrote records how its video files were sampled
+        extra={k: v for k, v in meta.items() if k not in {"name", "layout", "mean", "std", "classes", "clip_shape",
+                                                             "fit", "frame_stride"}},
     )
 
 

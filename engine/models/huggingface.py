@@ -12,6 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
+from ..data.video_io import Sampling
 from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
 from .weights_file import fill
@@ -140,6 +141,16 @@ def _class_names(config) -> list[str] | None:
     return [str(name) for name in names]
 
 
+def _fit(processor: dict, transformers) -> str:
+    """``crop`` where the processor keeps the aspect ratio (a shortest-edge resize) or crops the centre, as
+    the video processors do by default; ``stretch`` where it resizes straight to a height and width."""
+    resizes = _processor_setting(processor, "do_resize", transformers, True)
+    size = _processor_setting(processor, "size", transformers, None)
+    keeps_aspect = resizes and isinstance(size, dict) and "shortest_edge" in size
+    crops = _processor_setting(processor, "do_center_crop", transformers, True)
+    return "crop" if crops or keeps_aspect else "stretch"
+
+
 def load_huggingface(folder: str, weights, *, layout=None, mean=None, std=None, device=None) -> VideoModel:
     """``weights``, when given, replace the folder's own: the classifier's state dict (as ``sava train`` saves
     it, or ``classifier.state_dict()`` from a user's own fine-tuning)."""
@@ -163,6 +174,7 @@ def load_huggingface(folder: str, weights, *, layout=None, mean=None, std=None, 
     info = ModelInfo(name=f"hf:{path.name}", layout=layout or "BTCHW", mean=mean or folder_mean,
                      std=std or folder_std,
                      classes=_class_names(config), clip_shape=(int(frames), channels, *size),
+                     sampling=Sampling(_fit(processor, transformers)),
                      extra={"hf_folder": str(path), "architecture": type(classifier).__name__}
                      | ({"weights": str(weights)} if weights is not None else {}))
     return VideoModel(LogitsOf(classifier).eval(), info, device=device)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import torch
 
+from ..data.video_io import Sampling
 from ..errors import ModelError, first_line
 from .adapter import ModelInfo, VideoModel
 from .bundled import bundled_names, load_bundled, load_weights_file, read_metadata
@@ -95,6 +96,7 @@ def _trained_from(path: Path, meta: dict, *, layout, mean, std, device) -> Video
     model.info.name = meta.get("name", model.info.name)
     model.info.classes = meta.get("classes") or model.info.classes
     model.info.clip_shape = tuple(meta["clip_shape"]) if meta.get("clip_shape") else model.info.clip_shape
+    model.info.sampling = Sampling.recorded(meta) if "fit" in meta else model.info.sampling
     model.info.extra |= {key: meta[key] for key in (BASE_MODEL, "defence", "test_accuracy", "data") if key in meta}
     return model
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 
+from ..data.video_io import Sampling
 from ..errors import ModelError, first_line
 from .adapter import ModelInfo, VideoModel
 from .weights_file import fill, read_state_dict
@@ -42,9 +43,10 @@ def load_torchvision(name: str, weights, *, layout=None, mean=None, std=None, de
     module = getattr(video, name)(weights=None, num_classes=classes)
     if state is not None:
         fill(module, weights, state)
+    # Sampling("crop"): its transforms resize keeping the aspect ratio and crop the centre.
     info = ModelInfo(name=f"torchvision:{name}", layout=layout or "BCTHW", mean=mean or preset.mean,
                      std=std or preset.std, classes=kinetics400_classes() if classes == KINETICS400 else None,
-                     clip_shape=(preset.clip[0], 3, *preset.clip[1:]),
+                     clip_shape=(preset.clip[0], 3, *preset.clip[1:]), sampling=Sampling("crop"),
                      extra={"weights": str(weights) if weights is not None else "random (no --weights)"})
     return VideoModel(module.eval(), info, device=device)
 

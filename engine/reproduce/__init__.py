@@ -84,17 +84,18 @@ def context(model_name: str, count: int, iters: int, log=print, device=None) -> 
 
 
 def user_context(model, data_spec: str, clip: tuple[int, int, int], count: int, iters: int, log=print,
-                 training: dict | None = None) -> Context:
+                 training: dict | None = None, sampling=None) -> Context:
     """The first ``count`` usable clips of ``data_spec`` (a bundled set's test split, a folder or a CSV,
-    decoded at ``clip``: frames, height, width), labelled as ``model`` numbers its outputs; files that cannot
-    be used are skipped and said. A model that names no classes takes the dataset's sorted names."""
+    decoded at ``clip``: frames, height, width, sampled as ``sampling`` says, default the model's own),
+    labelled as ``model`` numbers its outputs; files that cannot be used are skipped and said. A model that
+    names no classes takes the dataset's sorted names."""
     from ..classes import ClassNames, label_map
     from ..data import load_dataset
     from ..errors import DataError
     from ..models.adapter import check_output_count, outputs_on_clip
     from ..runner.decode import decoded
 
-    dataset = load_dataset(data_spec, "test", clip[0], tuple(clip[1:]))
+    dataset = load_dataset(data_spec, "test", clip[0], tuple(clip[1:]), sampling or model.info.sampling)
     names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
     outputs = outputs_on_clip(model, dataset.clip_shape)
     check_output_count(model, outputs, names.names, names.source)

@@ -44,9 +44,11 @@ def finished(folder: Path, problems: list[str] | None = None) -> dict[str, dict]
     return done
 
 
-def check_settings(folder: Path, meta: dict, keys: tuple[str, ...], name: str = SETTINGS) -> bool:
+def check_settings(folder: Path, meta: dict, keys: tuple[str, ...], name: str = SETTINGS,
+                   absent: dict | None = None) -> bool:
     """Record the run's settings in ``folder/name``, or check them against those of the run being
-    resumed. Returns True when the folder already held a run (a resume)."""
+    resumed; ``absent`` gives the value a key that either side lacks stands for (a setting added after the
+    folder was begun). Returns True when the folder already held a run (a resume)."""
     path = folder / name
     if not path.is_file():
         folder.mkdir(parents=True, exist_ok=True)
@@ -54,8 +56,9 @@ def check_settings(folder: Path, meta: dict, keys: tuple[str, ...], name: str = 
         return False
     before = json.loads(path.read_text())
     changed = []
+    absent = absent or {}
     for key in keys:
-        then, now = before.get(key), meta.get(key)
+        then, now = before.get(key, absent.get(key)), meta.get(key, absent.get(key))
         if isinstance(then, dict) and isinstance(now, dict):  # name the setting inside, not the whole dict
             changed += [(f"{key}.{k}", then.get(k), now.get(k)) for k in {**then, **now} if then.get(k) != now.get(k)]
         elif then != now:

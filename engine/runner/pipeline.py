@@ -22,6 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..data.video_io import NOT_RECORDED
 from ..files import read_records, write_atomic
 from ..metrics import RunSummary, VideoResult, summarise
 from ..outputs import RunWriter
@@ -39,7 +40,8 @@ from .manifest import (
 from .shard import Shard
 
 # What must not change between a run and its resumption.
-RESUME_KEYS = ("model", "data", "split", "clip_frames", "size", "settings", "videos", "precision")
+RESUME_KEYS = ("model", "data", "split", "clip_frames", "size", "fit", "frame_stride", "settings", "videos",
+               "precision")
 SESSIONS = "sessions.jsonl"
 
 
@@ -74,10 +76,10 @@ def _run_locked(attack, dataset, run: DatasetRun) -> RunSummary | None:
 
     shard = run.shard
     if shard.rank == 0:
-        resumed = check_settings(run.folder, run.meta, RESUME_KEYS)
+        resumed = check_settings(run.folder, run.meta, RESUME_KEYS, absent=NOT_RECORDED)
     shard.barrier()  # run.json exists before the other processes compare against it
     if shard.rank != 0:
-        resumed = check_settings(run.folder, run.meta, RESUME_KEYS)
+        resumed = check_settings(run.folder, run.meta, RESUME_KEYS, absent=NOT_RECORDED)
     problems: list[str] = []
     done = finished(run.folder, problems)
     if shard.rank == 0:

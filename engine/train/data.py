@@ -12,11 +12,11 @@ from pathlib import Path
 import torch
 
 from ..classes import ClassNames, label_map
-from ..data import BUNDLED, load_dataset
+from ..data import BUNDLED, Sampling, load_dataset
 from ..data.clips import ClipSet
 from ..data.files import VideoFileDataset
 from ..errors import ConfigError, DataError
-from ..models.adapter import check_output_count, clip_for_files, outputs_on_clip
+from ..models.adapter import check_output_count, clip_for_files, outputs_on_clip, sampling_for_files
 from .clip_cache import decode_clips
 
 HOLDOUT = 0.2  # share of a file dataset held out for clean test accuracy when no test set is given
@@ -54,10 +54,11 @@ def training_data(model, config, workers: int = 2, progress: bool = True, cache:
     reuses while the video files are unchanged (:mod:`.clip_cache`)."""
     spec = config.data or model.info.extra.get("dataset")
     check_data_settings(spec is not None, spec, config.test_data, config.holdout)
-    clip = _clip(model, config)
+    clip, sampling = _clip(model, config), sampling_of(model, config)
     test_spec = config.test_data or spec
-    train_files = _dataset(spec, "train", clip)
-    test_files = _dataset(test_spec, "test", clip) if config.test_data is not None or spec in BUNDLED else None
+    train_files = _dataset(spec, "train", clip, sampling)
+    test_files = _dataset(test_spec, "test", clip, sampling) \
+        if config.test_data is not None or spec in BUNDLED else None
 
     # Class names and label maps need only the file lists: a mismatch stops before any file is decoded.
     names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
@@ -106,8 +107,13 @@ def _clip(model, config) -> tuple[int, int, int]:
     return frames, int(height), int(width)
 
 
-def _dataset(spec: str, split: str, clip: tuple[int, int, int]):
-    return load_dataset(spec, split, clip[0], tuple(clip[1:]))
+def sampling_of(model, config) -> Sampling:
+    """How video files are sampled for the run (``sampling_for_files``): the trained file records it."""
+    return sampling_for_files(model.info, config.fit, config.frame_stride)
+
+
+def _dataset(spec: str, split: str, clip: tuple[int, int, int], sampling: Sampling):
+    return load_dataset(spec, split, clip[0], tuple(clip[1:]), sampling)
 
 
 def _decoded(dataset, spec: str, workers: int, progress: bool, skipped: list, cache: Path | None) -> ClipSet:
@@ -127,6 +133,4 @@ def _held_out(files: VideoFileDataset, share: float, seed: int, spec: str):
                         "add files or give --test-data")
     order = torch.randperm(count, generator=torch.Generator().manual_seed(seed))
     test_index, train_index = order[:tested].sort().values.tolist(), order[tested:].sort().values.tolist()
-    part = lambda index: VideoFileDataset([files.items[i] for i in index], files.classes, files.num_frames,  # noqa: E731
-                                          files.size, files.name, files.root, files.labels_are_indices)
-    return part(train_index), part(test_index)
+    return files.subset(train_index), files.subset(test_index)

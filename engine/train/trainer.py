@@ -66,6 +66,8 @@ class TrainConfig:
     holdout: float | None = None  # that share (default data.HOLDOUT)
     clip_frames: int | None = None  # video files: frames per clip (default: the model's own clip, else 16)
     size: tuple[int, int] | None = None  # video files: frame size (default: the model's own, else 112 x 112)
+    fit: str | None = None  # video files: stretch or crop (data.Sampling; default: the model's own)
+    frame_stride: int | None = None  # video files: frames apart (0: spread over the file; default: the model's)
 
 
 def _defence(config: TrainConfig):

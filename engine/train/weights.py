@@ -17,6 +17,7 @@ from ..files import save_tensors_atomic, write_atomic
 from ..models.bundled import build
 from ..models.loading import BASE_MODEL, trainable_module
 from ..models.zoo import is_zoo
+from .data import sampling_of
 
 
 def separate(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -48,10 +49,12 @@ def save_trained(model, config, defence, accuracy: float, folder: Path, clip_sha
     it names its outputs."""
     info = model.info
     base_name = Path(info.name).name if Path(info.name).is_file() else info.name  # a file by its name alone
+    sampling = sampling_of(model, config)  # how its video files were sampled: an attack on it samples alike
     trained = {"name": f"{base_name}+{config.defence}",
                "defence": defence.settings(), "test_accuracy": accuracy, "sava_version": __version__,
                "trained_from": "scratch" if config.from_scratch else config.weights or config.model,
-               "layout": info.layout, "mean": info.mean, "std": info.std, "classes": info.classes}
+               "layout": info.layout, "mean": info.mean, "std": info.std, "classes": info.classes,
+               "fit": sampling.fit, "frame_stride": sampling.stride}
     if "arch" in info.extra:
         described = {key: value for key, value in info.extra.items() if key != "class_order"}
         metadata = described | {"clip_shape": list(clip_shape)} | trained  # the clip it was trained on

@@ -4,6 +4,7 @@ class names given, numbers no method can use, and options the chosen method igno
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -108,3 +109,16 @@ def test_a_bundled_model_decodes_video_files_at_its_own_clip_and_an_older_folder
     capsys.readouterr()
     assert main([*common, "--out", str(tmp_path / "old")]) == 0  # no --size: the folder's own, not a refusal
     assert "2 of 2 videos already done" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["attack", "train", "export", "transfer", "reproduce"])
+def test_help_states_each_default_once(command, capsys):
+    """argparse's formatter appended "(default: None)" after help texts that already named their default."""
+    with pytest.raises(SystemExit):
+        main([command, "--help"])
+    text = capsys.readouterr().out
+    assert "(default: None)" not in text
+    for option in re.split(r"\n  (?=-)", text):
+        assert option.count("(default:") <= 1, option
+    if command == "attack":  # a plain default is still shown
+        assert "--num-videos NUM_VIDEOS attack the first N videos (0: all) (default: 64)" in " ".join(text.split())

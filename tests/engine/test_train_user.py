@@ -65,8 +65,8 @@ def train(*options: str) -> int:
 def test_a_factory_model_learns_its_own_class_order_and_its_file_loads_back(footage, tmp_path, capsys):
     out = tmp_path / "run"
     assert train("--model", BRIGHTNESS, "--weights", str(inverted_weights(tmp_path)), "--data",
-                 str(footage / "train"), *CLIP, "--defence", "none", "--epochs", "3", "--batch-size", "4",
-                 "--lr", "5", "--out", str(out)) == 0
+                 str(footage / "train"), *CLIP, "--fit", "crop", "--frame-stride", "1", "--defence", "none",
+                 "--epochs", "3", "--batch-size", "4", "--lr", "5", "--out", str(out)) == 0
     printed = capsys.readouterr()
     assert "matched to it by name" in printed.err  # the folders' order is not the model's
     # Labels follow the model's names: training must turn the scale positive (sorted-order labels would have
@@ -81,6 +81,7 @@ def test_a_factory_model_learns_its_own_class_order_and_its_file_loads_back(foot
 
     from_file = load_model(str(out / "model.safetensors"))
     assert from_file.classes == ["dark", "bright"] and from_file.info.clip_shape == (4, 3, 32, 32)
+    assert (from_file.info.sampling.fit, from_file.info.sampling.stride) == ("crop", 1)  # as it was trained
     from_spec = load_model(BRIGHTNESS, out / "model.safetensors")
     clip = torch.rand(2, 4, 3, 32, 32)
     expected = float(trained["scale"]) * (clip.mean(dim=(1, 2, 3, 4)) - 0.5)  # the module's formula, by hand
@@ -94,6 +95,7 @@ def test_a_factory_model_learns_its_own_class_order_and_its_file_loads_back(foot
                  str(footage / "test"), "--iters", "2", "--out", str(tmp_path / "attack")]) == 0
     meta = json.loads((tmp_path / "attack" / "metrics.json").read_text())
     assert meta["clip_frames"] == 4 and meta["size"] == [32, 32] and meta["classes"] == ["dark", "bright"]
+    assert (meta["fit"], meta["frame_stride"]) == ("crop", 1)
 
     # Exported as what it holds, not as its path; the ONNX file keeps its class names.
     assert main(["export", "--model", str(out / "model.safetensors"), "--out", str(tmp_path / "exports")]) == 0

@@ -63,6 +63,7 @@ def test_a_hugging_face_folder_brings_its_clip_normalisation_and_class_names(zoo
     model = load_model(f"hf:{zoo['videomae']}")
     assert model.info.clip_shape == (8, 3, 32, 32) and model.info.layout == "BTCHW"
     assert model.info.mean == (0.45, 0.45, 0.45) and model.classes == list(LABELS.values())
+    assert model.info.sampling.fit == "crop"  # VideoMAE's processor crops the centre unless told otherwise
     reference = transformers.VideoMAEForVideoClassification.from_pretrained(str(zoo["videomae"])).eval()
     videos = torch.rand(2, 8, 3, 32, 32)
     with torch.no_grad():  # logits of the folder's own model on the normalised clip: the wrapper adds nothing
@@ -106,11 +107,13 @@ def test_a_vivit_folder_sees_what_its_own_processor_would_feed_it(tmp_path):
 
     model = load_model(f"hf:{folder}")
     assert model.info.clip_shape == (8, 3, 32, 32) and model.classes == list(LABELS.values())
+    assert model.info.sampling.fit == "stretch"  # this processor neither resizes nor crops
     gives_the_processors_logits(model)
     # A hand-written processor file that names its class but not the rescaling gets the class's defaults.
     (folder / "preprocessor_config.json").write_text(json.dumps({"image_processor_type": "VivitImageProcessor",
                                                                   "crop_size": {"height": 32, "width": 32}}))
     gives_the_processors_logits(load_model(f"hf:{folder}"))
+    assert load_model(f"hf:{folder}").info.sampling.fit == "crop"  # and its class crops by default
     # So does the video processor's file, read first, whose class shifts by -1 in code, not by a setting.
     (folder / "video_preprocessor_config.json").write_text(json.dumps(
         {"video_processor_type": "VivitVideoProcessor", "do_rescale": True, "rescale_factor": 1 / 127.5,
@@ -193,6 +196,7 @@ def test_a_torchvision_preset_reads_its_head_from_the_weights_file(tmp_path):
                weights)
     model = load_model("torchvision:r3d_18", weights)  # wrapped and prefixed as training scripts save it
     assert model.info.layout == "BCTHW" and model.info.clip_shape == (16, 3, 112, 112) and model.classes is None
+    assert model.info.sampling.fit == "crop"  # torchvision's video transforms: resize, then the centre crop
     assert model.logits(torch.rand(1, 4, 3, 32, 32)).shape == (1, 5)
 
 
