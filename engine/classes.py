@@ -89,18 +89,27 @@ def spelling(name: str) -> str:
     return " ".join(re.sub(r"[_\-]+", " ", name).lower().split())
 
 
-def label_map(dataset, names: ClassNames, model_name: str, data_spec: str) -> tuple[list[int], str | None]:
+def label_map(dataset, names: ClassNames, model_name: str, data_spec: str,
+              outputs: int | None = None) -> tuple[list[int], str | None]:
     """Dataset label -> model output, and a notice to print (or None).
 
     Named dataset classes are matched to the model's names; any that the model lacks is an error. A
     dataset of class indices, or a model without names, keeps the dataset's numbering, and the notice
-    says which order that is."""
+    says which order that is; ``outputs``, the model's number of outputs, must then hold that numbering
+    (a model without names must have one output per dataset class)."""
     data_classes = list(dataset.classes)
+    count = len(names.names) if names.names is not None else outputs
     if getattr(dataset, "labels_are_indices", False):
-        if names.names is not None and len(data_classes) > len(names.names):
+        if count is not None and len(data_classes) > count:
+            source = f" ({names.source})" if names.names is not None else ""
             raise SavaError(f"dataset {data_spec!r} uses class index {len(data_classes) - 1}, but model "
-                            f"{model_name!r} has {len(names.names)} classes ({names.source})")
+                            f"{model_name!r} has {count} classes{source}")
         return list(range(len(data_classes))), None
+    if names.names is None and outputs is not None and outputs != len(data_classes):
+        raise SavaError(f"model {model_name!r} names no classes and has {outputs} outputs, but {data_spec} has "
+                        f"{len(data_classes)} classes ({', '.join(data_classes[:6])}"
+                        f"{', ...' if len(data_classes) > 6 else ''}); give the model's class names in its output "
+                        "order with --classes, so that the folders are matched to them by name")
     if names.names is None:
         shown = ", ".join(f"{name} = {i}" for i, name in enumerate(data_classes[:6]))
         more = ", ..." if len(data_classes) > 6 else ""

@@ -18,6 +18,7 @@ from ..models.adapter import (
     DEFAULT_SIDE,
     check_output_count,
     clip_for_files,
+    masked_gradient_warning,
     outputs_on_clip,
     sampling_for_files,
 )
@@ -149,23 +150,32 @@ def cmd_attack(args) -> int:
         data_spec = args.data or model.info.extra.get("dataset")
         if data_spec is None:
             raise SavaError("--data is needed for a model that is not bundled")
+        # Given before the clip options are filled in with their defaults; a bundled set has clips of its own.
+        file_options = [f"--{name.replace('_', '-')}" for name in ("clip_frames", "size", "fit", "frame_stride")
+                        if getattr(args, name) is not None]
         recorded = _recorded_clip(args.out, kinds)
         args.clip_frames, args.size = clip_for_files(model.info, args.clip_frames, args.size, recorded)
         sampling = sampling_for_files(model.info, args.fit, args.frame_stride, recorded)
         dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size), sampling)
-        if data_spec in BUNDLED and (args.fit is not None or args.frame_stride is not None):
-            print(f"sava attack: note: --fit and --frame-stride sample video files; the bundled set {data_spec!r} "
-                  "holds clips already (ignored)", file=sys.stderr)
+        if data_spec in BUNDLED:  # the run folder records the clips the attack saw
+            args.clip_frames, args.size = dataset.clip_shape[0], list(dataset.clip_shape[2:])
+            if file_options:
+                print(f"sava attack: note: {', '.join(file_options)} sample video files; the bundled set "
+                      f"{data_spec!r} holds its own clips (ignored)", file=sys.stderr)
         count = len(dataset) if args.num_videos == 0 else min(args.num_videos, len(dataset))
         if args.frames is not None:
             check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
         names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
-        check_output_count(model, outputs_on_clip(model, dataset.clip_shape), names.names, names.source)
+        outputs = outputs_on_clip(model, dataset.clip_shape)
+        check_output_count(model, outputs, names.names, names.source)
+        masked = masked_gradient_warning(model, dataset.clip_shape)
+        if masked:
+            print(masked, file=sys.stderr)
         if args.compile:  # after the blank-clip probe, which would otherwise compile for a batch of one
             if not hasattr(model, "compile"):
                 raise SavaError(f"--compile needs a white-box torch model; {model.name} is not one")
             model.compile()
-        relabel, notice = label_map(dataset, names, model.name, data_spec)
+        relabel, notice = label_map(dataset, names, model.name, data_spec, outputs)
         if notice:
             print(notice, file=sys.stderr)
         attacks = [(kind, build_attack(args, model, kind)) for kind in kinds]

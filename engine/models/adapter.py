@@ -107,8 +107,8 @@ class VideoModel(DescribedModel):
             x = x.transpose(1, 2)
         if self._precision == "bf16":
             with torch.autocast(self.device.type, dtype=torch.bfloat16):
-                return self.module(x).float()
-        return self.module(x)
+                return as_logits(self.module(x)).float()
+        return as_logits(self.module(x))
 
     __call__ = logits
 
@@ -176,6 +176,21 @@ def check_videos(videos: torch.Tensor, labels: torch.Tensor | None = None) -> No
             raise InputError(f"labels must be a 1-D tensor of {b} class indices, got shape {tuple(labels.shape)}")
 
 
+def as_logits(output):
+    """The logits in what a module returns: the tensor itself; a ``.logits`` attribute or ``"logits"`` key (a
+    Hugging Face output, a dict); else the first item of a tuple or list (``(logits, features)``, as models
+    returning auxiliary outputs order them). Anything else is returned as it is, for the caller to refuse."""
+    if isinstance(output, torch.Tensor):
+        return output
+    if isinstance(output, dict) and "logits" in output:
+        return output["logits"]
+    if isinstance(getattr(output, "logits", None), torch.Tensor):
+        return output.logits
+    if isinstance(output, (tuple, list)) and output and isinstance(output[0], torch.Tensor):
+        return output[0]
+    return output
+
+
 def clip_for_files(info: ModelInfo, frames: int | None = None, size=None,
                    recorded: dict | None = None) -> tuple[int, list[int]]:
     """Frames and frame size video files are decoded to for a model: those given; else what the run folder
@@ -216,10 +231,42 @@ def outputs_on_clip(model, clip_shape) -> int:
                 f"model {model.name!r} fails on a clip of {t} frames of {c} x {h} x {w}, passed as {layout} "
                 f"({type(exc).__name__}: {first_line(exc)}); if it takes {other}, give --layout {other}; a model built "
                 f"for other clips needs clips of its own (--clip-frames, --size)") from exc
+    if not isinstance(logits, torch.Tensor):
+        raise ModelError(f"model {model.name!r} returns {type(logits).__name__}, not a tensor of logits (nor a "
+                         "dict or output with 'logits', nor a tuple starting with them); sava needs B x classes "
+                         "logits")
     if logits.dim() != 2 or logits.shape[0] != 1:
         raise ModelError(f"model {model.name!r} returns a tensor of shape {tuple(logits.shape)} for one clip; "
                          "sava needs B x classes logits")
+    if logits.shape[1] < 2:
+        raise ModelError(f"model {model.name!r} returns one output per clip; sava attacks classifiers with a "
+                         "logit per class. A binary classifier's single logit z can be returned as "
+                         "torch.cat([torch.zeros_like(z), z], dim=1), whose softmax is (1 - sigmoid(z), sigmoid(z))")
     return int(logits.shape[1])
+
+
+def masked_gradient_warning(model, clip_shape) -> str | None:
+    """A warning when the model's logits do not respond to its input through autograd (a zero or non-finite
+    gradient on a random clip): rounding, quantisation, ``argmax``, ``.detach()`` or ``torch.no_grad`` in its
+    forward mask the gradient that every white-box attack follows, so the attack could never move it, and a
+    zero fooling rate would say nothing about its robustness."""
+    generator = torch.Generator().manual_seed(0)
+    clip = torch.rand(1, *clip_shape, generator=generator).to(model.device).requires_grad_(True)
+    with model.attack_mode(), torch.enable_grad():
+        logits = model.logits(clip)
+        if not logits.requires_grad:
+            gradient = torch.zeros_like(clip)
+        else:
+            weights = torch.randn(logits.shape, generator=generator).to(logits.device)  # no output sum cancels
+            (gradient,) = torch.autograd.grad((logits.float() * weights).sum(), clip, allow_unused=True)
+            gradient = torch.zeros_like(clip) if gradient is None else gradient
+    if bool(torch.isfinite(gradient).all()) and bool(gradient.abs().sum() > 0):
+        return None
+    what = "zero" if bool(torch.isfinite(gradient).all()) else "not finite"
+    return (f"warning: model {model.name!r} gives its logits a gradient with respect to its input that is {what} "
+            "on a random clip: its forward masks gradients (rounding, quantisation, argmax, .detach() or no_grad), so "
+            "gradient attacks cannot move it and a low fooling rate here says nothing about its robustness; "
+            "attack a differentiable surrogate and measure transfer (sava transfer)")
 
 
 def check_output_count(model, outputs: int, names: list[str] | None, source: str) -> None:

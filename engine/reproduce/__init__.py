@@ -99,7 +99,7 @@ def user_context(model, data_spec: str, clip: tuple[int, int, int], count: int, 
     names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
     outputs = outputs_on_clip(model, dataset.clip_shape)
     check_output_count(model, outputs, names.names, names.source)
-    mapping, notice = label_map(dataset, names, model.name, data_spec)
+    mapping, notice = label_map(dataset, names, model.name, data_spec, outputs)
     if notice:
         log(notice)
     if names.names is None:  # the tables name classes (keyframe's targets): those its labels follow

@@ -131,3 +131,21 @@ def test_a_class_file_saved_with_a_byte_order_mark_names_its_first_class(tmp_pat
     marked.write_bytes(b"caf\xe9\n")
     with pytest.raises(SavaError, match="not UTF-8 text"):
         read_names(str(marked))
+
+
+def test_a_model_without_names_and_another_number_of_outputs_than_classes_is_refused(folder, tmp_path, capsys):
+    """Two folders and a four-way model without names: labels 0 and 1 were taken as its outputs 0 and 1 and
+    the run went ahead, attacking meaningless decisions."""
+    assert attack(folder, tmp_path / "run", "--model", "tests.engine.toy_models:pooled_3d") == 2
+    err = capsys.readouterr().err
+    assert "names no classes and has 4 outputs, but" in err and "has 2 classes (bright, dark)" in err
+    assert "--classes" in err and not (tmp_path / "run").exists()
+
+
+def test_a_model_that_masks_its_gradient_is_attacked_with_a_warning_that_says_so(folder, tmp_path, capsys):
+    assert attack(folder, tmp_path / "masked", "--model", "tests.engine.toy_models:quantised") == 0
+    err = capsys.readouterr().err
+    assert "gives its logits a gradient with respect to its input that is zero" in err and "sava transfer" in err
+    assert metrics(tmp_path / "masked")["summary"]["fooling_rate"] == 0.0  # what the warning explains
+    assert attack(folder, tmp_path / "plain", "--model", "tests.engine.toy_models:brightness_named") == 0
+    assert "masks gradients" not in capsys.readouterr().err

@@ -69,6 +69,40 @@ def test_bf16_precision_runs_the_module_under_autocast_and_returns_float32_logit
         model.precision = "fp16"
 
 
+@pytest.mark.parametrize("how", ["tuple", "dict", "output"])
+def test_logits_wrapped_as_modules_return_them_are_unwrapped(how):
+    """A module returning (logits, features), {"logits": ...} or a transformers output is attacked on its logits,
+    gradients included: the same as the unwrapped module gives (an uncaught AttributeError before)."""
+    from sava.models.adapter import outputs_on_clip
+    from tests.engine.toy_models import Pooled3d, Wrapped
+
+    wrapped = Wrapped(how)
+    plain = Pooled3d()
+    plain.load_state_dict(wrapped.state_dict())
+    videos = torch.rand(2, 4, 3, 16, 16, requires_grad=True)
+    model, reference = VideoModel(wrapped), VideoModel(plain)
+    torch.testing.assert_close(model.logits(videos), reference.logits(videos))
+    (gradient,) = torch.autograd.grad(model.logits(videos)[:, 1].sum(), videos)
+    (expected,) = torch.autograd.grad(reference.logits(videos)[:, 1].sum(), videos)
+    torch.testing.assert_close(gradient, expected)
+    assert outputs_on_clip(model, (4, 3, 16, 16)) == 4
+
+
+def test_a_model_with_one_output_or_no_tensor_is_refused_with_the_fix():
+    from sava.models.adapter import outputs_on_clip
+    from tests.engine.toy_models import single_logit
+
+    with pytest.raises(ModelError, match=r"returns one output per clip.*torch.cat\(\[torch.zeros_like\(z\), z\]"):
+        outputs_on_clip(VideoModel(single_logit()), (4, 3, 16, 16))
+
+    class Words(nn.Module):
+        def forward(self, x):
+            return "a cat"
+
+    with pytest.raises(ModelError, match="returns str, not a tensor of logits"):
+        outputs_on_clip(VideoModel(Words()), (4, 3, 16, 16))
+
+
 def test_attack_mode_saves_and_restores_training_state():
     module = Recorder().train()
     module.weight.requires_grad_(True)

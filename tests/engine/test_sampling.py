@@ -156,3 +156,13 @@ def test_frame_stride_zero_spreads_the_clip_and_negative_is_refused(video_folder
     with pytest.raises(SystemExit):
         attack(root, tmp_path / "never", "--frame-stride", "-1")
     assert "a frame stride cannot be negative, got -1" in capsys.readouterr().err
+
+
+def test_clip_options_on_a_bundled_set_are_said_to_be_ignored_and_the_real_clip_recorded(tmp_path, capsys):
+    out = tmp_path / "bundled"
+    assert main(["attack", "--no-progress", "--num-videos", "1", "--iters", "1", "--clip-frames", "4", "--fit",
+                 "crop", "--out", str(out)]) == 0
+    assert "--clip-frames, --fit sample video files; the bundled set 'camera' holds its own clips" in \
+        capsys.readouterr().err
+    recorded = json.loads((out / "run.json").read_text())
+    assert (recorded["clip_frames"], recorded["size"]) == (16, [48, 48]) and "fit" not in recorded

@@ -130,3 +130,43 @@ class Branchy(nn.Module):
 def branchy() -> nn.Module:
     torch.manual_seed(0)
     return Branchy()
+
+
+class Wrapped(Pooled3d):
+    """``Pooled3d`` whose logits come wrapped as many modules return them: ``tuple`` (logits, features),
+    ``dict`` {"logits": ...}, ``output`` (a transformers output object), or ``single`` (one logit)."""
+
+    def __init__(self, how: str):
+        super().__init__(classes=1 if how == "single" else 4)
+        self.how = how
+
+    def forward(self, x):
+        logits = super().forward(x)
+        if self.how == "tuple":
+            return logits, x.mean(dim=(2, 3, 4))
+        if self.how == "dict":
+            return {"logits": logits, "frames": x.shape[1]}
+        if self.how == "output":
+            from transformers.modeling_outputs import ImageClassifierOutput
+
+            return ImageClassifierOutput(logits=logits)
+        return logits
+
+
+def single_logit() -> nn.Module:
+    return Wrapped("single")
+
+
+class Quantised(Brightness):
+    """``Brightness`` on frames rounded to four grey levels, as an input-quantisation defence does: the same
+    decisions, and a zero gradient everywhere (gradient masking)."""
+
+    def __init__(self):
+        super().__init__(["dark", "bright"])
+
+    def forward(self, x):
+        return super().forward(torch.round(x * 3) / 3)
+
+
+def quantised() -> nn.Module:
+    return Quantised()
