@@ -3,6 +3,7 @@ video files."""
 
 from __future__ import annotations
 
+import shutil
 import sys
 from pathlib import Path
 
@@ -53,6 +54,9 @@ def add_parser(sub) -> None:
     run.add_argument("--out", type=Path, default=None,
                      help="run folder (default: runs/train-<model>-<defence>); an existing one is resumed")
     run.add_argument("--no-progress", action="store_true")
+    run.add_argument("--keep-clips", action="store_true",
+                     help="keep the decoded clips (the run folder's clips/) once training is done; an interrupted "
+                          "run always keeps them for its resume")
 
 
 def cmd_train(args) -> int:
@@ -91,6 +95,9 @@ def cmd_train(args) -> int:
     print(f"{args.model} under {args.defence}: clean test accuracy {entry['test_accuracy']:.2%}; "
           f"weights: {weights} (sava attack --model {weights}{data})")
     decoded = sum(path.stat().st_size for path in (folder / CLIPS).glob("*.u8"))
-    if decoded:
-        print(f"decoded clips kept for a resume: {folder / CLIPS} ({readable_size(decoded)}; delete it once done)")
+    if decoded and args.keep_clips:
+        print(f"decoded clips kept: {folder / CLIPS} ({readable_size(decoded)})")
+    elif decoded:  # only a resume reads them, and this run is finished: a rerun would decode the files again
+        shutil.rmtree(folder / CLIPS, ignore_errors=True)
+        print(f"removed the decoded clips ({readable_size(decoded)}; --keep-clips keeps them)")
     return 0

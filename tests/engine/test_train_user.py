@@ -246,8 +246,12 @@ def test_a_resumed_run_refuses_clips_other_than_those_it_began_with(footage, tmp
     data = three_of_each(footage, tmp_path / "data")
     command = ["--model", BRIGHTNESS, "--data", str(data), *CLIP, "--defence", "none", "--epochs", "1",
                "--out", str(tmp_path / "run")]
-    assert train(*command) == 0
-    assert train(*command) == 0 and "already trained" in capsys.readouterr().err  # the same files: resumed
+    assert train(*command, "--keep-clips") == 0
+    assert "decoded clips kept: " in capsys.readouterr().out and (tmp_path / "run" / "clips").is_dir()
+    assert train(*command) == 0  # the same files: resumed; finished, it removes the clips only a resume reads
+    printed = capsys.readouterr()
+    assert "already trained" in printed.err and "removed the decoded clips (" in printed.out
+    assert not (tmp_path / "run" / "clips").exists()
     write_clip(data / "dark" / "clip99.avi", 99)
     assert train(*command) == 2
     assert "trained on other clips (train_clips: 5 then, 6 now" in capsys.readouterr().err  # one held out
