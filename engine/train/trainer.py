@@ -143,7 +143,11 @@ def train(config: TrainConfig, folder: str | Path, log=print, progress: bool = T
     model = load_named_model(config.model, config.weights, layout=config.layout, mean=config.mean, std=config.std,
                              classes=config.classes, device=device)
     if config.from_scratch:
-        reinitialise(model)
+        kept = reinitialise(model)
+        if kept:
+            log(f"note: --from-scratch reset every layer that can reset itself; {len(kept)} parameter(s) held "
+                f"outside such layers keep their starting values: {', '.join(kept[:6])}"
+                f"{', ...' if len(kept) > 6 else ''}")
     data = training_data(model, config, workers, progress, cache=folder / CLIPS)
     for line in data.notes:
         log(line)

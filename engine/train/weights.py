@@ -26,19 +26,24 @@ def separate(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {key: value.detach().to("cpu", copy=True) for key, value in state.items()}
 
 
-def reinitialise(model) -> None:
+def reinitialise(model) -> list[str]:
     """Random weights: a bundled architecture rebuilt as ``train_bundled`` builds it; any other module through
-    its layers' own ``reset_parameters``."""
+    its layers' own ``reset_parameters``. Returns the names of the parameters no such layer holds (a
+    transformer's position embeddings, a class token), which keep their starting values: no rule for them
+    is general."""
     if "arch" in model.info.extra:
         channels = model.info.clip_shape[1]
         model.module.load_state_dict(build(model.info.extra["arch"], len(model.classes), channels).state_dict())
-        return
+        return []
     layers = [m for m in model.module.modules() if callable(getattr(m, "reset_parameters", None))]
     if not layers:
         raise ConfigError(f"--from-scratch: no layer of {model.name!r} can reset its parameters "
                           "(reset_parameters); start from its weights instead")
+    reset = set()
     for layer in layers:
         layer.reset_parameters()
+        reset |= {id(parameter) for parameter in layer.parameters(recurse=False)}
+    return [name for name, parameter in model.module.named_parameters() if id(parameter) not in reset]
 
 
 def save_trained(model, config, defence, accuracy: float, folder: Path, clip_shape: tuple) -> None:

@@ -324,3 +324,26 @@ def test_no_room_for_the_decoded_clips_is_said_with_their_size(footage, tmp_path
                  "--epochs", "1", "--out", str(tmp_path / "run")) == 2
     err = capsys.readouterr().err
     assert "8 clips of 4 x 3 x 32 x 32 need 0.1 MiB" in err and "No space left on device" in err
+
+
+def test_from_scratch_resets_every_layer_and_names_the_parameters_it_cannot():
+    """A parameter held by the module itself (a class token, a position embedding) has no reset_parameters:
+    it keeps its value, and the run says which ones."""
+    from sava.models import ModelInfo, VideoModel
+    from sava.train.weights import reinitialise
+
+    class Tokened(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.token = torch.nn.Parameter(torch.full((3,), 7.0))
+            self.head = torch.nn.Linear(3, 2)
+
+        def forward(self, x):
+            return self.head(x.mean(dim=(1, 3, 4)) + self.token)
+
+    module = Tokened()
+    with torch.no_grad():
+        module.head.weight.fill_(5.0)
+    assert reinitialise(VideoModel(module, ModelInfo())) == ["token"]
+    assert torch.equal(module.token, torch.full((3,), 7.0))
+    assert module.head.weight.abs().max() <= 1 / 3 ** 0.5  # Linear's own uniform(-1/sqrt(in), 1/sqrt(in))
