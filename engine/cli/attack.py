@@ -209,6 +209,10 @@ def cmd_attack(args) -> int:
             for item in json.loads((folder / "metrics.json").read_text())["skipped_files"]:
                 print(f"skipped video {item['video_id']}: {item['reason']}", file=sys.stderr)
         _print_table(model.name, data_spec, args, rows)
+        if not any(summary.videos for _, summary, _ in rows):
+            print(f"sava attack: error: none of the {count} video file(s) of {data_spec} could be used (each is "
+                  "listed above with its reason)", file=sys.stderr)
+            return 2
         warning = accuracy_warning(rows[0][1], args.targeted, names)
         if warning:
             print(warning, file=sys.stderr)
@@ -311,7 +315,8 @@ def _print_table(model_name, data_spec, args, rows) -> None:
     print("-" * len(header))
     shown = lambda value, form: "-" if value is None else format(value, form)  # noqa: E731
     for label, s, _ in rows:
-        print(f"{label:<18} {s.videos:>6} {s.attacked:>8} {s.fooling_rate:>7.1%} {shown(s.ani, '.1f'):>6} "
+        fooling = shown(s.fooling_rate if s.attacked else None, ".1%")  # of no attacked video: no rate at all
+        print(f"{label:<18} {s.videos:>6} {s.attacked:>8} {fooling:>7} {shown(s.ani, '.1f'):>6} "
               f"{shown(s.mean_ssim, '.4f'):>9} {shown(s.mean_ssim_successes, '.4f'):>9} "
               f"{shown(s.min_ssim, '.4f'):>8} {shown(s.frames_per_video, '.1f'):>6} "
               f"{shown(s.map, '.4f'):>7} {s.seconds:>7.1f} {s.videos_per_second:>8.2f}")

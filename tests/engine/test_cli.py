@@ -74,6 +74,20 @@ def test_folder_of_video_files_skips_broken_ones(tmp_path, capsys):
     assert "broken.mp4" in capsys.readouterr().err
 
 
+def test_a_folder_in_which_no_file_can_be_used_ends_in_an_error_not_a_zero_fooling_rate(tmp_path, capsys):
+    root = tmp_path / "videos" / "pan-left"
+    root.mkdir(parents=True)
+    (root / "broken.mp4").write_bytes(b"not a video")
+    (root / "empty.mkv").write_bytes(b"")
+    out = tmp_path / "run"
+    assert run_cli("--model", "tsn-camera", "--data", str(root.parent), "--iters", "2", "--out", str(out)) == 2
+    printed = capsys.readouterr()
+    assert "none of the 2 video file(s) of" in printed.err and "could be used" in printed.err
+    row = next(line for line in printed.out.splitlines() if line.startswith("deepsava combined"))
+    assert row.split()[2:6] == ["0", "0", "-", "-"]  # videos, attacked, FR, ANI: no rate of nothing
+    assert len(json.loads((out / "metrics.json").read_text())["skipped_files"]) == 2  # kept, with the reasons
+
+
 def test_errors_exit_with_a_message(tmp_path, capsys):
     assert run_cli("--model", "no-such-model", "--out", str(tmp_path / "x")) == 2
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
