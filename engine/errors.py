@@ -26,3 +26,11 @@ def first_line(exc: BaseException) -> str:
     """An exception's message as its first non-blank line (multi-line messages from torch and ONNX Runtime
     go on for pages; an empty one gives "")."""
     return next((line.strip() for line in str(exc).splitlines() if line.strip()), "")
+
+
+def is_out_of_memory(exc: BaseException) -> bool:
+    """A GPU's out-of-memory error, or the CPU allocator's (a ``RuntimeError`` that only its text tells apart)."""
+    import torch
+
+    return isinstance(exc, torch.OutOfMemoryError) or (
+        isinstance(exc, RuntimeError) and "can't allocate memory" in str(exc))

@@ -12,7 +12,7 @@ import argparse
 import sys
 
 from .. import __version__
-from ..errors import SavaError
+from ..errors import SavaError, first_line, is_out_of_memory
 from . import attack, export, listings, merge, reproduce, train, transfer
 
 # In ``sava --help`` order; each module adds its sub-commands and names their handlers.
@@ -47,6 +47,11 @@ def main(argv=None) -> int:
     except Exception as exc:  # noqa: BLE001 -- one line, not a traceback; --debug shows it
         if args.debug:
             raise
+        if is_out_of_memory(exc):
+            print(f"sava {args.command}: error: out of memory ({first_line(exc)}); lower --batch-size or use smaller "
+                  "clips (--clip-frames, --size); what finished is in the run folder, and the same command resumes",
+                  file=sys.stderr)
+            return 1
         print(f"sava {args.command}: error: unexpected {type(exc).__name__}: {exc} (sava --debug {args.command} "
               "... shows the traceback; what finished is in the run folder)", file=sys.stderr)
         return 1

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..data.video_io import DEFAULT_SAMPLING, Sampling
-from ..errors import InputError, ModelError, first_line
+from ..errors import InputError, ModelError, first_line, is_out_of_memory
 
 LAYOUTS = ("BTCHW", "BCTHW")
 PRECISIONS = ("fp32", "bf16")
@@ -224,6 +224,8 @@ def outputs_on_clip(model, clip_shape) -> int:
         try:
             logits = model.logits(torch.zeros(1, *clip_shape))
         except CLIP_MISMATCH as exc:
+            if is_out_of_memory(exc):  # not the clip's shape: the command's own handler says what to lower
+                raise
             t, c, h, w = clip_shape
             layout = getattr(model.info, "layout", "BTCHW")
             other = "BCTHW" if layout == "BTCHW" else "BTCHW"

@@ -149,3 +149,11 @@ def test_a_model_that_masks_its_gradient_is_attacked_with_a_warning_that_says_so
     assert metrics(tmp_path / "masked")["summary"]["fooling_rate"] == 0.0  # what the warning explains
     assert attack(folder, tmp_path / "plain", "--model", "tests.engine.toy_models:brightness_named") == 0
     assert "masks gradients" not in capsys.readouterr().err
+
+
+def test_running_out_of_memory_says_what_to_lower_and_keeps_the_run_folder(folder, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert attack(folder, out, "--model", "tests.engine.toy_models:greedy", "--batch-size", "4") == 1
+    err = capsys.readouterr().err
+    assert "error: out of memory (" in err and "lower --batch-size" in err and "the same command resumes" in err
+    assert "unexpected" not in err and (out / "run.json").is_file()

@@ -170,3 +170,18 @@ class Quantised(Brightness):
 
 def quantised() -> nn.Module:
     return Quantised()
+
+
+class Greedy(Pooled3d):
+    """``Pooled3d`` that asks the allocator for 16 TiB on a batch of more than one clip: a real out-of-memory
+    error, raised at once (nothing is allocated), past the one-clip probe that precedes an attack."""
+
+    def forward(self, x):
+        if x.shape[0] > 1:
+            torch.empty(2 ** 42, device=x.device)
+        return super().forward(x)
+
+
+def greedy() -> nn.Module:
+    torch.manual_seed(0)
+    return Greedy(classes=2)
