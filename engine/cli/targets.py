@@ -17,7 +17,7 @@ from pathlib import Path
 from ..errors import SavaError
 
 FIELDS = ("model", "weights", "layout", "mean", "std", "classes")
-DESCRIPTION = ("layout", "mean", "std", "classes")  # what a bundled model or an .onnx file carries itself
+DESCRIPTION = ("layout", "mean", "std", "classes")  # what a bundled model or a sava export carries itself
 MODEL_FILE_SUFFIXES = {".onnx", ".ts", ".torchscript", ".jit", ".pt", ".safetensors"}
 
 

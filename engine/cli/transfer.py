@@ -63,6 +63,7 @@ def cmd_transfer(args) -> int:
     from ..attacks import make_attack
     from ..data import bundled
     from ..export import RUNTIMES, load_runtime_model
+    from ..export.onnx_foreign import file_is_sava_export
     from ..models.bundled import bundled_names, load_bundled
     from ..provenance import environment
     from ..transfer import check_targets_take, disagreements, evaluate, from_run_folder, generate, write
@@ -84,15 +85,19 @@ def cmd_transfer(args) -> int:
     methods = split(args.methods)
     attacks = [(name, make_attack(name, SettingsOnly(), **_transfer_settings(name, args))) for name in methods]
     described = {name: getattr(args, name) for name in ("layout", "mean", "std") if getattr(args, name) is not None}
-    carries_its_own = lambda spec: spec in bundled_names() or spec.endswith(".onnx")  # noqa: E731 -- no description
+    def carries_its_own(spec: str) -> bool:  # no description applies: a bundled model or a sava export
+        if spec.endswith(".onnx"):  # a missing file is named when it is opened
+            return not Path(spec).is_file() or file_is_sava_export(spec)
+        return spec in bundled_names()
+
     if described and all(carries_its_own(target.model) for target in target_list):
         raise SavaError(f"{', '.join('--' + name for name in described)} "
                         f"{'describes' if len(described) == 1 else 'describe'} user targets; every target here is "
-                        "bundled or an .onnx file, which carry their own (drop them)")
+                        "bundled or a sava export, which carry their own (drop them)")
     for target in target_list:
         if carries_its_own(target.model) and target.description():
             raise SavaError(f"target {target.model} carries its own {', '.join(target.description())} (a bundled "
-                            "model or an .onnx file); drop them from its entry")
+                            "model or a sava export); drop them from its entry")
     log = lambda line: print(line, file=sys.stderr)  # noqa: E731
     sources = [from_run_folder(folder) for folder in args.runs]
     clips = bundled(args.dataset, "test") if source_names else None

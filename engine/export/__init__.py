@@ -14,6 +14,7 @@ from ..errors import ModelError
 from ..files import file_stem
 from .black_box import BlackBoxModel
 from .onnx_export import ExportReport, export_onnx
+from .onnx_foreign import file_is_sava_export
 from .onnx_runtime import PROVIDERS, OnnxModel
 from .tensorrt_runtime import TensorRTModel
 
@@ -29,7 +30,8 @@ def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cp
     bundled model's export is reused when present, a user model is exported afresh at ``clip_shape`` when its
     own is unknown). ``loaded``, one dict passed to every call, keeps each user model loaded once however many
     runtimes it is opened on (a large checkpoint or a slow factory costs its load once). ``layout``, ``mean``
-    and ``std`` describe a user model as ``load_model`` takes them, ``classes`` as ``--classes`` does."""
+    and ``std`` describe a user model as ``load_model`` takes them, ``classes`` as ``--classes`` does; they
+    describe an ``.onnx`` file that ``sava export`` did not write too (a sava export carries its own)."""
     if runtime not in RUNTIMES:
         raise ModelError(f"unknown runtime {runtime!r}; choose from {', '.join(RUNTIMES)}")
     path = Path(spec)
@@ -39,9 +41,8 @@ def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cp
                          "(--runtime onnxruntime)")
     if is_onnx and not path.is_file():
         raise ModelError(f"ONNX file {spec} does not exist")
-    if is_onnx and any(value is not None for value in (weights, layout, mean, std, classes)):
-        raise ModelError(f"{spec} is an ONNX file: it carries its own weights, layout, normalisation and class "
-                         "names (drop @WEIGHTS, --layout, --mean, --std and classes for it)")
+    if is_onnx and weights is not None:
+        raise ModelError(f"{spec} is an ONNX file: it carries its own weights (drop @WEIGHTS for it)")
     if not is_onnx:
         from ..models.bundled import bundled_names, load_bundled
         from ..models.loading import load_named_model
@@ -69,8 +70,14 @@ def load_runtime_model(spec: str, runtime: str = "torch", *, provider: str = "cp
             stem = file_stem(spec) + (f"-{file_stem(Path(weights).stem)}" if weights is not None else "")
             path = Path(onnx_dir or "exports") / f"{stem}.onnx"
             export_onnx(model, path, clip_shape=model.info.clip_shape or clip_shape)
-    if runtime == "onnxruntime":
-        return OnnxModel(path, provider)
+    if runtime == "onnxruntime":  # a file sava did not export is described by layout, mean, std and classes
+        return OnnxModel(path, provider, **({"layout": layout, "mean": mean, "std": std, "classes": classes}
+                                            if is_onnx else {}))
+    if is_onnx and not file_is_sava_export(path):
+        raise ModelError(f"{spec} was not made by sava export: the tensorrt runtime takes sava exports; run it on "
+                         "onnxruntime (--runtime onnxruntime, --provider tensorrt for ONNX Runtime's TensorRT)")
+    if is_onnx and any(value is not None for value in (layout, mean, std, classes)):
+        raise ModelError(f"{spec} is a sava export: it carries its own layout, normalisation and class names")
     return TensorRTModel(path, precision)
 
 

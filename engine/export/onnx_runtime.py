@@ -14,15 +14,23 @@ from pathlib import Path
 
 import torch
 
+from ..classes import model_names
 from ..errors import ModelError, first_line
+from ..models.adapter import ModelInfo, check_videos
 from .black_box import BlackBoxModel, info_from_metadata
+from .onnx_foreign import ForeignInput, is_sava_export
 
 PROVIDERS = {"cpu": "CPUExecutionProvider", "cuda": "CUDAExecutionProvider",
              "tensorrt": "TensorrtExecutionProvider"}
 
 
 class OnnxModel(BlackBoxModel):
-    def __init__(self, path: str | Path, provider: str = "cpu", threads: int | None = None, max_batch: int = 32):
+    """A ``sava export`` file, or anyone else's ONNX video classifier (:mod:`.onnx_foreign`): ``layout``,
+    ``mean``, ``std`` and ``classes`` (as ``--classes`` takes them) describe the latter, never the former,
+    which carries its own."""
+
+    def __init__(self, path: str | Path, provider: str = "cpu", threads: int | None = None, max_batch: int = 32,
+                 *, layout: str | None = None, mean=None, std=None, classes: str | None = None):
         try:
             import onnxruntime as ort
         except ImportError as exc:
@@ -53,14 +61,37 @@ class OnnxModel(BlackBoxModel):
         self.provider = provider
         self.providers = got
         self.path = path
-        info, dynamic_time = info_from_metadata(self.session.get_modelmeta().custom_metadata_map, path.stem)
-        inputs = [i.name for i in self.session.get_inputs()]
-        if inputs != ["videos"]:
-            raise ModelError(f"{path} is not a sava export (inputs {inputs}; expected one named 'videos')")
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        outputs = [o.name for o in self.session.get_outputs()]
+        self.output = "logits" if "logits" in outputs else outputs[0]  # a foreign file may return more
+        self.foreign = None
+        if is_sava_export(metadata, [i.name for i in self.session.get_inputs()]):
+            given = [name for name, value in (("layout", layout), ("mean", mean), ("std", std),
+                                              ("classes", classes)) if value is not None]
+            if given:
+                raise ModelError(f"{path} is a sava export: it carries its own layout, normalisation and class "
+                                 f"names (drop {', '.join(given)} for it)")
+            info, dynamic_time = info_from_metadata(metadata, path.stem)
+        else:
+            self.foreign = ForeignInput.read(self.session, path, layout, mean, std)
+            info = ModelInfo(name=path.stem, layout=self.foreign.layout, mean=mean, std=std,
+                             extra={"onnx_input": self.foreign.name, "onnx_output": self.output})
+            info.classes = model_names(info, str(path), None, classes).names  # given, or a classes.txt beside
+            dynamic_time = self.foreign.clip[0] is None
+            max_batch = min(max_batch, self.foreign.batch or max_batch)
         super().__init__(info, dynamic_time, max_batch)
 
+    def check_videos(self, videos: torch.Tensor) -> None:
+        if self.foreign is None:
+            return super().check_videos(videos)
+        check_videos(videos)
+        self.foreign.check(videos, self.name)
+
     def _logits(self, chunk: torch.Tensor) -> torch.Tensor:
-        return torch.from_numpy(self.session.run(["logits"], {"videos": chunk.cpu().numpy()})[0])
+        if self.foreign is None:
+            return torch.from_numpy(self.session.run(["logits"], {"videos": chunk.cpu().numpy()})[0])
+        array, rows = self.foreign.feed(chunk.cpu())
+        return torch.from_numpy(self.session.run([self.output], {self.foreign.name: array})[0][:rows]).float()
 
     def __repr__(self) -> str:
         return f"OnnxModel({self.path.name}, {self.provider})"
