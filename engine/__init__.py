@@ -24,7 +24,7 @@ from .attacks import (  # noqa: E402
     TemporalTranslation,
     make_attack,
 )
-from .data import load_dataset  # noqa: E402
+from .data import Sampling, load_dataset  # noqa: E402
 from .errors import ConfigError, DataError, InputError, ModelError, SavaError  # noqa: E402
 from .metrics import RunSummary, VideoResult, summarise  # noqa: E402
 from .models import ModelInfo, VideoModel, load_model  # noqa: E402
@@ -41,7 +41,7 @@ kernels.dispatch.provide_native(_native_bindings)  # the C library for backend "
 
 __all__ = [
     "AttackRun", "AttentionGuided", "Budget", "ConfigError", "DataError", "DeepSAVA", "Explicit", "FirstK",
-    "GradientKeyframe", "InputError", "LinfAttack", "ModelError", "ModelInfo", "RandomK", "RunSummary", "SavaError",
-    "Selector", "Sparse", "SparseFlickering", "TemporalTranslation", "VideoModel", "VideoResult", "__version__",
+    "GradientKeyframe", "InputError", "LinfAttack", "ModelError", "ModelInfo", "RandomK", "RunSummary", "Sampling",
+    "SavaError", "Selector", "Sparse", "SparseFlickering", "TemporalTranslation", "VideoModel", "VideoResult", "__version__",
     "load_dataset", "load_model", "make_attack", "summarise",
 ]
