@@ -88,9 +88,11 @@ def test_a_model_that_refuses_the_clips_is_told_the_fix_before_any_run_folder_an
     err = capsys.readouterr().err
     assert "fails on a clip of 4 frames of 3 x 32 x 32, passed as BTCHW" in err and "give --layout BCTHW" in err
     assert not out.exists()
-    # Described, it runs; the run folder says how the model was fed.
+    # Described (its ten outputs named too: the folders' two classes among them), it runs; the run folder says
+    # how the model was fed.
+    ten = ",".join(["bright", "dark"] + [f"other{i}" for i in range(8)])
     assert attack(folder, out, "--model", "tests.engine.toy_models:channels_first_ten", "--layout", "BCTHW",
-                  "--mean", "0.5", "--std", "0.25") == 0
+                  "--mean", "0.5", "--std", "0.25", "--classes", ten) == 0
     recorded = json.loads((out / "metrics.json").read_text())["model_input"]
     assert recorded == {"layout": "BCTHW", "mean": [0.5], "std": [0.25], "weights": None}
 
