@@ -42,6 +42,6 @@ kernels.dispatch.provide_native(_native_bindings)  # the C library for backend "
 __all__ = [
     "AttackRun", "AttentionGuided", "Budget", "ConfigError", "DataError", "DeepSAVA", "Explicit", "FirstK",
     "GradientKeyframe", "InputError", "LinfAttack", "ModelError", "ModelInfo", "RandomK", "RunSummary", "Sampling",
-    "SavaError", "Selector", "Sparse", "SparseFlickering", "TemporalTranslation", "VideoModel", "VideoResult", "__version__",
-    "load_dataset", "load_model", "make_attack", "summarise",
+    "SavaError", "Selector", "Sparse", "SparseFlickering", "TemporalTranslation", "VideoModel", "VideoResult",
+    "__version__", "load_dataset", "load_model", "make_attack", "summarise",
 ]

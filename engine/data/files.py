@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from ..errors import DataError
-from .video_io import DEFAULT_SAMPLING, Sampling, load_clip
+from .sampling import DEFAULT_SAMPLING, Sampling
+from .video_io import load_clip
 
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
 

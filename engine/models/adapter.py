@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..data.video_io import DEFAULT_SAMPLING, Sampling
+from ..data.sampling import DEFAULT_SAMPLING, Sampling
 from ..errors import InputError, ModelError, first_line, is_out_of_memory
 
 LAYOUTS = ("BTCHW", "BCTHW")

@@ -10,7 +10,7 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ..data.video_io import Sampling
+from ..data.sampling import Sampling
 from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
 from .architectures import ARCHITECTURES

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..data.video_io import Sampling
+from ..data.sampling import Sampling
 from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
 from .weights_file import fill

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from ..data.video_io import Sampling
+from ..data.sampling import Sampling
 from ..errors import ModelError, first_line
 from .adapter import ModelInfo, VideoModel
 from .bundled import bundled_names, load_bundled, load_weights_file, read_metadata

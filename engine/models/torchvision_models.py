@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import torch
 
-from ..data.video_io import Sampling
+from ..data.sampling import Sampling
 from ..errors import ModelError, first_line
 from .adapter import ModelInfo, VideoModel
 from .weights_file import fill, read_state_dict

@@ -22,7 +22,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..data.video_io import NOT_RECORDED
+from ..data.sampling import NOT_RECORDED
 from ..files import read_records, write_atomic
 from ..metrics import RunSummary, VideoResult, summarise
 from ..outputs import RunWriter
