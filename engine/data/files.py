@@ -64,10 +64,17 @@ class VideoFileDataset:
 def _relative_id(path: Path, root: Path | None) -> str:
     if root is not None:
         try:
-            return path.relative_to(root).as_posix()
+            return printable(path.relative_to(root).as_posix())
         except ValueError:
             pass
-    return path.as_posix()
+    return printable(path.as_posix())
+
+
+def printable(name: str) -> str:
+    """A file name as text that any file, JSON line or safetensors header can hold: Linux names may be any
+    bytes, and Python keeps the bytes that are not UTF-8 as surrogates, which no UTF-8 writer takes; they
+    become ``\\xNN`` (the dataset's listed-twice check would catch the one name this could collide with)."""
+    return name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
 
 
 def from_folder(root: str | Path, num_frames: int, size: tuple[int, int],

@@ -157,3 +157,22 @@ def test_running_out_of_memory_says_what_to_lower_and_keeps_the_run_folder(folde
     err = capsys.readouterr().err
     assert "error: out of memory (" in err and "lower --batch-size" in err and "the same command resumes" in err
     assert "unexpected" not in err and (out / "run.json").is_file()
+
+
+def test_a_file_name_that_is_not_utf8_is_attacked_written_and_replayed(folder, tmp_path, capsys):
+    """Linux file names may be any bytes: one that is not UTF-8 stopped the run at its perturbation file
+    ("surrogates not allowed"). Its id spells those bytes as \\xNN."""
+    import os
+    import shutil
+
+    data = tmp_path / "data"
+    shutil.copytree(folder, data)
+    bright = next((data / "bright").iterdir())
+    os.rename(bright, os.path.join(os.fsencode(data / "bright"), b"\xff\xfe clip.avi"))
+    out = tmp_path / "run"
+    assert attack(data, out, "--model", "tests.engine.toy_models:brightness_named", "--save-videos") == 0
+    records = [json.loads(line) for line in (out / "videos.jsonl").read_text().splitlines()]
+    assert "bright/\\xff\\xfe clip.avi" in {record["video_id"] for record in records}
+    assert all((out / record["perturbation"]).is_file() for record in records if record.get("perturbation"))
+    assert main(["transfer", "--runs", str(out), "--targets", "tests.engine.toy_models:bright_first",
+                 "--runtime", "torch", "--out", str(tmp_path / "t")]) == 0  # the id finds its file again
