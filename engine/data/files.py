@@ -80,14 +80,15 @@ def printable(name: str) -> str:
 def from_folder(root: str | Path, num_frames: int, size: tuple[int, int],
                 sampling: Sampling = DEFAULT_SAMPLING) -> VideoFileDataset:
     root = Path(root)
-    classes = sorted(p.name for p in root.iterdir() if p.is_dir())
-    if not classes:
+    folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: printable(p.name))
+    if not folders:
         raise DataError(f"{root}: expected one sub-folder per class (UCF101 layout), found none")
+    classes = [printable(folder.name) for folder in folders]  # a class name is written to JSON and text files
     # Regular files only: a pipe, socket or device named like a video would block the decoder forever.
     items = [
         (path, label)
-        for label, name in enumerate(classes)
-        for path in sorted((root / name).rglob("*"))
+        for label, folder in enumerate(folders)
+        for path in sorted(folder.rglob("*"))
         if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file()
     ]
     return VideoFileDataset(items, classes, num_frames, size, name=root.name, root=root, sampling=sampling)

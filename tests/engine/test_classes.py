@@ -176,3 +176,7 @@ def test_a_file_name_that_is_not_utf8_is_attacked_written_and_replayed(folder, t
     assert all((out / record["perturbation"]).is_file() for record in records if record.get("perturbation"))
     assert main(["transfer", "--runs", str(out), "--targets", "tests.engine.toy_models:bright_first",
                  "--runtime", "torch", "--out", str(tmp_path / "t")]) == 0  # the id finds its file again
+    # A class folder so named, for a model that names no classes: the run records the name it read.
+    os.rename(data / "dark", os.path.join(os.fsencode(data), b"d\xe9rk"))
+    assert attack(data, tmp_path / "unnamed", "--model", "tests.engine.toy_models:brightness_unnamed") == 0
+    assert json.loads((tmp_path / "unnamed" / "run.json").read_text())["classes"] == ["bright", "d\\xe9rk"]
