@@ -17,7 +17,7 @@ from .sampling import DEFAULT_SAMPLING, Sampling, clip_indices, frames_needed
 
 @contextmanager
 def _open_video(path: str | Path):
-    """The file's container and first video stream; any failure to open or
+    """The file's container and its main video stream; any failure to open or
     decode becomes a ``DataError`` that names the file."""
     import av
 
@@ -27,7 +27,8 @@ def _open_video(path: str | Path):
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise DataError(f"{path}: no video stream")
-            yield container, container.streams.video[0]
+            # FFmpeg's choice among several (a cover picture or a thumbnail track can come first)
+            yield container, container.streams.best("video")
     except DataError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as exc:
@@ -86,7 +87,7 @@ def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=No
 
 
 def frame_count(path: str | Path) -> int:
-    """Frames in the file's first video stream: the container's count when it
+    """Frames in the file's main video stream: the container's count when it
     states one, otherwise counted by demuxing packets (no decoding)."""
     with _open_video(path) as (container, stream):
         if stream.frames:
@@ -95,7 +96,7 @@ def frame_count(path: str | Path) -> int:
 
 
 def frame_size(path: str | Path) -> tuple[int, int]:
-    """``(height, width)`` of the file's first video stream as it is shown (its first frame's display
+    """``(height, width)`` of the file's main video stream as it is shown (its first frame's display
     matrix applied; the stream's coded size when no frame decodes)."""
     with _open_video(path) as (container, stream):
         first = next(container.decode(stream), None)

@@ -248,3 +248,24 @@ def test_footage_with_a_display_rotation_is_decoded_upright(tmp_path, angle):
     scaled, reference = (load_clip(tmp_path / name, 4, (24, 16)) for name in ("phone.mkv", "plain.mkv"))
     assert scaled.shape == (4, 3, 24, 16)
     assert torch.allclose(F.avg_pool2d(scaled, 4), F.avg_pool2d(reference, 4), atol=0.03)
+
+
+def test_the_main_video_stream_is_decoded_when_a_still_picture_comes_first(tmp_path):
+    """A one-frame picture track ahead of the video (cover art, a thumbnail) made the file "1 frame long"."""
+    import av
+
+    path = tmp_path / "covered.mkv"
+    with av.open(str(path), "w") as container:
+        cover = container.add_stream("mjpeg", rate=1)
+        cover.width, cover.height, cover.pix_fmt = 32, 32, "yuvj420p"
+        video = container.add_stream("libx264rgb", rate=25)
+        video.width, video.height, video.pix_fmt = 32, 32, "rgb24"
+        video.options = {"crf": "0"}
+        container.mux(cover.encode(av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")))
+        container.mux(cover.encode())
+        for i in range(20):
+            container.mux(video.encode(av.VideoFrame.from_ndarray(np.full((32, 32, 3), 10 * i, np.uint8),
+                                                                  format="rgb24")))
+        container.mux(video.encode())
+    levels = (load_clip(path, 4, (32, 32)).mean(dim=(1, 2, 3)) * 255 / 10).round().tolist()
+    assert levels == [0, 6, 13, 19]  # frames 0, 6, 13, 19 of the 20-frame video track
