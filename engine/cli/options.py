@@ -76,8 +76,9 @@ def model_arguments(group, *, all_models: bool = False, files: bool = True) -> N
     reproduce); ``files``: the command decodes video files, and takes how they are sampled."""
     group.add_argument("--model", default="c3d-camera",
                        help="a bundled model name" + (", all (every bundled model)" if all_models else "") +
-                            ", torchvision:NAME (with --weights), hf:FOLDER (a save_pretrained folder), "
-                            "package.module:factory, or a TorchScript file (sava models lists them)")
+                            ", torchvision:NAME (with --weights), hf:FOLDER (a save_pretrained folder, or "
+                            "ORG/NAME in the local Hugging Face cache), package.module:factory, or a TorchScript "
+                            "file (sava models lists them)")
     user_model_arguments(group)
     clip_arguments(group)
     if files:

@@ -1,6 +1,6 @@
 """``hf:FOLDER``: any Hugging Face video classifier saved with ``save_pretrained`` (config, weights and the
-processor's settings), as a model that takes ``B x T x C x H x W`` in [0, 1] and returns logits. Nothing is
-downloaded: the folder holds everything."""
+processor's settings), or ``hf:ORG/NAME`` of one already in the local Hugging Face cache, as a model that
+takes ``B x T x C x H x W`` in [0, 1] and returns logits. Nothing is downloaded."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ PROCESSOR_FILES = ("video_preprocessor_config.json", "preprocessor_config.json")
 # Processors whose rescaling subtracts 1 in their code, with no ``offset`` setting in the file to say so.
 OFFSET_IN_CODE = {"VivitVideoProcessor"}
 GENERIC_LABEL = re.compile(r"LABEL_\d+")  # what transformers names the outputs of a config without id2label
+HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # a model's name on the Hugging Face Hub: ORG/NAME
 
 
 class LogitsOf(nn.Module):
@@ -151,12 +152,38 @@ def _fit(processor: dict, transformers) -> str:
     return "crop" if crops or keeps_aspect else "stretch"
 
 
+def is_hub_id(spec: str) -> bool:
+    """``ORG/NAME`` as the Hugging Face Hub names a model, and no such folder here."""
+    return HUB_ID.fullmatch(spec) is not None and not Path(spec).exists()
+
+
+def local_folder(spec: str) -> Path:
+    """The folder ``hf:SPEC`` names: a ``save_pretrained`` folder, or for a Hub id (``ORG/NAME``) the snapshot
+    of it already in the local Hugging Face cache, resolved by huggingface_hub offline (nothing is
+    downloaded)."""
+    path = Path(spec)
+    if (path / "config.json").is_file():
+        return path
+    if not is_hub_id(spec):
+        raise ModelError(f"hf:{spec}: not a folder saved with save_pretrained (no config.json in it)")
+    from huggingface_hub import constants, snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        snapshot = Path(snapshot_download(spec, local_files_only=True))
+    except LocalEntryNotFoundError as exc:
+        raise ModelError(f"hf:{spec}: no such folder, and not in the local Hugging Face cache "
+                         f"({constants.HF_HUB_CACHE}); sava downloads nothing: fetch it first (huggingface-cli "
+                         f"download {spec}) or give a folder saved with save_pretrained") from exc
+    if not (snapshot / "config.json").is_file():
+        raise ModelError(f"hf:{spec}: its snapshot in the Hugging Face cache ({snapshot}) has no config.json")
+    return snapshot
+
+
 def load_huggingface(folder: str, weights, *, layout=None, mean=None, std=None, device=None) -> VideoModel:
     """``weights``, when given, replace the folder's own: the classifier's state dict (as ``sava train`` saves
     it, or ``classifier.state_dict()`` from a user's own fine-tuning)."""
-    path = Path(folder)
-    if not (path / "config.json").is_file():
-        raise ModelError(f"hf:{folder}: not a folder saved with save_pretrained (no config.json in it)")
+    path = local_folder(folder)
     transformers = import_transformers()
     try:
         classifier = transformers.AutoModelForVideoClassification.from_pretrained(str(path))
@@ -171,7 +198,8 @@ def load_huggingface(folder: str, weights, *, layout=None, mean=None, std=None, 
         _side(getattr(config, "image_size", None)) or (224, 224)
     channels = int(getattr(config, "num_channels", 3))
     folder_mean, folder_std = _normalisation(processor, channels, transformers, folder)
-    info = ModelInfo(name=f"hf:{path.name}", layout=layout or "BTCHW", mean=mean or folder_mean,
+    # Named as the user named it: a cache snapshot's folder is named by its revision.
+    info = ModelInfo(name=f"hf:{Path(folder).name}", layout=layout or "BTCHW", mean=mean or folder_mean,
                      std=std or folder_std,
                      classes=_class_names(config), clip_shape=(int(frames), channels, *size),
                      sampling=Sampling(_fit(processor, transformers)),

@@ -24,7 +24,8 @@ def load_model(spec: str, weights: str | Path | None = None, *, layout: str | No
                classes: list[str] | None = None, device=None) -> VideoModel:
     """* a bundled model name (see ``sava models``);
     * ``torchvision:NAME`` -- one of torchvision's video classifiers, ``weights`` its state dict;
-    * ``hf:FOLDER`` -- a Hugging Face video classifier saved with ``save_pretrained``;
+    * ``hf:FOLDER`` -- a Hugging Face video classifier saved with ``save_pretrained`` (or ``hf:ORG/NAME``, one
+      in the local Hugging Face cache);
     * ``package.module:factory`` -- the factory builds the ``nn.Module``;
       ``weights`` (``.safetensors``, or a ``.pt``/``.pth`` state dict) fills it;
     * a TorchScript file (``.ts``, ``.torchscript``, ``.jit``, or ``.pt``

@@ -64,6 +64,7 @@ def describe_presets() -> list[dict]:
     rows = [{"name": f"torchvision:{p.name}", "clip": p.clip, "mean": p.mean, "note": p.note}
             for p in TORCHVISION.values()]
     rows.append({"name": "hf:FOLDER", "clip": None, "mean": None,
-                 "note": "any Hugging Face video classifier saved with save_pretrained (clip, normalisation and "
-                         "class names from its config and processor files)"})
+                 "note": "any Hugging Face video classifier saved with save_pretrained, or hf:ORG/NAME in the "
+                         "local Hugging Face cache (clip, normalisation and class names from its config and "
+                         "processor files)"})
     return rows

@@ -72,8 +72,9 @@ def save_trained(model, config, defence, accuracy: float, folder: Path, clip_sha
 
 
 def _portable(spec: str) -> str:
-    """``spec`` as it loads from any working folder: a file or an ``hf:`` folder by its absolute path."""
+    """``spec`` as it loads from any working folder: a file or an ``hf:`` folder by its absolute path (a Hub id,
+    read from the Hugging Face cache, is the same anywhere)."""
     if is_zoo(spec):
         family, _, rest = spec.partition(":")
-        return f"{family}:{Path(rest).resolve()}" if family == "hf" else spec
+        return f"{family}:{Path(rest).resolve()}" if family == "hf" and Path(rest).exists() else spec
     return str(Path(spec).resolve()) if Path(spec).exists() else spec

@@ -220,3 +220,29 @@ def test_every_torchvision_preset_is_attacked_at_its_own_clip(name, tmp_path):
     labels = model.predict(clip)[0].cpu()
     run = DeepSAVA(model, max_iters=3, batch_size=2).run(clip, labels)
     assert run.summary.attacked == 2 and all(r.iterations >= 1 and 0 < min(r.ssim) <= 1 for r in run.results)
+
+
+def test_a_hub_id_loads_from_the_local_hugging_face_cache_and_nothing_is_downloaded(zoo, tmp_path, monkeypatch):
+    """hf:ORG/NAME of a model a user fetched before (the cache's models--ORG--NAME/snapshots/REVISION layout,
+    resolved by huggingface_hub itself, offline); a model not there is an error that says how to fetch it."""
+    import shutil
+
+    import huggingface_hub.constants
+
+    cache = tmp_path / "hub"
+    revision = "0123456789abcdef0123456789abcdef01234567"
+    snapshot = cache / "models--some-lab--tiny-videomae" / "snapshots" / revision
+    shutil.copytree(zoo["videomae"], snapshot)
+    (snapshot.parents[1] / "refs").mkdir()
+    (snapshot.parents[1] / "refs" / "main").write_text(revision)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(cache))
+    monkeypatch.chdir(tmp_path)  # no folder some-lab/tiny-videomae here: the id is read as a hub id
+    model = load_model("hf:some-lab/tiny-videomae")
+    folder_model = load_model(f"hf:{zoo['videomae']}")
+    assert model.name == "hf:tiny-videomae" and model.classes == folder_model.classes
+    videos = torch.rand(2, 8, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(model.logits(videos), folder_model.logits(videos))
+    with pytest.raises(ModelError, match=r"not in the local Hugging Face cache .*\(huggingface-cli download "
+                                         r"some-lab/other\)"):
+        load_model("hf:some-lab/other")
