@@ -127,8 +127,10 @@ def load_clip(path: str | Path, num_frames: int, size: tuple[int, int],
         present = decodable_frames(path)
         if present < needed:
             spacing = "" if sampling.stride is None else f" of {num_frames} frames {sampling.stride} apart"
+            fits = (present - 1) // (num_frames - 1) if num_frames > 1 else 0  # the widest stride that fits
+            hint = f" (--frame-stride {fits} fits it)" if sampling.stride is not None and fits >= 1 else ""
             raise DataError(f"{path}: {present} frames decode (the container announces {announced}), fewer than "
-                            f"the {needed} a clip{spacing} needs")
+                            f"the {needed} a clip{spacing} needs{hint}")
         indices = clip_indices(present, num_frames, sampling.stride)
         frames = decode_frames(path, size, set(indices), sampling.fit)
     by_number = dict(zip(sorted(set(indices)), frames))

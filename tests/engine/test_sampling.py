@@ -95,7 +95,8 @@ def test_a_stride_takes_consecutive_frames_from_the_middle_of_the_file(tmp_path)
     assert levels(load_clip(tmp_path / "ramp.mkv", 4, (16, 16), Sampling(stride=3))) == [10, 13, 16, 19]
     assert levels(load_clip(tmp_path / "ramp.mkv", 4, (16, 16))) == [0, 10, 19, 29]  # spread: first to last
     assert levels(load_clip(tmp_path / "ramp.mkv", 10, (16, 16), Sampling(stride=3))) == list(range(1, 29, 3))
-    with pytest.raises(DataError, match="30 frames decode .* fewer than the 31 a clip of 16 frames 2 apart"):
+    with pytest.raises(DataError, match=r"30 frames decode .* fewer than the 31 a clip of 16 frames 2 apart "
+                                        r"needs \(--frame-stride 1 fits it\)"):
         load_clip(tmp_path / "ramp.mkv", 16, (16, 16), Sampling(stride=2))
 
 
