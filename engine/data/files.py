@@ -80,16 +80,19 @@ def printable(name: str) -> str:
 def from_folder(root: str | Path, num_frames: int, size: tuple[int, int],
                 sampling: Sampling = DEFAULT_SAMPLING) -> VideoFileDataset:
     root = Path(root)
-    folders = sorted((p for p in root.iterdir() if p.is_dir()), key=lambda p: printable(p.name))
+    folders = sorted((p for p in root.iterdir() if p.is_dir() and not p.name.startswith(".")),
+                     key=lambda p: printable(p.name))
     if not folders:
         raise DataError(f"{root}: expected one sub-folder per class (UCF101 layout), found none")
     classes = [printable(folder.name) for folder in folders]  # a class name is written to JSON and text files
-    # Regular files only: a pipe, socket or device named like a video would block the decoder forever.
+    # Regular files only: a pipe, socket or device named like a video would block the decoder forever. Hidden
+    # files and folders are left out: a set copied from a Mac carries a "._NAME.avi" beside every video.
     items = [
         (path, label)
         for label, folder in enumerate(folders)
         for path in sorted(folder.rglob("*"))
         if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file()
+        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
     ]
     return VideoFileDataset(items, classes, num_frames, size, name=root.name, root=root, sampling=sampling)
 

@@ -22,6 +22,8 @@ def _open_video(path: str | Path):
     import av
 
     try:
+        if not os.path.exists(path):
+            raise DataError(f"{path}: no such file")
         if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or device would block the decoder
             raise DataError(f"{path}: not a regular file")
         with av.open(str(path)) as container:

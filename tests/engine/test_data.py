@@ -269,3 +269,20 @@ def test_the_main_video_stream_is_decoded_when_a_still_picture_comes_first(tmp_p
         container.mux(video.encode())
     levels = (load_clip(path, 4, (32, 32)).mean(dim=(1, 2, 3)) * 255 / 10).round().tolist()
     assert levels == [0, 6, 13, 19]  # frames 0, 6, 13, 19 of the 20-frame video track
+
+
+def test_hidden_files_are_left_out_and_a_missing_file_is_named(tmp_path):
+    """A set copied from a Mac carries an undecodable "._NAME" beside every video; a CSV row may name a file
+    that is not there."""
+    clip = bundled("digits", "test").float_videos(0)
+    (tmp_path / "up" / ".thumbnails").mkdir(parents=True)
+    (tmp_path / ".trash" / "old").mkdir(parents=True)
+    write_video(tmp_path / "up" / "real.mp4", clip)
+    (tmp_path / "up" / "._real.mp4").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    write_video(tmp_path / "up" / ".thumbnails" / "t.mp4", clip)
+    dataset = from_folder(tmp_path, 4, (32, 32))
+    assert dataset.classes == ["up"] and [dataset.video_id(i) for i in range(len(dataset))] == ["up/real.mp4"]
+    listed = tmp_path / "list.csv"
+    listed.write_text("up/gone.mp4,0\n")
+    with pytest.raises(DataError, match="gone.mp4: no such file"):
+        from_csv(listed, 4, (32, 32))[0]
