@@ -95,10 +95,13 @@ def _run_locked(attack, dataset, run: DatasetRun) -> RunSummary | None:
     bar = tqdm(total=len(todo), desc=run.title, unit="video", disable=not run.progress or shard.rank != 0,
                file=sys.stderr)
 
-    search = tqdm(desc="frame search", unit="candidate", position=1, leave=False, file=sys.stderr,
-                  disable=not run.progress or shard.rank != 0)
+    bars = {}  # the frame-search bar, made when a selector first scores (bo, brute): no empty bar otherwise
 
     def on_scored(scored: int, total: int, videos: int) -> None:
+        if "search" not in bars:
+            bars["search"] = tqdm(desc="frame search", unit="candidate", position=1, leave=False, file=sys.stderr,
+                                  disable=not run.progress or shard.rank != 0)
+        search = bars["search"]
         if scored == 1:
             search.reset(total)
             search.set_description(f"frame search, {videos} videos")
@@ -130,7 +133,8 @@ def _run_locked(attack, dataset, run: DatasetRun) -> RunSummary | None:
             bar.set_postfix_str(f"FR {sum(r.success for r in results)}/{sum(r.attacked for r in results)}")
             bar.update(1)
     finally:
-        search.close()
+        for search in bars.values():
+            search.close()
         bar.close()
         writer.close()
         _log_session(run.folder, shard, time.perf_counter() - started, len(results))
