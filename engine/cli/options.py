@@ -63,8 +63,9 @@ def input_arguments(group, whose: str = "a user model") -> None:
 def user_model_arguments(group) -> None:
     """What describes a model sava does not bundle (``sava attack`` and ``sava export``)."""
     group.add_argument("--weights", help="state dict (.safetensors, .pt or .pth) of a torchvision:NAME or "
-                                         "package.module:factory model; for hf:FOLDER or a TorchScript file, one "
-                                         "that replaces its own (as sava train writes)")
+                                         "package.module:factory model (torchvision:NAME: 'cached' for the one "
+                                         "torchvision downloaded into torch's hub cache); for hf:FOLDER or a "
+                                         "TorchScript file, one that replaces its own (as sava train writes)")
     input_arguments(group)
     group.add_argument("--classes", default=None,
                        help="a user model's class names in its output order: a,b,c or a file of one name per "

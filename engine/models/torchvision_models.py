@@ -1,7 +1,10 @@
-"""``torchvision:NAME``: torchvision's video classifiers built from a user's weights file (no download is
-attempted); the number of classes is read from the file's output layer."""
+"""``torchvision:NAME``: torchvision's video classifiers built from a user's weights file, or from the checkpoint
+torchvision downloaded into torch's hub cache before (no download is attempted); the number of classes is
+read from the file's output layer."""
 
 from __future__ import annotations
+
+from pathlib import Path
 
 import torch
 
@@ -12,6 +15,7 @@ from .weights_file import fill, read_state_dict
 from .zoo import TORCHVISION, kinetics400_classes
 
 KINETICS400 = 400
+CACHED = "cached"  # --weights cached: the checkpoint torchvision itself downloaded earlier
 
 
 def import_torchvision_video():
@@ -29,11 +33,29 @@ def import_torchvision_video():
     return video
 
 
+def cached_checkpoint(name: str) -> Path:
+    """The checkpoint of ``name`` that torchvision downloaded into torch's hub cache
+    (``$TORCH_HOME/hub/checkpoints``, ``~/.cache/torch`` by default) when its weights were last asked for:
+    files are named ``NAME-HASH.pth``; nothing is downloaded here."""
+    folder = Path(torch.hub.get_dir()) / "checkpoints"
+    found = sorted(folder.glob(f"{name}-*.pth")) + sorted(folder.glob(f"{name}_*-*.pth"))
+    if not found:
+        raise ModelError(f"--weights {CACHED}: no {name} checkpoint in torch's hub cache ({folder}); sava "
+                         f"downloads nothing: give the weights file, or fetch it once with torchvision "
+                         f"(torchvision.models.video.{name}(weights='DEFAULT'))")
+    if len(found) > 1:
+        raise ModelError(f"--weights {CACHED}: {len(found)} {name} checkpoints in {folder} "
+                         f"({', '.join(path.name for path in found)}); give the one to use as --weights FILE")
+    return found[0]
+
+
 def load_torchvision(name: str, weights, *, layout=None, mean=None, std=None, device=None) -> VideoModel:
     if name not in TORCHVISION:
         raise ModelError(f"unknown torchvision preset {name!r}; presets: {', '.join(sorted(TORCHVISION))} "
                          "(sava models lists them)")
     preset = TORCHVISION[name]
+    if weights is not None and str(weights) == CACHED:
+        weights = cached_checkpoint(name)
     state = read_state_dict(weights) if weights is not None else None
     if state is not None and preset.head not in state:
         raise ModelError(f"{weights} holds no {preset.head!r}: not a torchvision {name} state dict "

@@ -246,3 +246,21 @@ def test_a_hub_id_loads_from_the_local_hugging_face_cache_and_nothing_is_downloa
     with pytest.raises(ModelError, match=r"not in the local Hugging Face cache .*\(huggingface-cli download "
                                          r"some-lab/other\)"):
         load_model("hf:some-lab/other")
+
+
+def test_weights_cached_reads_the_checkpoint_torchvision_downloaded_before(tmp_path, monkeypatch):
+    """--weights cached: torch's hub cache, where torchvision keeps NAME-HASH.pth (found and read here before
+    torchvision is imported, so its head check shows the file was the one read); nothing is downloaded."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    with pytest.raises(ModelError, match=r"no r3d_18 checkpoint in torch's hub cache \(.*torch/hub/checkpoints\)"):
+        load_model("torchvision:r3d_18", "cached")
+    checkpoints = tmp_path / "torch" / "hub" / "checkpoints"
+    checkpoints.mkdir(parents=True)
+    torch.save({"stem.0.weight": torch.zeros(1)}, checkpoints / "r3d_18-0a1b2c3d.pth")
+    torch.save({"stem.0.weight": torch.zeros(1)}, checkpoints / "mc3_18-0a1b2c3d.pth")  # another preset's
+    with pytest.raises(ModelError, match=r"r3d_18-0a1b2c3d.pth holds no 'fc.weight'"):
+        load_model("torchvision:r3d_18", "cached")
+    for variant in ("swin3d_b_1k-1.pth", "swin3d_b_22k-2.pth"):
+        torch.save({}, checkpoints / variant)
+    with pytest.raises(ModelError, match=r"2 swin3d_b checkpoints .*swin3d_b_1k-1.pth, swin3d_b_22k-2.pth"):
+        load_model("torchvision:swin3d_b", "cached")
