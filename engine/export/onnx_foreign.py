@@ -10,14 +10,15 @@ and the layout where its dimensions leave it open) the user gives, as for any us
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
 
 from ..errors import InputError, ModelError
+from ..models.adapter import LAYOUTS
 from .black_box import METADATA_PREFIX
 
-LAYOUTS = ("BTCHW", "BCTHW")
 ELEMENT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16, "tensor(double)": np.float64}
 
 
@@ -26,8 +27,9 @@ def is_sava_export(metadata: dict[str, str], inputs: list[str]) -> bool:
     return inputs == ["videos"] and any(key.startswith(METADATA_PREFIX) for key in metadata)
 
 
+@lru_cache(maxsize=32)  # asked several times per target by one command; reading a large file costs seconds
 def file_is_sava_export(path) -> bool:
-    """``is_sava_export`` for a file, read without a runtime session (the graph's weights are not needed)."""
+    """``is_sava_export`` for a file, read by onnx without a runtime session (external weights left unread)."""
     import onnx
 
     try:
