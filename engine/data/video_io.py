@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 import math
 import os
 import stat
@@ -78,6 +79,10 @@ def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=No
     ``keep``, when given, is a set of frame numbers: other frames are decoded
     (the codec needs them) but not converted or kept.
     """
+    if keep:
+        sought = _decode_by_seeking(path, sorted(keep), size, fit)
+        if sought is not None:
+            return sought
     frames = []
     with _open_video(path) as (container, stream):
         for number, frame in enumerate(container.decode(stream)):
@@ -86,6 +91,68 @@ def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=No
             if keep is not None and number >= max(keep):
                 break
     return frames
+
+
+def _packet_index(path: str | Path) -> tuple[list[int], list[int]] | None:
+    """The presentation times of the stream's frames in order, and those of its keyframes, read by demuxing
+    (no decoding); None where times are missing or repeat (nothing to seek by)."""
+    with _open_video(path) as (container, stream):
+        times, keys = [], []
+        for packet in container.demux(stream):
+            if not packet.size:
+                continue
+            if packet.pts is None:
+                return None
+            times.append(packet.pts)
+            if packet.is_keyframe:
+                keys.append(packet.pts)
+    times.sort()
+    keys.sort()
+    if not keys or len(set(times)) != len(times):
+        return None
+    return times, keys
+
+
+def _decode_by_seeking(path: str | Path, wanted: list[int], size, fit: str) -> list[np.ndarray] | None:
+    """Frames ``wanted`` (sorted frame numbers), decoded from the keyframe before each instead of from the
+    start of the file: a long file's clip then decodes a few groups of pictures, not the whole file. None
+    (decode from the start instead) where the file gives nothing to seek by, where its first decoded frame is
+    not its first packet (a decoder that drops leading frames numbers them otherwise), where every wanted
+    frame lies in the first group of pictures anyway, or where a wanted frame does not come out."""
+    index = _packet_index(path)
+    if index is None or wanted[-1] >= len(index[0]):
+        return None
+    times, keys = index
+    targets = [times[number] for number in wanted]
+    if bisect.bisect_right(keys, targets[-1]) <= 1:  # no keyframe past the first before the last frame wanted
+        return None
+    found: dict[int, np.ndarray] = {}
+    with _open_video(path) as (container, stream):
+        frames = container.decode(stream)
+        first = next(frames, None)
+        if first is None or first.pts != times[0]:
+            return None
+        position = first.pts
+        if position in targets:
+            found[position] = upright_rgb(first, size, fit)
+        for target in targets:
+            if target in found:
+                continue
+            key = keys[bisect.bisect_right(keys, target) - 1]
+            if key > position:  # a keyframe lies between: jump to it, skipping what is before it
+                container.seek(key, stream=stream, backward=True, any_frame=False)
+                frames = container.decode(stream)
+            for frame in frames:
+                if frame.pts is None:
+                    return None
+                position = frame.pts
+                if position in targets and position not in found:
+                    found[position] = upright_rgb(frame, size, fit)
+                if position >= target:
+                    break
+            if target not in found:
+                return None
+    return [found[target] for target in targets]
 
 
 def frame_count(path: str | Path) -> int:

@@ -286,3 +286,46 @@ def test_hidden_files_are_left_out_and_a_missing_file_is_named(tmp_path):
     listed.write_text("up/gone.mp4,0\n")
     with pytest.raises(DataError, match="gone.mp4: no such file"):
         from_csv(listed, 4, (32, 32))[0]
+
+
+def numbered_video(path: Path, frames: int, codec: str, options: dict | None = None) -> None:
+    """``frames`` frames of 32 x 48 whose two halves spell the frame's number (i % 16, i // 16), small groups
+    of pictures, B-frames where the codec has them: a file whose frames a seek can land between."""
+    import av
+
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream(codec, rate=25)
+        stream.width, stream.height = 48, 32
+        stream.pix_fmt = "yuv420p"
+        stream.options = options or {}
+        for i in range(frames):
+            image = np.zeros((32, 48, 3), np.uint8)
+            image[:16], image[16:] = 16 * (i % 16), 16 * (i // 16)
+            container.mux(stream.encode(av.VideoFrame.from_ndarray(image, format="rgb24")))
+        container.mux(stream.encode())
+
+
+@pytest.mark.parametrize("name, codec, options", [
+    ("h264.mp4", "libx264", {"g": "24", "bf": "3", "preset": "ultrafast", "tune": "zerolatency"}),
+    ("h264-b.mkv", "libx264", {"g": "30", "bf": "2"}),
+    ("mpeg4.avi", "mpeg4", {"g": "20", "bf": "2"}),
+    ("vp9.webm", "libvpx-vp9", {"g": "25", "deadline": "realtime", "cpu-used": "8"}),
+])
+def test_a_long_files_clip_decoded_by_seeking_is_the_frames_a_whole_decode_gives(tmp_path, name, codec, options):
+    """A clip of a long file decodes from the keyframe before each wanted frame; its frames must be, value for
+    value, those of a decode of the whole file from its start (read here with PyAV directly)."""
+    import av
+
+    from sava.data.sampling import Sampling, clip_indices
+    from sava.data.video_io import _decode_by_seeking
+
+    path = tmp_path / name
+    numbered_video(path, 200, codec, options)
+    if not name.endswith(".avi"):  # these containers give every frame a time to seek by: the clip seeks
+        assert _decode_by_seeking(path, [0, 199], (32, 48), "stretch") is not None
+    with av.open(str(path)) as container:
+        whole = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    for sampling in (Sampling(), Sampling(stride=3)):
+        clip = load_clip(path, 6, (32, 48), sampling)
+        expected = np.stack([whole[i] for i in clip_indices(len(whole), 6, sampling.stride)])
+        assert torch.equal(clip, torch.from_numpy(expected).permute(0, 3, 1, 2).float() / 255), (name, sampling)
