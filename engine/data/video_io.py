@@ -83,6 +83,12 @@ def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=No
         sought = _decode_by_seeking(path, sorted(keep), size, fit)
         if sought is not None:
             return sought
+    return decode_from_start(path, size, keep, fit)
+
+
+def decode_from_start(path: str | Path, size: tuple[int, int] | None = None, keep=None,
+                      fit: str = "stretch") -> list[np.ndarray]:
+    """``decode_frames`` without seeking: every frame decoded from the file's start up to the last one kept."""
     frames = []
     with _open_video(path) as (container, stream):
         for number, frame in enumerate(container.decode(stream)):

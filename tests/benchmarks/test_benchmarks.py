@@ -266,3 +266,11 @@ def test_the_tests_the_gpu_run_puts_first_exist():
     finally:
         sys.path.remove(str(BENCHMARKS))
     assert all((BENCHMARKS.parent / path).exists() for path in gpu_run.FIRST_TESTS)
+
+
+def test_decode_benchmark_compares_seeking_with_a_decode_from_the_start(tmp_path):
+    rows = run_benchmark("decode", tmp_path, "--repeats", "2")
+    by_impl = {row["impl"]: row for row in rows}
+    assert set(by_impl) == {"seek", "from_start"}
+    assert by_impl["seek"]["speedup_vs_from_start"] > 0 and by_impl["seek"]["commit"]
+    assert all(row["op"] == "decode" and row["ms"] > 0 and row["k"] == 16 for row in rows)
