@@ -208,7 +208,7 @@ def cmd_attack(args) -> int:
         for _, _, folder in rows:
             for item in json.loads((folder / "metrics.json").read_text())["skipped_files"]:
                 print(f"skipped video {item['video_id']}: {item['reason']}", file=sys.stderr)
-        _print_table(model.name, data_spec, args, rows)
+        _print_table(model.name, data_spec, args, rows, None if data_spec in BUNDLED else sampling)
         if not any(summary.videos for _, summary, _ in rows):
             print(f"sava attack: error: none of the {count} video file(s) of {data_spec} could be used (each is "
                   "listed above with its reason)", file=sys.stderr)
@@ -305,10 +305,15 @@ def build_attack(args, model, kind: str = "combined"):
     return make_attack(args.method, model or SettingsOnly(), **settings)
 
 
-def _print_table(model_name, data_spec, args, rows) -> None:
-    from ..data import BUNDLED
-
-    print(f"\n{args.method} on {model_name} / {data_spec}" + (f" ({args.split})" if data_spec in BUNDLED else ""))
+def _print_table(model_name, data_spec, args, rows, sampling=None) -> None:
+    """The results table, under a line naming the model, the data and, for video files, how their clips were
+    taken (``sampling``: frames, size, fit, spacing)."""
+    if sampling is None:
+        where = f" ({args.split})"
+    else:
+        spacing = "spread over each file" if sampling.stride is None else f"{sampling.stride} apart"
+        where = f" ({args.clip_frames} frames {spacing}, {args.size[0]} x {args.size[1]}, {sampling.fit})"
+    print(f"\n{args.method} on {model_name} / {data_spec}{where}")
     header = f"{'attack':<18} {'videos':>6} {'attacked':>8} {'FR':>7} {'ANI':>6} {'mean SSIM':>9} " \
              f"{'SSIM wins':>9} {'min SSIM':>8} {'frames':>6} {'MAP':>7} {'time s':>7} {'videos/s':>8}"
     print(header)

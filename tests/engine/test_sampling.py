@@ -120,7 +120,7 @@ def test_the_sampling_is_recorded_kept_by_a_resume_and_used_by_a_transfer(video_
     assert attack(root, out, "--fit", "crop", "--frame-stride", "1", "--clip-frames", "8") == 0
     recorded = json.loads((out / "run.json").read_text())
     assert (recorded["fit"], recorded["frame_stride"]) == ("crop", 1)
-    capsys.readouterr()
+    assert f"deepsava on c3d-camera / {root} (8 frames 1 apart, 48 x 48, crop)" in capsys.readouterr().out
     assert attack(root, out, "--clip-frames", "8") == 0  # no options: the folder's own sampling
     assert "2 of 2 videos already done" in capsys.readouterr().err
     assert attack(root, out, "--clip-frames", "8", "--fit", "stretch") == 2
