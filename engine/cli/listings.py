@@ -16,8 +16,8 @@ def cmd_models(args) -> int:
     for row in describe():
         print(f"{row['name']:<18} {row['arch']:<10} {row['dataset']:<8} {row['classes']:>7} "
               f"{str(tuple(row['clip_shape'])):<16} {row['test_accuracy']:>8.2%}")
-    print("\nzoo presets (--model NAME --weights STATE_DICT; no download; a 400-way head gets Kinetics-400's "
-          "class names):")
+    print("\nzoo presets (--model NAME --weights STATE_DICT or --weights cached; no download; a 400-way head "
+          "gets Kinetics-400's class names; video files are centre-cropped at their aspect ratio, --fit crop):")
     print(f"{'preset':<24} {'clip (T,H,W)':<16} {'mean':<26} note")
     for row in describe_presets():
         clip = str(row["clip"]) if row["clip"] else "from its files"
