@@ -157,6 +157,9 @@ def cmd_attack(args) -> int:
         args.clip_frames, args.size = clip_for_files(model.info, args.clip_frames, args.size, recorded)
         sampling = sampling_for_files(model.info, args.fit, args.frame_stride, recorded)
         dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size), sampling)
+        passed_over = getattr(dataset, "passed_over_note", lambda: None)()  # a bundled set has no files
+        if passed_over:
+            print(passed_over, file=sys.stderr)
         if data_spec in BUNDLED:  # the run folder records the clips the attack saw
             args.clip_frames, args.size = dataset.clip_shape[0], list(dataset.clip_shape[2:])
             if file_options:

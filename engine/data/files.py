@@ -12,7 +12,10 @@ from ..errors import DataError
 from .sampling import DEFAULT_SAMPLING, Sampling
 from .video_io import load_clip
 
-VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg"}
+# What datasets and cameras write: Kinetics and EPIC .mp4, UCF101 and HMDB51 .avi, Something-Something .webm,
+# camcorders' AVCHD .mts/.m2ts, phones' .3gp, older web video .flv/.wmv/.ogv, broadcast .ts.
+VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".mts", ".m2ts", ".ts", ".3gp",
+                  ".flv", ".wmv", ".ogv"}
 
 
 class VideoFileDataset:
@@ -29,6 +32,7 @@ class VideoFileDataset:
             raise DataError(f"{name}: no video files found (looked for {', '.join(sorted(VIDEO_SUFFIXES))})")
         self.items, self.classes, self.num_frames, self.size, self.name = items, classes, num_frames, size, name
         self.root, self.sampling = root, sampling
+        self.passed_over: dict[str, int] = {}  # files of a class folder not read as video, by suffix
         # A CSV of class indices names no class: its labels are the model's own numbers.
         self.labels_are_indices = labels_are_indices
         self.split = "files"
@@ -50,6 +54,14 @@ class VideoFileDataset:
     def __getitem__(self, index: int) -> tuple[str, torch.Tensor, int]:
         path, label = self.items[index]
         return self.video_id(index), load_clip(path, self.num_frames, self.size, self.sampling), label
+
+    def passed_over_note(self) -> str | None:
+        """A line saying which files of the class folders were not read as video, or None."""
+        if not self.passed_over:
+            return None
+        counts = ", ".join(f"{count} {suffix}" for suffix, count in sorted(self.passed_over.items()))
+        return (f"note: {sum(self.passed_over.values())} file(s) in {self.name}'s class folders are not read as "
+                f"video ({counts}); sava reads {', '.join(sorted(VIDEO_SUFFIXES))}")
 
     def subset(self, indices: list[int]) -> VideoFileDataset:
         """The files at ``indices``, in that order, decoded as these are."""
@@ -87,14 +99,18 @@ def from_folder(root: str | Path, num_frames: int, size: tuple[int, int],
     classes = [printable(folder.name) for folder in folders]  # a class name is written to JSON and text files
     # Regular files only: a pipe, socket or device named like a video would block the decoder forever. Hidden
     # files and folders are left out: a set copied from a Mac carries a "._NAME.avi" beside every video.
-    items = [
-        (path, label)
-        for label, folder in enumerate(folders)
-        for path in sorted(folder.rglob("*"))
-        if path.suffix.lower() in VIDEO_SUFFIXES and path.is_file()
-        and not any(part.startswith(".") for part in path.relative_to(folder).parts)
-    ]
-    return VideoFileDataset(items, classes, num_frames, size, name=root.name, root=root, sampling=sampling)
+    items, passed_over = [], {}
+    for label, folder in enumerate(folders):
+        for path in sorted(folder.rglob("*")):
+            if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
+                continue
+            if path.suffix.lower() in VIDEO_SUFFIXES:
+                items.append((path, label))
+            else:  # said, not silently dropped: a set of .gif or .y4m clips would otherwise just shrink
+                passed_over[path.suffix.lower() or "(none)"] = passed_over.get(path.suffix.lower() or "(none)", 0) + 1
+    dataset = VideoFileDataset(items, classes, num_frames, size, name=root.name, root=root, sampling=sampling)
+    dataset.passed_over = passed_over
+    return dataset
 
 
 def from_csv(csv_path: str | Path, num_frames: int, size: tuple[int, int],

@@ -63,7 +63,8 @@ def training_data(model, config, workers: int = 2, progress: bool = True, cache:
     # Class names and label maps need only the file lists: a mismatch stops before any file is decoded.
     names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
     outputs = outputs_on_clip(model, train_files.clip_shape)
-    notes = []
+    notes = [note for files in (train_files, test_files) if files is not None
+             for note in [getattr(files, "passed_over_note", lambda: None)()] if note]
     if names.names is None:  # the data names the outputs: its sorted class names, or its class indices
         from_indices = getattr(train_files, "labels_are_indices", False)
         names = ClassNames([str(i) for i in range(outputs)] if from_indices else list(train_files.classes),

@@ -343,3 +343,22 @@ def test_real_footage_decoded_by_seeking_is_the_frames_a_whole_decode_gives():
         whole = decode_from_start(path, (48, 64), keep, "crop")
         assert len(sought) == len(whole) == len(keep)
         assert all(np.array_equal(a, b) for a, b in zip(sought, whole))
+
+
+def test_files_of_other_kinds_in_class_folders_are_said_not_dropped_silently(tmp_path, capsys):
+    """A camcorder's .mts is read; a .gif or a notes file is named in a note, not quietly left out."""
+    from sava.cli import main
+
+    clips = bundled("camera", "test")
+    folder = tmp_path / clips.classes[int(clips.labels[0])]
+    folder.mkdir()
+    write_video(folder / "camcorder.mts", clips.float_videos(0))
+    (folder / "a.gif").write_bytes(b"GIF89a")
+    (folder / "b.gif").write_bytes(b"GIF89a")
+    (folder / "notes.txt").write_text("shot on a tripod")
+    dataset = from_folder(tmp_path, 16, (48, 48))
+    assert [dataset.video_id(i) for i in range(len(dataset))] == [f"{folder.name}/camcorder.mts"]
+    assert dataset.passed_over == {".gif": 2, ".txt": 1}
+    assert main(["attack", "--no-progress", "--data", str(tmp_path), "--iters", "1", "--out",
+                 str(tmp_path.parent / f"{tmp_path.name}-run")]) == 0
+    assert "note: 3 file(s) in" in capsys.readouterr().err and "(2 .gif, 1 .txt)" in dataset.passed_over_note()
