@@ -13,9 +13,9 @@ from .sampling import DEFAULT_SAMPLING, Sampling
 from .video_io import load_clip
 
 # What datasets and cameras write: Kinetics and EPIC .mp4, UCF101 and HMDB51 .avi, Something-Something .webm,
-# camcorders' AVCHD .mts/.m2ts, phones' .3gp, older web video .flv/.wmv/.ogv, broadcast .ts.
+# TGIF's animated .gif, camcorders' AVCHD .mts/.m2ts, phones' .3gp, older web video .flv/.wmv/.ogv, broadcast .ts.
 VIDEO_SUFFIXES = {".mp4", ".avi", ".mkv", ".mov", ".webm", ".m4v", ".mpg", ".mpeg", ".mts", ".m2ts", ".ts", ".3gp",
-                  ".flv", ".wmv", ".ogv"}
+                  ".flv", ".wmv", ".ogv", ".gif"}
 
 
 class VideoFileDataset:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
 from sava.data import bundled, camera, digits, load_dataset
@@ -346,19 +347,24 @@ def test_real_footage_decoded_by_seeking_is_the_frames_a_whole_decode_gives():
 
 
 def test_files_of_other_kinds_in_class_folders_are_said_not_dropped_silently(tmp_path, capsys):
-    """A camcorder's .mts is read; a .gif or a notes file is named in a note, not quietly left out."""
+    """A camcorder's .mts and an animated GIF are read; still pictures or a notes file are named in a note, not
+    quietly left out."""
     from sava.cli import main
 
     clips = bundled("camera", "test")
     folder = tmp_path / clips.classes[int(clips.labels[0])]
     folder.mkdir()
     write_video(folder / "camcorder.mts", clips.float_videos(0))
-    (folder / "a.gif").write_bytes(b"GIF89a")
-    (folder / "b.gif").write_bytes(b"GIF89a")
+    frames = [Image.fromarray(frame) for frame in clips.videos[1].permute(0, 2, 3, 1).numpy()]
+    frames[0].save(folder / "animated.gif", save_all=True, append_images=frames[1:], duration=40)
+    (folder / "a.jpg").write_bytes(b"\xff\xd8\xff")
+    (folder / "b.jpg").write_bytes(b"\xff\xd8\xff")
     (folder / "notes.txt").write_text("shot on a tripod")
     dataset = from_folder(tmp_path, 16, (48, 48))
-    assert [dataset.video_id(i) for i in range(len(dataset))] == [f"{folder.name}/camcorder.mts"]
-    assert dataset.passed_over == {".gif": 2, ".txt": 1}
+    ids = [dataset.video_id(i) for i in range(len(dataset))]
+    assert ids == [f"{folder.name}/animated.gif", f"{folder.name}/camcorder.mts"]
+    assert dataset[0][1].shape == (16, 3, 48, 48)  # the GIF's 16 frames, decoded by FFmpeg
+    assert dataset.passed_over == {".jpg": 2, ".txt": 1}
     assert main(["attack", "--no-progress", "--data", str(tmp_path), "--iters", "1", "--out",
                  str(tmp_path.parent / f"{tmp_path.name}-run")]) == 0
-    assert "note: 3 file(s) in" in capsys.readouterr().err and "(2 .gif, 1 .txt)" in dataset.passed_over_note()
+    assert "note: 3 file(s) in" in capsys.readouterr().err and "(2 .jpg, 1 .txt)" in dataset.passed_over_note()
