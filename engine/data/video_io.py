@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import bisect
-import math
 import os
 import stat
 from contextlib import contextmanager
@@ -13,6 +12,7 @@ import numpy as np
 import torch
 
 from ..errors import DataError
+from .orientation import apply_steps, display_steps, turns_sideways
 from .sampling import DEFAULT_SAMPLING, Sampling, clip_indices, frames_needed
 
 
@@ -38,14 +38,6 @@ def _open_video(path: str | Path):
         raise DataError(f"{path}: cannot decode video ({exc})") from exc
 
 
-def quarter_turns(frame) -> int:
-    """Counterclockwise quarter turns that show ``frame`` upright: phones store portrait footage as landscape
-    frames with a display matrix saying how to turn them, which players apply and decoders do not. An
-    angle between quarter turns is rounded to the nearest; a singular matrix (NaN) counts as none."""
-    angle = frame.rotation
-    return round(angle / 90) % 4 if math.isfinite(angle) else 0
-
-
 def covering_size(shown: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
     """The smallest scale of a ``shown`` (H, W) picture, aspect ratio kept, that covers ``size``."""
     scale = max(size[0] / shown[0], size[1] / shown[1])
@@ -53,18 +45,17 @@ def covering_size(shown: tuple[int, int], size: tuple[int, int]) -> tuple[int, i
 
 
 def upright_rgb(frame, size: tuple[int, int] | None = None, fit: str = "stretch") -> np.ndarray:
-    """The frame as it is shown (turned by its display matrix), RGB ``H x W x 3`` uint8, scaled by FFmpeg to
-    ``size = (H, W)`` of the upright picture: the whole frame (``fit="stretch"``) or the centre of a scale
-    that keeps its aspect ratio (``fit="crop"``)."""
-    turns = quarter_turns(frame)
-    shown = (frame.width, frame.height) if turns % 2 else (frame.height, frame.width)
+    """The frame as it is shown (turned and mirrored by its display matrix), RGB ``H x W x 3`` uint8, scaled by
+    FFmpeg to ``size = (H, W)`` of the upright picture: the whole frame (``fit="stretch"``) or the centre of a
+    scale that keeps its aspect ratio (``fit="crop"``)."""
+    steps = display_steps(frame)
+    sideways = turns_sideways(steps)
+    shown = (frame.width, frame.height) if sideways else (frame.height, frame.width)
     scaled = size if size is None or fit == "stretch" else covering_size(shown, size)
     height, width = scaled if scaled is not None else (None, None)
-    if turns % 2:  # the stored frame lies on its side: scale it to the turned size, then turn it
+    if sideways:  # the stored frame lies on its side: scale it to the turned size, then turn it
         height, width = width, height
-    image = frame.to_ndarray(format="rgb24", width=width, height=height)
-    if turns:
-        image = np.rot90(image, turns)
+    image = apply_steps(frame.to_ndarray(format="rgb24", width=width, height=height), steps)
     if scaled is not None and tuple(scaled) != tuple(size):
         top, left = (scaled[0] - size[0]) // 2, (scaled[1] - size[1]) // 2
         image = image[top:top + size[0], left:left + size[1]]
@@ -177,7 +168,8 @@ def frame_size(path: str | Path) -> tuple[int, int]:
         first = next(container.decode(stream), None)
         if first is None:
             return int(stream.codec_context.height), int(stream.codec_context.width)
-        return (first.width, first.height) if quarter_turns(first) % 2 else (first.height, first.width)
+        sideways = turns_sideways(display_steps(first))
+        return (first.width, first.height) if sideways else (first.height, first.width)
 
 
 def decodable_frames(path: str | Path) -> int:

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from PIL import Image
 from sklearn.linear_model import LogisticRegression
 
@@ -212,43 +211,6 @@ def test_a_header_that_overstates_its_frames_is_sampled_over_the_frames_present(
     assert [round(level / 10) for level in levels] == [0, 6, 13, 19], levels
     with pytest.raises(DataError, match=r"20 frames decode \(the container announces 444\), fewer than the 32"):
         load_clip(path, 32, (32, 32))
-
-
-def rotated_file(path: Path, stored: np.ndarray, angle: int) -> None:
-    """Five copies of ``stored`` (H x W x 3) in an H.264 RGB file whose display matrix turns it ``angle``
-    degrees counterclockwise for display, as phones store portrait footage."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264rgb", rate=25)
-        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "rgb24"
-        stream.options = {"crf": "0"}
-        if angle:
-            stream.set_display_rotation(angle)
-        for _ in range(5):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
-        container.mux(stream.encode())
-
-
-@pytest.mark.parametrize("angle", [90, -90, 180])
-def test_footage_with_a_display_rotation_is_decoded_upright(tmp_path, angle):
-    """A phone's portrait clip is landscape frames plus a display matrix; sava decoded it lying on its side."""
-    from sava.data.video_io import frame_size
-
-    upright = np.zeros((48, 32, 3), np.uint8)  # portrait, with a marker that tells every turn apart
-    upright[:12, :8] = [255, 0, 0]
-    upright[40:, 24:] = [0, 0, 255]
-    rotated_file(tmp_path / "plain.mkv", upright, 0)
-    # Stored turned the other way, so that the display matrix's counterclockwise turn undoes it.
-    rotated_file(tmp_path / "phone.mkv", np.ascontiguousarray(np.rot90(upright, -angle // 90)), angle)
-    assert frame_size(tmp_path / "phone.mkv") == (48, 32)
-    expected = load_clip(tmp_path / "plain.mkv", 4, (48, 32))
-    assert torch.equal(load_clip(tmp_path / "phone.mkv", 4, (48, 32)), expected)
-    # Scaled to a size other than the stored one: the scale applies to the upright picture. FFmpeg's scaler
-    # filters rows and columns a little differently (edges differ by up to 28 levels), so compare 4 x 4 means.
-    scaled, reference = (load_clip(tmp_path / name, 4, (24, 16)) for name in ("phone.mkv", "plain.mkv"))
-    assert scaled.shape == (4, 3, 24, 16)
-    assert torch.allclose(F.avg_pool2d(scaled, 4), F.avg_pool2d(reference, 4), atol=0.03)
 
 
 def test_the_main_video_stream_is_decoded_when_a_still_picture_comes_first(tmp_path):
