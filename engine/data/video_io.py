@@ -62,16 +62,21 @@ def upright_rgb(frame, size: tuple[int, int] | None = None, fit: str = "stretch"
     return np.ascontiguousarray(image)
 
 
+UNREAD = object()  # ``decode_frames``' packet index when its caller has not read it
+
+
 def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=None,
-                  fit: str = "stretch") -> list[np.ndarray]:
+                  fit: str = "stretch", index=UNREAD) -> list[np.ndarray]:
     """RGB frames (``H x W x 3`` uint8) of a file, upright, scaled by FFmpeg to ``size = (H, W)`` as ``fit``
     says (``upright_rgb``).
 
     ``keep``, when given, is a set of frame numbers: other frames are decoded
-    (the codec needs them) but not converted or kept.
+    (the codec needs them) but not converted or kept. ``index``: the file's ``packet_index``, where the caller
+    has read it already (one demux of a long file, not one per use).
     """
     if keep:
-        sought = _decode_by_seeking(path, sorted(keep), size, fit)
+        index = packet_index(path) if index is UNREAD else index
+        sought = _decode_by_seeking(path, sorted(keep), size, fit, index)
         if sought is not None:
             return sought
     return decode_from_start(path, size, keep, fit)
@@ -90,7 +95,7 @@ def decode_from_start(path: str | Path, size: tuple[int, int] | None = None, kee
     return frames
 
 
-def _packet_index(path: str | Path) -> tuple[list[int], list[int]] | None:
+def packet_index(path: str | Path) -> tuple[list[int], list[int]] | None:
     """The presentation times of the stream's frames in order, and those of its keyframes, read by demuxing
     (no decoding); None where times are missing or repeat (nothing to seek by)."""
     with _open_video(path) as (container, stream):
@@ -110,13 +115,13 @@ def _packet_index(path: str | Path) -> tuple[list[int], list[int]] | None:
     return times, keys
 
 
-def _decode_by_seeking(path: str | Path, wanted: list[int], size, fit: str) -> list[np.ndarray] | None:
+def _decode_by_seeking(path: str | Path, wanted: list[int], size, fit: str, index) -> list[np.ndarray] | None:
     """Frames ``wanted`` (sorted frame numbers), decoded from the keyframe before each instead of from the
     start of the file: a long file's clip then decodes a few groups of pictures, not the whole file. None
     (decode from the start instead) where the file gives nothing to seek by, where its first decoded frame is
     not its first packet (a decoder that drops leading frames numbers them otherwise), where every wanted
-    frame lies in the first group of pictures anyway, or where a wanted frame does not come out."""
-    index = _packet_index(path)
+    frame lies in the first group of pictures anyway, or where a wanted frame does not come out. ``index``:
+    the file's ``packet_index``."""
     if index is None or wanted[-1] >= len(index[0]):
         return None
     times, keys = index
@@ -152,12 +157,14 @@ def _decode_by_seeking(path: str | Path, wanted: list[int], size, fit: str) -> l
     return [found[target] for target in targets]
 
 
-def frame_count(path: str | Path) -> int:
-    """Frames in the file's main video stream: the container's count when it
-    states one, otherwise counted by demuxing packets (no decoding)."""
+def frame_count(path: str | Path, index=None) -> int:
+    """Frames in the file's main video stream: the container's count when it states one, otherwise the
+    packets of ``index`` (its ``packet_index``, where read) or of a demux (no decoding)."""
     with _open_video(path) as (container, stream):
         if stream.frames:
             return int(stream.frames)
+        if index is not None:
+            return len(index[0])
         return sum(1 for packet in container.demux(stream) if packet.size)
 
 
@@ -187,9 +194,10 @@ def load_clip(path: str | Path, num_frames: int, size: tuple[int, int],
     The container's frame count is a header field: when fewer frames decode than it announces (a truncated
     or mis-written file), the clip is sampled again over the frames that are really there."""
     needed = frames_needed(num_frames, sampling.stride)
-    announced = frame_count(path)
+    index = packet_index(path)  # one demux: the seek's times, and the count where the header states none
+    announced = frame_count(path, index)
     indices = clip_indices(announced, num_frames, sampling.stride) if announced >= needed else None
-    frames = decode_frames(path, size, set(indices), sampling.fit) if indices is not None else []
+    frames = decode_frames(path, size, set(indices), sampling.fit, index) if indices is not None else []
     if indices is None or len(frames) < len(set(indices)):
         present = decodable_frames(path)
         if present < needed:
@@ -199,7 +207,7 @@ def load_clip(path: str | Path, num_frames: int, size: tuple[int, int],
             raise DataError(f"{path}: {present} frames decode (the container announces {announced}), fewer than "
                             f"the {needed} a clip{spacing} needs{hint}")
         indices = clip_indices(present, num_frames, sampling.stride)
-        frames = decode_frames(path, size, set(indices), sampling.fit)
+        frames = decode_frames(path, size, set(indices), sampling.fit, index)
     by_number = dict(zip(sorted(set(indices)), frames))
     clip = np.stack([by_number[i] for i in indices])
     return torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255.0
