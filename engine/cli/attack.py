@@ -125,6 +125,7 @@ def add_parser(sub) -> None:
 def cmd_attack(args) -> int:
     from ..classes import ClassNames, accuracy_warning, label_map
     from ..data import BUNDLED, load_dataset
+    from ..data.files import passed_over_note
     from ..provenance import environment
     from ..runner import DatasetRun, current_shard, run_dataset
     from ..selection import check_k
@@ -157,7 +158,7 @@ def cmd_attack(args) -> int:
         args.clip_frames, args.size = clip_for_files(model.info, args.clip_frames, args.size, recorded)
         sampling = sampling_for_files(model.info, args.fit, args.frame_stride, recorded)
         dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size), sampling)
-        passed_over = getattr(dataset, "passed_over_note", lambda: None)()  # a bundled set has no files
+        passed_over = passed_over_note(dataset)
         if passed_over:
             print(passed_over, file=sys.stderr)
         if data_spec in BUNDLED:  # the run folder records the clips the attack saw

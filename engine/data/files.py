@@ -4,6 +4,7 @@ HMDB51 layout), or a CSV of ``path,label`` rows. Clips are decoded lazily."""
 from __future__ import annotations
 
 import csv
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -55,14 +56,6 @@ class VideoFileDataset:
         path, label = self.items[index]
         return self.video_id(index), load_clip(path, self.num_frames, self.size, self.sampling), label
 
-    def passed_over_note(self) -> str | None:
-        """A line saying which files of the class folders were not read as video, or None."""
-        if not self.passed_over:
-            return None
-        counts = ", ".join(f"{count} {suffix}" for suffix, count in sorted(self.passed_over.items()))
-        return (f"note: {sum(self.passed_over.values())} file(s) in {self.name}'s class folders are not read as "
-                f"video ({counts}); sava reads {', '.join(sorted(VIDEO_SUFFIXES))}")
-
     def subset(self, indices: list[int]) -> VideoFileDataset:
         """The files at ``indices``, in that order, decoded as these are."""
         return VideoFileDataset([self.items[i] for i in indices], self.classes, self.num_frames, self.size,
@@ -71,6 +64,17 @@ class VideoFileDataset:
     @property
     def clip_shape(self) -> tuple[int, int, int, int]:
         return (self.num_frames, 3, *self.size)
+
+
+def passed_over_note(dataset) -> str | None:
+    """A line saying which files of a dataset's class folders were not read as video, or None (none were, or
+    the dataset is not one of files)."""
+    passed_over = getattr(dataset, "passed_over", None)
+    if not passed_over:
+        return None
+    counts = ", ".join(f"{count} {suffix}" for suffix, count in sorted(passed_over.items()))
+    return (f"note: {sum(passed_over.values())} file(s) in {dataset.name}'s class folders are not read as "
+            f"video ({counts}); sava reads {', '.join(sorted(VIDEO_SUFFIXES))}")
 
 
 def _relative_id(path: Path, root: Path | None) -> str:
@@ -99,17 +103,17 @@ def from_folder(root: str | Path, num_frames: int, size: tuple[int, int],
     classes = [printable(folder.name) for folder in folders]  # a class name is written to JSON and text files
     # Regular files only: a pipe, socket or device named like a video would block the decoder forever. Hidden
     # files and folders are left out: a set copied from a Mac carries a "._NAME.avi" beside every video.
-    items, passed_over = [], {}
+    items, passed_over = [], Counter()
     for label, folder in enumerate(folders):
         for path in sorted(folder.rglob("*")):
             if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
                 continue
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 items.append((path, label))
-            else:  # said, not silently dropped: a set of .gif or .y4m clips would otherwise just shrink
-                passed_over[path.suffix.lower() or "(none)"] = passed_over.get(path.suffix.lower() or "(none)", 0) + 1
+            else:  # said, not silently dropped: a set of .png frames or .y4m clips would otherwise just shrink
+                passed_over[path.suffix.lower() or "(none)"] += 1
     dataset = VideoFileDataset(items, classes, num_frames, size, name=root.name, root=root, sampling=sampling)
-    dataset.passed_over = passed_over
+    dataset.passed_over = dict(passed_over)
     return dataset
 
 

@@ -262,9 +262,10 @@ def masked_gradient_warning(model, clip_shape) -> str | None:
             weights = torch.randn(logits.shape, generator=generator).to(logits.device)  # no output sum cancels
             (gradient,) = torch.autograd.grad((logits.float() * weights).sum(), clip, allow_unused=True)
             gradient = torch.zeros_like(clip) if gradient is None else gradient
-    if bool(torch.isfinite(gradient).all()) and bool(gradient.abs().sum() > 0):
+    finite = bool(torch.isfinite(gradient).all())
+    if finite and bool(gradient.abs().sum() > 0):
         return None
-    what = "zero" if bool(torch.isfinite(gradient).all()) else "not finite"
+    what = "zero" if finite else "not finite"
     return (f"warning: model {model.name!r} gives its logits a gradient with respect to its input that is {what} "
             "on a random clip: its forward masks gradients (rounding, quantisation, argmax, .detach() or no_grad), so "
             "gradient attacks cannot move it and a low fooling rate here says nothing about its robustness; "

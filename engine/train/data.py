@@ -14,7 +14,7 @@ import torch
 from ..classes import ClassNames, label_map
 from ..data import BUNDLED, Sampling, load_dataset
 from ..data.clips import ClipSet
-from ..data.files import VideoFileDataset
+from ..data.files import VideoFileDataset, passed_over_note
 from ..errors import ConfigError, DataError
 from ..models.adapter import check_output_count, clip_for_files, outputs_on_clip, sampling_for_files
 from .clip_cache import decode_clips
@@ -63,8 +63,7 @@ def training_data(model, config, workers: int = 2, progress: bool = True, cache:
     # Class names and label maps need only the file lists: a mismatch stops before any file is decoded.
     names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
     outputs = outputs_on_clip(model, train_files.clip_shape)
-    notes = [note for files in (train_files, test_files) if files is not None
-             for note in [getattr(files, "passed_over_note", lambda: None)()] if note]
+    notes = [note for note in map(passed_over_note, (train_files, test_files)) if note]
     if names.names is None:  # the data names the outputs: its sorted class names, or its class indices
         from_indices = getattr(train_files, "labels_are_indices", False)
         names = ClassNames([str(i) for i in range(outputs)] if from_indices else list(train_files.classes),

@@ -312,6 +312,7 @@ def test_files_of_other_kinds_in_class_folders_are_said_not_dropped_silently(tmp
     """A camcorder's .mts and an animated GIF are read; still pictures or a notes file are named in a note, not
     quietly left out."""
     from sava.cli import main
+    from sava.data.files import passed_over_note
 
     clips = bundled("camera", "test")
     folder = tmp_path / clips.classes[int(clips.labels[0])]
@@ -329,4 +330,4 @@ def test_files_of_other_kinds_in_class_folders_are_said_not_dropped_silently(tmp
     assert dataset.passed_over == {".jpg": 2, ".txt": 1}
     assert main(["attack", "--no-progress", "--data", str(tmp_path), "--iters", "1", "--out",
                  str(tmp_path.parent / f"{tmp_path.name}-run")]) == 0
-    assert "note: 3 file(s) in" in capsys.readouterr().err and "(2 .jpg, 1 .txt)" in dataset.passed_over_note()
+    assert "note: 3 file(s) in" in capsys.readouterr().err and "(2 .jpg, 1 .txt)" in passed_over_note(dataset)
