@@ -11,22 +11,12 @@ import torch
 import torch.nn.functional as F
 
 from sava.data.video_io import frame_size, load_clip
+from tests.engine.test_sampling import lossless
 
 
 def rotated_file(path: Path, stored: np.ndarray, angle: int, hflip: bool = False) -> None:
-    """Five copies of ``stored`` (H x W x 3) in an H.264 RGB file whose display matrix turns it ``angle``
-    degrees counterclockwise for display, as phones store portrait footage."""
-    import av
-
-    with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264rgb", rate=25)
-        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "rgb24"
-        stream.options = {"crf": "0"}
-        if angle or hflip:
-            stream.set_display_rotation(angle, hflip=hflip)
-        for _ in range(5):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
-        container.mux(stream.encode())
+    """Five copies of ``stored`` (H x W x 3), losslessly, with ``angle`` and ``hflip`` in the display matrix."""
+    lossless(path, np.stack([stored] * 5), angle, hflip)
 
 
 @pytest.mark.parametrize("angle", [90, -90, 180])

@@ -20,14 +20,18 @@ from sava.transfer import from_run_folder
 from tests.engine.test_data import video_folder  # noqa: F401 -- real H.264 files of the camera classes
 
 
-def lossless(path: Path, frames: np.ndarray) -> None:
-    """``frames`` (T x H x W x 3 uint8) as H.264 RGB at CRF 0: every value decodes as written."""
+def lossless(path: Path, frames: np.ndarray, angle: int = 0, hflip: bool = False) -> None:
+    """``frames`` (T x H x W x 3 uint8) as H.264 RGB at CRF 0: every value decodes as written. ``angle`` and
+    ``hflip`` go into its display matrix: turned ``angle`` degrees counterclockwise for display, then mirrored
+    left to right (PyAV's set_display_rotation), as phones and front cameras store footage."""
     import av
 
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264rgb", rate=25)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "rgb24"
         stream.options = {"crf": "0"}
+        if angle or hflip:
+            stream.set_display_rotation(angle, hflip=hflip)
         for image in frames:
             container.mux(stream.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(image), format="rgb24")))
         container.mux(stream.encode())
@@ -66,18 +70,9 @@ def test_a_wide_frame_is_stretched_whole_or_cropped_to_its_centre(tmp_path, fit)
 
 def test_a_tall_turned_frame_is_cropped_after_it_is_turned(tmp_path):
     """A phone's portrait clip (stored on its side) cropped to a square keeps the middle of the upright picture."""
-    import av
-
     upright = banded(64, 128).transpose(1, 0, 2).copy()  # 128 tall, 64 wide: bands top and bottom
     stored = np.ascontiguousarray(np.rot90(upright, -1))  # the display matrix turns it back
-    with av.open(str(tmp_path / "phone.mkv"), "w") as container:
-        stream = container.add_stream("libx264rgb", rate=25)
-        stream.width, stream.height, stream.pix_fmt = stored.shape[1], stored.shape[0], "rgb24"
-        stream.options = {"crf": "0"}
-        stream.set_display_rotation(90)
-        for _ in range(3):
-            container.mux(stream.encode(av.VideoFrame.from_ndarray(stored, format="rgb24")))
-        container.mux(stream.encode())
+    lossless(tmp_path / "phone.mkv", np.stack([stored] * 3), angle=90)
     clip = load_clip(tmp_path / "phone.mkv", 2, (32, 32), Sampling("crop"))
     reference = resized(upright[32:96], (32, 32))
     assert torch.allclose(F.avg_pool2d(clip[0], 4), F.avg_pool2d(reference, 4), atol=0.06)
