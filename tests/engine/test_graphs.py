@@ -24,6 +24,12 @@ from tests.device import DEVICE, ON_CUDA
 
 torch.set_num_threads(2)
 VIDEOS = 7  # batch 4: the steps shrink from 4 slots to 3 (rounded to 4), 2 and 1
+# Runs whose steps see other batch widths (rounded widths; finished videos riding along, masked, until a poll)
+# agree in flow and noise to rounding only: oneDNN's convolutions and the BLAS's matrix products round by batch
+# size on some CPUs (2e-5 after 20 steps on an AMD EPYC, bitwise equal on others). Every decision (iterations,
+# success, frames, prediction) must still agree exactly, and a state stepped once too often or not at all moves
+# by a learning rate (0.1 px of flow, 0.016 of noise), far outside this.
+BATCH_ROUNDING = 1e-4
 
 
 def refined_sparse(model):
@@ -87,19 +93,18 @@ def test_rounded_widths_give_the_exact_widths_results(case):
     exact = run_case(case, cuda_graphs=False, round_widths=False)
     rounded = run_case(case, cuda_graphs=False, round_widths=True)
     attacked_some(exact)
-    # The model sees other batch sizes: its batched convolutions may round differently (about 1e-7).
-    assert_same_results(exact, rounded, atol=1e-5 if case != "bf16" else 1e-2)
+    assert_same_results(exact, rounded, atol=BATCH_ROUNDING if case != "bf16" else 1e-2)
 
 
 @pytest.mark.parametrize("poll_every", [1, 3])
 def test_a_lagged_poll_gives_the_immediate_polls_results(poll_every):
     """Reading the finished flags one step late (CUDA's default) leaves every result as it is: a finished
-    video's state is frozen from the step it finished."""
+    video's state is frozen from the step it finished (to the rounding of the batch widths, which differ)."""
     immediate = run_case("deepsava", cuda_graphs=False, lagged_poll=False, poll_every=poll_every)
     lagged = run_case("deepsava", cuda_graphs=False, lagged_poll=True, poll_every=poll_every)
     attacked_some(immediate)
     assert len({r.iterations for r in immediate if r.attacked}) > 1  # videos finish at different steps
-    assert_same_results(immediate, lagged, atol=0)
+    assert_same_results(immediate, lagged, atol=BATCH_ROUNDING)
 
 
 def deepsava_loop(model, capacity: int = 4, **options) -> tuple[SparseAttackLoop, DeepSAVA]:

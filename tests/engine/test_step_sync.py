@@ -7,6 +7,7 @@ step's code: the operations that force a host read are named by ATen, not by sav
 
 from __future__ import annotations
 
+import importlib
 import os
 
 import pytest
@@ -159,6 +160,10 @@ def test_a_step_on_the_triton_kernels_costs_few_operations_besides_the_model(mon
     counted: on CUDA a launch issues none). Two videos: the interpreter is slow, and the count does not depend
     on the batch (test above); the no-read rule is checked on this path too."""
     monkeypatch.setenv("SAVA_BACKEND", "triton")
+    # Imported before the trace, as any earlier launch imports them: a kernel module's one-time constants (the
+    # SSIM window's taps, read to the host as it loads) are not a step's reads.
+    for module in ("perturb", "ssim", "ssim_one_pass", "update"):
+        importlib.import_module(f"sava.kernels.fused.{module}")
     seen, model = traced_run(monkeypatch, batch=2, steps=1, poll_every=2)
     assert [(phase, why) for phase, _, why in seen if why and phase != "poll"] == []
     operations, launches = step_operations(seen, "step 1")
@@ -183,9 +188,16 @@ def test_results_do_not_depend_on_how_often_the_host_polls():
     for a, b in zip(every, eighth):
         ra, rb = a.record(), b.record()
         ra.pop("seconds"), rb.pop("seconds")
-        assert ra == rb
+        # Finished videos ride along, masked, until a poll: the steps' batch widths differ, and so may the
+        # rounding of the model's batched products (test_graphs.BATCH_ROUNDING); every decision is exact.
+        assert ra.keys() == rb.keys()
+        for key, value in ra.items():
+            measured = isinstance(value, float) or (isinstance(value, list) and value and isinstance(value[0], float))
+            assert value == (pytest.approx(rb[key], rel=1e-4, abs=1e-6) if measured else rb[key]), key
         for x, y in ((a.flow, b.flow), (a.noise, b.noise)):
-            assert (x is None and y is None) or torch.equal(x, y)
+            assert (x is None) == (y is None)
+            if x is not None:
+                torch.testing.assert_close(y, x, atol=1e-4, rtol=0)
 
 
 @pytest.mark.skipif(DEVICE != "cuda", reason="CUDA graphs need a CUDA device")
