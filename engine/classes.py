@@ -147,5 +147,5 @@ def accuracy_warning(summary, targeted: bool, names: ClassNames) -> str | None:
     return (f"warning: the model classified only {accuracy:.0%} of the clean videos correctly "
             f"({summary.attacked} of {summary.videos}). Likely causes: {order}; the input layout, mean and std "
             "(--layout, --mean, --std); or clips unlike those of the model's training: frames, size, framing "
-            "and spacing (--clip-frames, --size, --fit, --frame-stride). Misclassified videos are not attacked "
-            "(--iters 0 measures the clean accuracy alone, to try these quickly).")
+            "and spacing (--clip-frames, --size, --fit, --resize, --frame-stride). Misclassified videos are not "
+            "attacked (--iters 0 measures the clean accuracy alone, to try these quickly).")

@@ -37,6 +37,9 @@ from .options import (
     refuse_user_model_options,
 )
 
+# Options that say how a video file becomes a clip: said to be ignored on a bundled set, which holds clips.
+FILE_OPTIONS = ("clip_frames", "size", "fit", "frame_stride", "resize")
+
 
 def add_parser(sub) -> None:
     attack = sub.add_parser("attack", help="run DeepSAVA on a model and a dataset, write a run folder",
@@ -152,11 +155,10 @@ def cmd_attack(args) -> int:
         if data_spec is None:
             raise SavaError("--data is needed for a model that is not bundled")
         # Given before the clip options are filled in with their defaults; a bundled set has clips of its own.
-        file_options = [f"--{name.replace('_', '-')}" for name in ("clip_frames", "size", "fit", "frame_stride")
-                        if getattr(args, name) is not None]
+        file_options = [f"--{name.replace('_', '-')}" for name in FILE_OPTIONS if getattr(args, name) is not None]
         recorded = _recorded_clip(args.out, kinds)
         args.clip_frames, args.size = clip_for_files(model.info, args.clip_frames, args.size, recorded)
-        sampling = sampling_for_files(model.info, args.fit, args.frame_stride, recorded)
+        sampling = sampling_for_files(model.info, args.fit, args.frame_stride, recorded, args.resize, args.size)
         dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size), sampling)
         passed_over = passed_over_note(dataset)
         if passed_over:
@@ -316,7 +318,8 @@ def _print_table(model_name, data_spec, args, rows, sampling=None) -> None:
         where = f" ({args.split})"
     else:
         spacing = "spread over each file" if sampling.stride is None else f"{sampling.stride} apart"
-        where = f" ({args.clip_frames} frames {spacing}, {args.size[0]} x {args.size[1]}, {sampling.fit})"
+        fit = sampling.describe(args.size)
+        where = f" ({args.clip_frames} frames {spacing}, {args.size[0]} x {args.size[1]}, {fit})"
     print(f"\n{args.method} on {model_name} / {data_spec}{where}")
     header = f"{'attack':<18} {'videos':>6} {'attacked':>8} {'FR':>7} {'ANI':>6} {'mean SSIM':>9} " \
              f"{'SSIM wins':>9} {'min SSIM':>8} {'frames':>6} {'MAP':>7} {'time s':>7} {'videos/s':>8}"

@@ -17,12 +17,16 @@ def cmd_models(args) -> int:
         print(f"{row['name']:<18} {row['arch']:<10} {row['dataset']:<8} {row['classes']:>7} "
               f"{str(tuple(row['clip_shape'])):<16} {row['test_accuracy']:>8.2%}")
     print("\nzoo presets (--model NAME --weights STATE_DICT or --weights cached; no download; a 400-way head "
-          "gets Kinetics-400's class names; video files are centre-cropped at their aspect ratio, --fit crop):")
-    print(f"{'preset':<24} {'clip (T,H,W)':<16} {'mean':<26} note")
+          "gets Kinetics-400's class names; video files are resized as the weights' transforms resize them and "
+          "the clip kept from the centre: --resize, --fit):")
+    print(f"{'preset':<24} {'clip (T,H,W)':<16} {'mean':<26} {'resize':<16} note")
     for row in describe_presets():
         clip = str(row["clip"]) if row["clip"] else "from its files"
         mean = ",".join(f"{m:g}" for m in row["mean"]) if row["mean"] else "from its files"
-        print(f"{row['name']:<24} {clip:<16} {mean:<26} {row['note']}")
+        resize = row.get("resize") or ()
+        resize = (" x ".join(map(str, resize)) if len(resize) == 2 else f"short side {resize[0]}") if resize \
+            else "from its files"
+        print(f"{row['name']:<24} {clip:<16} {mean:<26} {resize:<16} {row['note']}")
     print("\nalso: package.module:factory (with --weights), a TorchScript file, and the model.safetensors that "
           "sava train writes (it names the model it came from)")
     return 0

@@ -108,12 +108,19 @@ def stride(text: str) -> int:
 
 
 def sampling_arguments(group) -> None:
-    """``--fit`` and ``--frame-stride``: how a clip is taken from each video file (``sava.data.Sampling``)."""
+    """``--fit``, ``--resize`` and ``--frame-stride``: how a clip is taken from each video file
+    (``sava.data.Sampling``)."""
     group.add_argument("--fit", default=None, choices=FITS,
                        help="how a frame of another aspect ratio becomes the clip's size: stretch (the whole "
                             "frame, distorted) or crop (scaled keeping its aspect ratio, centre kept, as "
-                            "torchvision's and Hugging Face's video transforms do) (default: crop for a zoo "
-                            "model, else stretch)")
+                            "Hugging Face's video processors do) (default: the model's own, as its transforms "
+                            "fit frames, else stretch)")
+    group.add_argument("--resize", type=int, nargs="+", default=None, metavar="PX",
+                       help="scale each frame to H W pixels (or its short side to S, aspect kept) and keep the "
+                            "clip's --size from its centre, as a model evaluated on such a crop saw it (e.g. "
+                            "--resize 128 171 for torchvision's R3D-18 recipe at 112 x 112); with --fit crop, H W "
+                            "is covered keeping the aspect ratio (default: the model's own; a zoo preset knows its "
+                            "transforms', else the clip's size)")
     group.add_argument("--frame-stride", type=stride, default=None, metavar="N",
                        help="take the clip's frames N apart from the middle of each file, as a model trained on "
                             "short windows of motion saw them (e.g. 2 for 15 fps training on 30 fps footage); 0 "
@@ -130,7 +137,8 @@ def model_description(args) -> dict:
     """What ``model_arguments`` took beside ``--model``, under ``TrainConfig``'s names (None where not given)."""
     return {"weights": args.weights, "layout": args.layout, "mean": args.mean, "std": args.std,
             "classes": args.classes, "clip_frames": args.clip_frames,
-            "size": tuple(args.size) if args.size else None, "fit": args.fit, "frame_stride": args.frame_stride}
+            "size": tuple(args.size) if args.size else None, "fit": args.fit, "frame_stride": args.frame_stride,
+            "resize": tuple(args.resize) if args.resize else None}
 
 
 def refuse_user_model_options(args, bundled: list[str]) -> None:

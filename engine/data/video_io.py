@@ -13,7 +13,7 @@ import torch
 
 from ..errors import DataError
 from .orientation import apply_steps, display_steps, turns_sideways
-from .sampling import DEFAULT_SAMPLING, Sampling, clip_indices, frames_needed
+from .sampling import DEFAULT_SAMPLING, Sampling, centre_offsets, clip_indices, frames_needed
 
 
 @contextmanager
@@ -38,26 +38,20 @@ def _open_video(path: str | Path):
         raise DataError(f"{path}: cannot decode video ({exc})") from exc
 
 
-def covering_size(shown: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
-    """The smallest scale of a ``shown`` (H, W) picture, aspect ratio kept, that covers ``size``."""
-    scale = max(size[0] / shown[0], size[1] / shown[1])
-    return max(size[0], round(shown[0] * scale)), max(size[1], round(shown[1] * scale))
-
-
-def upright_rgb(frame, size: tuple[int, int] | None = None, fit: str = "stretch") -> np.ndarray:
+def upright_rgb(frame, size: tuple[int, int] | None = None, sampling: Sampling = DEFAULT_SAMPLING) -> np.ndarray:
     """The frame as it is shown (turned and mirrored by its display matrix), RGB ``H x W x 3`` uint8, scaled by
-    FFmpeg to ``size = (H, W)`` of the upright picture: the whole frame (``fit="stretch"``) or the centre of a
-    scale that keeps its aspect ratio (``fit="crop"``)."""
+    FFmpeg as ``sampling`` fits it to ``size = (H, W)`` of the upright picture (``Sampling.scaled_size``), then
+    the centre ``size`` kept."""
     steps = display_steps(frame)
     sideways = turns_sideways(steps)
     shown = (frame.width, frame.height) if sideways else (frame.height, frame.width)
-    scaled = size if size is None or fit == "stretch" else covering_size(shown, size)
+    scaled = None if size is None else sampling.scaled_size(shown, size)
     height, width = scaled if scaled is not None else (None, None)
     if sideways:  # the stored frame lies on its side: scale it to the turned size, then turn it
         height, width = width, height
     image = apply_steps(frame.to_ndarray(format="rgb24", width=width, height=height), steps)
     if scaled is not None and tuple(scaled) != tuple(size):
-        top, left = (scaled[0] - size[0]) // 2, (scaled[1] - size[1]) // 2
+        top, left = centre_offsets(scaled, size)
         image = image[top:top + size[0], left:left + size[1]]
     return np.ascontiguousarray(image)
 
@@ -66,9 +60,9 @@ UNREAD = object()  # ``decode_frames``' packet index when its caller has not rea
 
 
 def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=None,
-                  fit: str = "stretch", index=UNREAD) -> list[np.ndarray]:
-    """RGB frames (``H x W x 3`` uint8) of a file, upright, scaled by FFmpeg to ``size = (H, W)`` as ``fit``
-    says (``upright_rgb``).
+                  sampling: Sampling = DEFAULT_SAMPLING, index=UNREAD) -> list[np.ndarray]:
+    """RGB frames (``H x W x 3`` uint8) of a file, upright, fitted by FFmpeg to ``size = (H, W)`` as
+    ``sampling`` says (``upright_rgb``).
 
     ``keep``, when given, is a set of frame numbers: other frames are decoded
     (the codec needs them) but not converted or kept. ``index``: the file's ``packet_index``, where the caller
@@ -76,20 +70,20 @@ def decode_frames(path: str | Path, size: tuple[int, int] | None = None, keep=No
     """
     if keep:
         index = packet_index(path) if index is UNREAD else index
-        sought = _decode_by_seeking(path, sorted(keep), size, fit, index)
+        sought = _decode_by_seeking(path, sorted(keep), size, sampling, index)
         if sought is not None:
             return sought
-    return decode_from_start(path, size, keep, fit)
+    return decode_from_start(path, size, keep, sampling)
 
 
 def decode_from_start(path: str | Path, size: tuple[int, int] | None = None, keep=None,
-                      fit: str = "stretch") -> list[np.ndarray]:
+                      sampling: Sampling = DEFAULT_SAMPLING) -> list[np.ndarray]:
     """``decode_frames`` without seeking: every frame decoded from the file's start up to the last one kept."""
     frames = []
     with _open_video(path) as (container, stream):
         for number, frame in enumerate(container.decode(stream)):
             if keep is None or number in keep:
-                frames.append(upright_rgb(frame, size, fit))
+                frames.append(upright_rgb(frame, size, sampling))
             if keep is not None and number >= max(keep):
                 break
     return frames
@@ -115,7 +109,7 @@ def packet_index(path: str | Path) -> tuple[list[int], list[int]] | None:
     return times, keys
 
 
-def _decode_by_seeking(path: str | Path, wanted: list[int], size, fit: str, index) -> list[np.ndarray] | None:
+def _decode_by_seeking(path: str | Path, wanted: list[int], size, sampling: Sampling, index) -> list[np.ndarray] | None:
     """Frames ``wanted`` (sorted frame numbers), decoded from the keyframe before each instead of from the
     start of the file: a long file's clip then decodes a few groups of pictures, not the whole file. None
     (decode from the start instead) where the file gives nothing to seek by, where its first decoded frame is
@@ -136,7 +130,7 @@ def _decode_by_seeking(path: str | Path, wanted: list[int], size, fit: str, inde
             return None
         position = first.pts
         if position in targets:
-            found[position] = upright_rgb(first, size, fit)
+            found[position] = upright_rgb(first, size, sampling)
         for target in targets:
             if target in found:
                 continue
@@ -149,7 +143,7 @@ def _decode_by_seeking(path: str | Path, wanted: list[int], size, fit: str, inde
                     return None
                 position = frame.pts
                 if position in targets and position not in found:
-                    found[position] = upright_rgb(frame, size, fit)
+                    found[position] = upright_rgb(frame, size, sampling)
                 if position >= target:
                     break
             if target not in found:
@@ -197,7 +191,7 @@ def load_clip(path: str | Path, num_frames: int, size: tuple[int, int],
     index = packet_index(path)  # one demux: the seek's times, and the count where the header states none
     announced = frame_count(path, index)
     indices = clip_indices(announced, num_frames, sampling.stride) if announced >= needed else None
-    frames = decode_frames(path, size, set(indices), sampling.fit, index) if indices is not None else []
+    frames = decode_frames(path, size, set(indices), sampling, index) if indices is not None else []
     if indices is None or len(frames) < len(set(indices)):
         present = decodable_frames(path)
         if present < needed:
@@ -207,7 +201,7 @@ def load_clip(path: str | Path, num_frames: int, size: tuple[int, int],
             raise DataError(f"{path}: {present} frames decode (the container announces {announced}), fewer than "
                             f"the {needed} a clip{spacing} needs{hint}")
         indices = clip_indices(present, num_frames, sampling.stride)
-        frames = decode_frames(path, size, set(indices), sampling.fit, index)
+        frames = decode_frames(path, size, set(indices), sampling, index)
     by_number = dict(zip(sorted(set(indices)), frames))
     clip = np.stack([by_number[i] for i in indices])
     return torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255.0

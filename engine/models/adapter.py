@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from ..data.sampling import DEFAULT_SAMPLING, Sampling
+from ..data.sampling import DEFAULT_SAMPLING, Sampling, zoom_for_resize
 from ..errors import InputError, ModelError, first_line, is_out_of_memory
 
 LAYOUTS = ("BTCHW", "BCTHW")
@@ -204,12 +204,21 @@ def clip_for_files(info: ModelInfo, frames: int | None = None, size=None,
 
 
 def sampling_for_files(info: ModelInfo, fit: str | None = None, stride: int | None = None,
-                       recorded: dict | None = None) -> Sampling:
-    """How video files are sampled for a model: the options given (``stride`` 0: spread over the file);
-    else what the run folder being resumed recorded (``recorded``; a folder that records nothing was begun
-    with the default); else the model's own (``info.sampling``)."""
+                       recorded: dict | None = None, resize: list[int] | None = None,
+                       size: tuple[int, int] | None = None) -> Sampling:
+    """How video files are sampled for a model: the options given (``stride`` 0: spread over the file;
+    ``resize``: ``--resize``'s pixels for a clip of ``size``, whose one short side keeps the aspect ratio and
+    whose height and width do not, as torchvision's resizes read them, unless ``fit`` says otherwise); else
+    what the run folder being resumed recorded (``recorded``; a folder that records nothing was begun with the
+    default); else the model's own (``info.sampling``)."""
     own = Sampling.recorded(recorded) if recorded is not None else info.sampling
-    return Sampling(fit or own.fit, own.stride if stride is None else (stride or None))
+    if resize:
+        if size is None:
+            raise ValueError("a --resize is read against the clip's size: give size")
+        zoom, fit = zoom_for_resize(list(resize), tuple(size)), fit or ("crop" if len(resize) == 1 else "stretch")
+    else:
+        zoom = own.zoom
+    return Sampling(fit or own.fit, own.stride if stride is None else (stride or None), zoom)
 
 
 # What a user's module raises when the clip is not what it was built for: a wrong layout (channels met as

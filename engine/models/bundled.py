@@ -10,7 +10,7 @@ from pathlib import Path
 from safetensors import safe_open
 from safetensors.torch import load_file
 
-from ..data.sampling import Sampling
+from ..data.sampling import NOT_RECORDED, Sampling
 from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
 from .architectures import ARCHITECTURES
@@ -51,7 +51,7 @@ def info_from_metadata(meta: dict) -> ModelInfo:
         clip_shape=tuple(meta["clip_shape"]),
         sampling=Sampling.recorded(meta),  # a file sava train wrote records how its video files were sampled
         extra={k: v for k, v in meta.items() if k not in {"name", "layout", "mean", "std", "classes", "clip_shape",
-                                                             "fit", "frame_stride"}},
+                                                             *NOT_RECORDED}},
     )
 
 

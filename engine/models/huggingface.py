@@ -12,7 +12,7 @@ from pathlib import Path
 
 from torch import nn
 
-from ..data.sampling import Sampling
+from ..data.sampling import Sampling, zoom_for_resize
 from ..errors import ModelError
 from .adapter import ModelInfo, VideoModel
 from .weights_file import fill
@@ -142,14 +142,20 @@ def _class_names(config) -> list[str] | None:
     return [str(name) for name in names]
 
 
-def _fit(processor: dict, transformers) -> str:
-    """``crop`` where the processor keeps the aspect ratio (a shortest-edge resize) or crops the centre, as
-    the video processors do by default; ``stretch`` where it resizes straight to a height and width."""
+def _sampling(processor: dict, transformers, clip_size: tuple[int, int]) -> Sampling:
+    """How the processor fits a frame to the model's ``clip_size``: ``crop`` where it keeps the aspect ratio
+    (a shortest-edge resize) or crops the centre, as the video processors do by default; ``stretch`` where it
+    resizes straight to a height and width. A resize larger than the centre crop it is followed by (ViViT's
+    short side of 256 before 224 x 224) is the zoom."""
     resizes = _processor_setting(processor, "do_resize", transformers, True)
     size = _processor_setting(processor, "size", transformers, None)
     keeps_aspect = resizes and isinstance(size, dict) and "shortest_edge" in size
     crops = _processor_setting(processor, "do_center_crop", transformers, True)
-    return "crop" if crops or keeps_aspect else "stretch"
+    fit = "crop" if crops or keeps_aspect else "stretch"
+    resize = _side(size) if resizes and crops else None
+    if resize is None or resize[0] < clip_size[0] or resize[1] < clip_size[1]:  # a smaller resize is padded
+        return Sampling(fit)
+    return Sampling(fit, zoom=zoom_for_resize([resize[0]] if keeps_aspect else list(resize), clip_size))
 
 
 def is_hub_id(spec: str) -> bool:
@@ -202,7 +208,7 @@ def load_huggingface(folder: str, weights, *, layout=None, mean=None, std=None, 
     info = ModelInfo(name=f"hf:{Path(folder).name}", layout=layout or "BTCHW", mean=mean or folder_mean,
                      std=std or folder_std,
                      classes=_class_names(config), clip_shape=(int(frames), channels, *size),
-                     sampling=Sampling(_fit(processor, transformers)),
+                     sampling=_sampling(processor, transformers, size),
                      extra={"hf_folder": str(path), "architecture": type(classifier).__name__}
                      | ({"weights": str(weights)} if weights is not None else {}))
     return VideoModel(LogitsOf(classifier).eval(), info, device=device)

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import torch
 
-from ..data.sampling import Sampling
 from ..errors import ModelError, first_line
 from .adapter import ModelInfo, VideoModel
 from .weights_file import fill, read_state_dict
@@ -65,10 +64,10 @@ def load_torchvision(name: str, weights, *, layout=None, mean=None, std=None, de
     module = getattr(video, name)(weights=None, num_classes=classes)
     if state is not None:
         fill(module, weights, state)
-    # Sampling("crop"): its transforms resize keeping the aspect ratio and crop the centre.
+    # preset.sampling: the resize of its weights' transforms, then their centre crop.
     info = ModelInfo(name=f"torchvision:{name}", layout=layout or "BCTHW", mean=mean or preset.mean,
                      std=std or preset.std, classes=kinetics400_classes() if classes == KINETICS400 else None,
-                     clip_shape=(preset.clip[0], 3, *preset.clip[1:]), sampling=Sampling("crop"),
+                     clip_shape=(preset.clip[0], 3, *preset.clip[1:]), sampling=preset.sampling,
                      extra={"weights": str(weights) if weights is not None else "random (no --weights)"})
     return VideoModel(module.eval(), info, device=device)
 

@@ -7,6 +7,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..data.sampling import Sampling, zoom_for_resize
+
 ZOO_PREFIXES = ("torchvision:", "hf:")
 CLASS_LISTS = Path(__file__).parent / "classes"
 
@@ -19,32 +21,42 @@ IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
 @dataclass(frozen=True)
 class Preset:
     """One torchvision video classifier: its builder's name, the key of its output layer's weight (whose rows
-    count the classes of a weights file), normalisation and default clip (frames, height, width)."""
+    count the classes of a weights file), normalisation, default clip (frames, height, width) and how its
+    weights' inference transforms fit a frame to that clip (``resize``: torchvision's ``resize_size``, a
+    height and width it stretches to, or one short side it scales to; the centre of the clip's size kept)."""
 
     name: str
     head: str
     mean: tuple[float, float, float]
     std: tuple[float, float, float]
     clip: tuple[int, int, int]
+    resize: tuple[int, ...]
     note: str = ""
 
+    @property
+    def sampling(self) -> Sampling:
+        """The view its weights were evaluated on; the zoom carries it to another --size."""
+        size = self.clip[1:]
+        return Sampling("crop" if len(self.resize) == 1 else "stretch", zoom=zoom_for_resize(list(self.resize), size))
 
-def _preset(name, head, norm, clip, note=""):
-    return Preset(name, head, norm[0], norm[1], clip, note)
+
+def _preset(name, head, norm, clip, resize, note=""):
+    return Preset(name, head, norm[0], norm[1], clip, resize, note)
 
 
+# The resizes are those of each weights entry's VideoClassification transforms in torchvision 0.26.
 TORCHVISION = {p.name: p for p in (
-    _preset("r3d_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112)),
-    _preset("mc3_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112)),
-    _preset("r2plus1d_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112)),
+    _preset("r3d_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112), (128, 171)),
+    _preset("mc3_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112), (128, 171)),
+    _preset("r2plus1d_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112), (128, 171)),
     # S3D's weights were evaluated on 128-frame clips; 32 keeps an attack's memory sane (it takes 14 or more).
-    _preset("s3d", "classifier.1.weight", KINETICS_VIDEO, (32, 224, 224), "at least 14 frames"),
+    _preset("s3d", "classifier.1.weight", KINETICS_VIDEO, (32, 224, 224), (256, 256), "at least 14 frames"),
     # MViT's positional embeddings fix its input: exactly 16 frames of 224 x 224.
-    _preset("mvit_v1_b", "head.1.weight", MVIT, (16, 224, 224), "exactly 16 x 224 x 224"),
-    _preset("mvit_v2_s", "head.1.weight", MVIT, (16, 224, 224), "exactly 16 x 224 x 224"),
-    _preset("swin3d_t", "head.weight", IMAGENET, (32, 224, 224)),
-    _preset("swin3d_s", "head.weight", IMAGENET, (32, 224, 224)),
-    _preset("swin3d_b", "head.weight", IMAGENET, (32, 224, 224)),
+    _preset("mvit_v1_b", "head.1.weight", MVIT, (16, 224, 224), (256,), "exactly 16 x 224 x 224"),
+    _preset("mvit_v2_s", "head.1.weight", MVIT, (16, 224, 224), (256,), "exactly 16 x 224 x 224"),
+    _preset("swin3d_t", "head.weight", IMAGENET, (32, 224, 224), (256,)),
+    _preset("swin3d_s", "head.weight", IMAGENET, (32, 224, 224), (256,)),
+    _preset("swin3d_b", "head.weight", IMAGENET, (32, 224, 224), (256,)),
 )}
 
 
@@ -61,7 +73,7 @@ def is_zoo(spec: str) -> bool:
 
 def describe_presets() -> list[dict]:
     """One row per preset family member, for ``sava models``."""
-    rows = [{"name": f"torchvision:{p.name}", "clip": p.clip, "mean": p.mean, "note": p.note}
+    rows = [{"name": f"torchvision:{p.name}", "clip": p.clip, "mean": p.mean, "resize": p.resize, "note": p.note}
             for p in TORCHVISION.values()]
     rows.append({"name": "hf:FOLDER", "clip": None, "mean": None,
                  "note": "any Hugging Face video classifier saved with save_pretrained, or hf:ORG/NAME in the "

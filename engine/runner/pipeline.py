@@ -40,7 +40,7 @@ from .manifest import (
 from .shard import Shard
 
 # What must not change between a run and its resumption.
-RESUME_KEYS = ("model", "data", "split", "clip_frames", "size", "fit", "frame_stride", "settings", "videos",
+RESUME_KEYS = ("model", "data", "split", "clip_frames", "size", "fit", "frame_stride", "zoom", "settings", "videos",
                "precision")
 SESSIONS = "sessions.jsonl"
 

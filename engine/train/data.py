@@ -109,7 +109,8 @@ def _clip(model, config) -> tuple[int, int, int]:
 
 def sampling_of(model, config) -> Sampling:
     """How video files are sampled for the run (``sampling_for_files``): the trained file records it."""
-    return sampling_for_files(model.info, config.fit, config.frame_stride)
+    return sampling_for_files(model.info, config.fit, config.frame_stride, resize=config.resize,
+                              size=_clip(model, config)[1:])
 
 
 def _dataset(spec: str, split: str, clip: tuple[int, int, int], sampling: Sampling):

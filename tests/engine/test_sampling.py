@@ -78,6 +78,73 @@ def test_a_tall_turned_frame_is_cropped_after_it_is_turned(tmp_path):
     assert torch.allclose(F.avg_pool2d(clip[0], 4), F.avg_pool2d(reference, 4), atol=0.06)
 
 
+def textured(height: int, width: int, seed: int = 0) -> np.ndarray:
+    """A smooth random picture (noise on an 8-pixel grid, bilinearly enlarged): scalers agree on it, and
+    a view shifted or scaled by a few pixels does not match it."""
+    coarse = torch.rand(1, 3, height // 8 + 1, width // 8 + 1, generator=torch.Generator().manual_seed(seed))
+    fine = F.interpolate(coarse, size=(height, width), mode="bilinear", align_corners=True)[0]
+    return (fine.permute(1, 2, 0) * 255).round().to(torch.uint8).numpy()
+
+
+def same_view(clip_frame: torch.Tensor, reference: torch.Tensor) -> bool:
+    # FFmpeg's scaler and torch's antialiased bilinear differ at edges: compare 4 x 4 means.
+    return torch.allclose(F.avg_pool2d(clip_frame, 4), F.avg_pool2d(reference, 4), atol=0.04)
+
+
+def test_torchvision_presets_resize_as_their_weights_transforms_before_the_centre_crop(tmp_path):
+    """R3D-18 was evaluated on the centre 112 x 112 of frames stretched to 128 x 171, MViT on the centre
+    224 x 224 of a short side of 256 (their weights' transforms in torchvision): the clips are those views,
+    not the whole short side that a plain crop keeps."""
+    from sava.models.zoo import TORCHVISION
+
+    image = textured(240, 320)
+    lossless(tmp_path / "qvga.mkv", np.stack([image] * 3))
+    r3d = TORCHVISION["r3d_18"].sampling
+    assert r3d.scaled_size((240, 320), (112, 112)) == (128, 171)
+    clip = load_clip(tmp_path / "qvga.mkv", 2, (112, 112), r3d)
+    # (128 - 112) / 2 = 8 rows; (171 - 112) / 2 = 29.5 columns, which torchvision's centre crop rounds to 30.
+    assert same_view(clip[0], resized(image, (128, 171))[:, 8:120, 30:142])
+    assert not same_view(load_clip(tmp_path / "qvga.mkv", 2, (112, 112), Sampling("crop"))[0],
+                         resized(image, (128, 171))[:, 8:120, 30:142])
+    # The short side of 256 at MViT's 224 x 224, checked at a quarter of that (the zoom carries to any size):
+    # 180 x 320 covers 64 x 64 at 64 x 113 (113.8 truncated, as torchvision computes the long side).
+    wide = textured(180, 320, seed=1)
+    lossless(tmp_path / "wide.mkv", np.stack([wide] * 3))
+    mvit = TORCHVISION["mvit_v2_s"].sampling
+    assert mvit.scaled_size((180, 320), (224, 224)) == (256, 455)
+    assert mvit.scaled_size((180, 320), (56, 56)) == (64, 113)
+    clip = load_clip(tmp_path / "wide.mkv", 2, (56, 56), mvit)
+    assert same_view(clip[0], resized(wide, (64, 113))[:, 4:60, 28:84])
+    assert TORCHVISION["s3d"].sampling.scaled_size((240, 320), (224, 224)) == (256, 256)  # stretched square
+
+
+def test_a_hugging_face_processor_that_resizes_beyond_its_crop_is_followed(tmp_path):
+    """ViViT's processor scales the short side to 256 and keeps the centre 224 x 224; a folder saved with such
+    a processor (here 40 before 32) gets clips of what that processor itself makes of the same frames."""
+    from sava.models import load_model
+    from sava.models.huggingface import import_transformers
+
+    pytest.importorskip("transformers")
+    transformers = import_transformers()
+    config = transformers.VivitConfig(image_size=32, num_frames=8, tubelet_size=[2, 8, 8], hidden_size=32,
+                                      num_hidden_layers=1, num_attention_heads=2, intermediate_size=64, num_labels=2)
+    folder = tmp_path / "vivit"
+    transformers.VivitForVideoClassification(config).save_pretrained(str(folder))
+    processor = transformers.VivitImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32})
+    processor.save_pretrained(str(folder))
+    model = load_model(f"hf:{folder}")
+    assert model.info.sampling.fit == "crop" and model.info.sampling.zoom == (1.25, 1.25)
+
+    image = textured(48, 64)
+    lossless(tmp_path / "clip.mkv", np.stack([image] * 8))
+    own = transformers.VivitImageProcessor(size={"shortest_edge": 40}, crop_size={"height": 32, "width": 32},
+                                           do_rescale=False, offset=False, do_normalize=False)
+    expected = own([image], return_tensors="pt")["pixel_values"][0, 0].float() / 255
+    clip = load_clip(tmp_path / "clip.mkv", 8, (32, 32), model.info.sampling)
+    assert same_view(clip[0], expected)
+    assert not same_view(load_clip(tmp_path / "clip.mkv", 8, (32, 32), Sampling("crop"))[0], expected)
+
+
 def ramp(path: Path, frames: int) -> None:
     """Frame i a flat grey of level 8 i."""
     lossless(path, np.stack([np.full((16, 16, 3), 8 * i, np.uint8) for i in range(frames)]))
@@ -129,13 +196,30 @@ def test_the_sampling_is_recorded_kept_by_a_resume_and_used_by_a_transfer(video_
         assert torch.equal(video, files[index[record["video_id"]]][1])
 
 
+def test_resize_is_recorded_as_a_zoom_kept_by_a_resume_and_refused_below_the_clip(video_folder, tmp_path,  # noqa: F811
+                                                                                 capsys):
+    root, _ = video_folder
+    out = tmp_path / "resized"
+    assert attack(root, out, "--resize", "64", "80") == 0  # two numbers: stretched to them, as torchvision's
+    recorded = json.loads((out / "run.json").read_text())
+    assert (recorded["fit"], recorded["zoom"]) == ("stretch", [64 / 48, 80 / 48])
+    assert "48 x 48, stretch: 64 x 80, centre kept)" in capsys.readouterr().out
+    assert attack(root, out) == 0
+    assert "2 of 2 videos already done" in capsys.readouterr().err
+    assert attack(root, out, "--resize", "60") == 2  # one number: a short side, the aspect ratio kept
+    assert "fit: 'stretch' then, 'crop' now; zoom: [1.3333333333333333, 1.6666666666666667] then, [1.25, 1.25]" \
+        in capsys.readouterr().err
+    assert attack(root, tmp_path / "small", "--resize", "40", "64") == 2
+    assert "--resize 40 x 64 is smaller than the clip's 48 x 48" in capsys.readouterr().err
+
+
 def test_a_folder_begun_before_sampling_was_recorded_resumes_as_it_was_sampled(video_folder, tmp_path,  # noqa: F811
                                                                                capsys):
     root, _ = video_folder
     out = tmp_path / "older"
     assert attack(root, out) == 0
     settings = json.loads((out / "run.json").read_text())
-    for key in ("fit", "frame_stride"):  # as sava wrote run.json before these settings existed
+    for key in ("fit", "frame_stride", "zoom"):  # as sava wrote run.json before these settings existed
         del settings[key]
     (out / "run.json").write_text(json.dumps(settings))
     capsys.readouterr()

@@ -196,7 +196,8 @@ def test_a_torchvision_preset_reads_its_head_from_the_weights_file(tmp_path):
                weights)
     model = load_model("torchvision:r3d_18", weights)  # wrapped and prefixed as training scripts save it
     assert model.info.layout == "BCTHW" and model.info.clip_shape == (16, 3, 112, 112) and model.classes is None
-    assert model.info.sampling.fit == "crop"  # torchvision's video transforms: resize, then the centre crop
+    # torchvision's video transforms: stretch to 128 x 171, then the centre crop
+    assert (model.info.sampling.fit, model.info.sampling.zoom) == ("stretch", (128 / 112, 171 / 112))
     assert model.logits(torch.rand(1, 4, 3, 32, 32)).shape == (1, 5)
 
 
