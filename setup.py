@@ -28,7 +28,7 @@ setup(
         "torch>=2.11",
         "numpy>=1.24",
         "safetensors>=0.4",
-        "av>=15",  # VideoFrame.rotation: portrait phone footage is decoded upright
+        "av>=18.1",  # VideoFrame.rotation (portrait footage upright); a one-thread reformat (fork-safe in workers)
         "scikit-learn>=1.3",
         "scikit-video>=1.1.11",
         "tqdm>=4.60",

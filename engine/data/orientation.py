@@ -27,10 +27,9 @@ TURNING = {"clock", "cclock", "clock_flip", "cclock_flip"}  # steps that swap he
 
 def display_matrix(frame) -> np.ndarray | None:
     """The frame's display matrix (nine 32-bit integers, 16.16 fixed point), or None."""
-    for data in frame.side_data:
-        if getattr(data.type, "name", "") == "DISPLAYMATRIX":
-            return np.frombuffer(bytes(data), dtype=np.int32)
-    return None
+    # Looked up by name: PyAV 18.1.1 made the container a mapping whose iteration yields types, not the data.
+    data = frame.side_data.get("DISPLAYMATRIX")
+    return None if data is None else np.frombuffer(bytes(data), dtype=np.int32)
 
 
 def display_steps(frame) -> tuple[str, ...]:

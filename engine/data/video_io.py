@@ -49,7 +49,9 @@ def upright_rgb(frame, size: tuple[int, int] | None = None, sampling: Sampling =
     height, width = scaled if scaled is not None else (None, None)
     if sideways:  # the stored frame lies on its side: scale it to the turned size, then turn it
         height, width = width, height
-    image = apply_steps(frame.to_ndarray(format="rgb24", width=width, height=height), steps)
+    # One scaling thread: PyAV 18.1.1's default pool, once started in a process, deadlocks in the decode workers
+    # forked from it; the workers are the parallelism.
+    image = apply_steps(frame.to_ndarray(format="rgb24", width=width, height=height, threads=1), steps)
     if scaled is not None and tuple(scaled) != tuple(size):
         top, left = centre_offsets(scaled, size)
         image = image[top:top + size[0], left:left + size[1]]

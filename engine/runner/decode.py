@@ -17,6 +17,10 @@ import torch
 from ..data.clips import ClipSet
 from ..errors import DataError
 
+# Seconds without a clip before a decode worker is taken to be stuck: far above one clip's decode, even of a long
+# 4K file read from its start (minutes), and CI's time limit.
+STUCK_AFTER_S = 1200
+
 
 @dataclass
 class Decoded:
@@ -50,5 +54,18 @@ def decoded(dataset, indices: Sequence[int], workers: int = 2, prefetch: int = 4
         yield from (guarded[i] for i in range(len(guarded)))
         return
     loader = torch.utils.data.DataLoader(guarded, batch_size=None, shuffle=False, num_workers=workers,
-                                         prefetch_factor=prefetch, collate_fn=lambda item: item)
-    yield from loader
+                                         prefetch_factor=prefetch, collate_fn=lambda item: item,
+                                         timeout=STUCK_AFTER_S)
+    waiting_for = 0
+    try:
+        for item in loader:
+            yield item
+            waiting_for += 1
+    except RuntimeError as exc:
+        if "timed out" not in str(exc):
+            raise
+        # A worker that never answers (a library deadlocked in the forked process, say) ends the run with the
+        # file it was on, instead of the run waiting for ever; what finished is already written.
+        raise DataError(f"{dataset.video_id(guarded.indices[waiting_for])}: no clip decoded in {STUCK_AFTER_S} s, "
+                        "a decode worker is stuck; --workers 0 decodes in this process, and the same command "
+                        "resumes") from exc

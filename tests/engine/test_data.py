@@ -93,6 +93,49 @@ def test_folder_dataset_decodes_real_files(video_folder):
         assert dataset.classes[label] == video_id.split("/")[0]
 
 
+def test_workers_forked_after_this_process_decoded_give_the_same_clips(video_folder, monkeypatch):
+    """PyAV 18.1.1's scaling pool, once used here, deadlocked in the decode workers forked from this process (CI
+    hung for 90 minutes). The clips come back, and equal to this process's own decode."""
+    from sava.runner import decode
+
+    monkeypatch.setattr(decode, "STUCK_AFTER_S", 60)  # a deadlock fails here, not at CI's time limit
+    root, _ = video_folder
+    dataset = from_folder(root, num_frames=16, size=(48, 48))
+    good = [i for i in range(len(dataset)) if "clip" in dataset.video_id(i)]
+    here = {i: dataset[i][1] for i in good}  # scaled in this process first, as a run's probe of its files does
+    items = list(decode.decoded(dataset, good, workers=2))
+    assert [item.index for item in items] == good and all(item.error is None for item in items)
+    assert all(torch.equal(item.clip, here[item.index]) for item in items)
+
+
+class Stalling(torch.utils.data.Dataset):
+    """Its second file never finishes decoding."""
+
+    def __len__(self):
+        return 3
+
+    def video_id(self, index):
+        return f"clip{index}.mp4"
+
+    def __getitem__(self, index):
+        if index == 1:
+            import time
+
+            time.sleep(60)
+        return self.video_id(index), torch.zeros(2, 3, 4, 4), 0
+
+
+def test_a_stuck_decode_worker_ends_the_run_naming_its_file_instead_of_hanging(monkeypatch):
+    from sava.runner import decode
+
+    monkeypatch.setattr(decode, "STUCK_AFTER_S", 3)
+    arrived = []
+    with pytest.raises(DataError, match=r"clip1\.mp4: no clip decoded in 3 s.*--workers 0.*resumes"):
+        for item in decode.decoded(Stalling(), [0, 1, 2], workers=1):
+            arrived.append(item.video_id)
+    assert arrived == ["clip0.mp4"]  # what came before the stuck file was handed on
+
+
 def test_folder_dataset_names_unreadable_and_short_files(video_folder):
     root, _ = video_folder
     dataset = from_folder(root, num_frames=16, size=(48, 48))
