@@ -17,8 +17,8 @@ import torch
 from ..data.clips import ClipSet
 from ..errors import DataError
 
-# Seconds without a clip before a decode worker is taken to be stuck: far above one clip's decode, even of a long
-# 4K file read from its start (minutes), and CI's time limit.
+# Seconds without a clip before a decode worker is taken to be stuck: far above one clip's decode (a long 4K file
+# read from its start takes minutes), far below a batch job's patience.
 STUCK_AFTER_S = 1200
 
 
