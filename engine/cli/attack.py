@@ -38,7 +38,7 @@ from .options import (
 )
 
 # Options that say how a video file becomes a clip: said to be ignored on a bundled set, which holds clips.
-FILE_OPTIONS = ("clip_frames", "size", "fit", "frame_stride", "resize")
+FILE_OPTIONS = ("clip_frames", "size", "fit", "frame_stride", "frame_rate", "resize")
 
 
 def add_parser(sub) -> None:
@@ -158,7 +158,8 @@ def cmd_attack(args) -> int:
         file_options = [f"--{name.replace('_', '-')}" for name in FILE_OPTIONS if getattr(args, name) is not None]
         recorded = _recorded_clip(args.out, kinds)
         args.clip_frames, args.size = clip_for_files(model.info, args.clip_frames, args.size, recorded)
-        sampling = sampling_for_files(model.info, args.fit, args.frame_stride, recorded, args.resize, args.size)
+        sampling = sampling_for_files(model.info, args.fit, args.frame_stride, recorded, args.resize, args.size,
+                                      args.frame_rate)
         dataset = load_dataset(data_spec, args.split, args.clip_frames, tuple(args.size), sampling)
         passed_over = passed_over_note(dataset)
         if passed_over:
@@ -317,9 +318,8 @@ def _print_table(model_name, data_spec, args, rows, sampling=None) -> None:
     if sampling is None:
         where = f" ({args.split})"
     else:
-        spacing = "spread over each file" if sampling.stride is None else f"{sampling.stride} apart"
         fit = sampling.describe(args.size)
-        where = f" ({args.clip_frames} frames {spacing}, {args.size[0]} x {args.size[1]}, {fit})"
+        where = f" ({args.clip_frames} frames {sampling.spacing()}, {args.size[0]} x {args.size[1]}, {fit})"
     print(f"\n{args.method} on {model_name} / {data_spec}{where}")
     header = f"{'attack':<18} {'videos':>6} {'attacked':>8} {'FR':>7} {'ANI':>6} {'mean SSIM':>9} " \
              f"{'SSIM wins':>9} {'min SSIM':>8} {'frames':>6} {'MAP':>7} {'time s':>7} {'videos/s':>8}"

@@ -18,15 +18,17 @@ def cmd_models(args) -> int:
               f"{str(tuple(row['clip_shape'])):<16} {row['test_accuracy']:>8.2%}")
     print("\nzoo presets (--model NAME --weights STATE_DICT or --weights cached; no download; a 400-way head "
           "gets Kinetics-400's class names; video files are resized as the weights' transforms resize them and "
-          "the clip kept from the centre: --resize, --fit):")
-    print(f"{'preset':<24} {'clip (T,H,W)':<16} {'mean':<26} {'resize':<16} note")
+          "the clip kept from the centre, and taken at the frame rate the weights were evaluated at: --resize, --fit, "
+          "--frame-rate):")
+    print(f"{'preset':<24} {'clip (T,H,W)':<16} {'mean':<26} {'resize':<16} {'fps':<6} note")
     for row in describe_presets():
         clip = str(row["clip"]) if row["clip"] else "from its files"
         mean = ",".join(f"{m:g}" for m in row["mean"]) if row["mean"] else "from its files"
         resize = row.get("resize") or ()
         resize = (" x ".join(map(str, resize)) if len(resize) == 2 else f"short side {resize[0]}") if resize \
             else "from its files"
-        print(f"{row['name']:<24} {clip:<16} {mean:<26} {resize:<16} {row['note']}")
+        rate = f"{row['rate']:g}" if row.get("rate") else "-"
+        print(f"{row['name']:<24} {clip:<16} {mean:<26} {resize:<16} {rate:<6} {row['note']}")
     print("\nalso: package.module:factory (with --weights), a TorchScript file, and the model.safetensors that "
           "sava train writes (it names the model it came from)")
     return 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 
-from ..data.sampling import FITS
+from ..data.sampling import FITS, MAX_FRAME_RATE
 from ..errors import SavaError
 
 MAX_SIDE = 4096  # pixels per side of a resized frame; beyond this a clip no longer fits a sensible batch
@@ -107,8 +107,20 @@ def stride(text: str) -> int:
     return value
 
 
+def rate(text: str) -> float:
+    """``--frame-rate``: frames per second, above 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of frames per second") from None
+    if not 0 < value <= MAX_FRAME_RATE:  # NaN fails the comparison too
+        raise argparse.ArgumentTypeError(f"a frame rate lies above 0 and at most {MAX_FRAME_RATE:g} frames per "
+                                         f"second, got {text}")
+    return value
+
+
 def sampling_arguments(group) -> None:
-    """``--fit``, ``--resize`` and ``--frame-stride``: how a clip is taken from each video file
+    """``--fit``, ``--resize``, ``--frame-stride`` and ``--frame-rate``: how a clip is taken from each video file
     (``sava.data.Sampling``)."""
     group.add_argument("--fit", default=None, choices=FITS,
                        help="how a frame of another aspect ratio becomes the clip's size: stretch (the whole "
@@ -121,11 +133,17 @@ def sampling_arguments(group) -> None:
                             "--resize 128 171 for torchvision's R3D-18 recipe at 112 x 112); with --fit crop, H W "
                             "is covered keeping the aspect ratio (default: the model's own; a zoo preset knows its "
                             "transforms', else the clip's size)")
-    group.add_argument("--frame-stride", type=stride, default=None, metavar="N",
-                       help="take the clip's frames N apart from the middle of each file, as a model trained on "
-                            "short windows of motion saw them (e.g. 2 for 15 fps training on 30 fps footage); 0 "
-                            "spreads them evenly over the whole file (default: 0, or what a sava train file "
-                            "recorded)")
+    spacing = group.add_mutually_exclusive_group()  # two answers to which frames a clip takes
+    spacing.add_argument("--frame-stride", type=stride, default=None, metavar="N",
+                         help="take the clip's frames N apart from the middle of each file, as a model trained on "
+                              "short windows of motion saw them (e.g. 2 for 15 fps training on 30 fps footage); 0 "
+                              "spreads them evenly over the whole file (default: the model's own: a zoo preset's "
+                              "--frame-rate, what a sava train file recorded, else 0)")
+    spacing.add_argument("--frame-rate", type=rate, default=None, metavar="FPS",
+                         help="take the clip at FPS frames per second, whatever each file's own rate: its frames are "
+                              "resampled as torchvision's frame_rate resamples them and the middle of the file kept "
+                              "(torchvision's video weights were evaluated at 15 fps, MViT's at 7.5; the zoo presets "
+                              "default to theirs; not with --frame-stride)")
 
 
 def device_argument(group) -> None:
@@ -138,7 +156,7 @@ def model_description(args) -> dict:
     return {"weights": args.weights, "layout": args.layout, "mean": args.mean, "std": args.std,
             "classes": args.classes, "clip_frames": args.clip_frames,
             "size": tuple(args.size) if args.size else None, "fit": args.fit, "frame_stride": args.frame_stride,
-            "resize": tuple(args.resize) if args.resize else None}
+            "frame_rate": args.frame_rate, "resize": tuple(args.resize) if args.resize else None}
 
 
 def refuse_user_model_options(args, bundled: list[str]) -> None:

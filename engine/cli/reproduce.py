@@ -99,6 +99,7 @@ def _user_context(args, log, device):
     model = load_model_from_args(args, device)
     data = args.data or model.info.extra.get("dataset")
     frames, (height, width) = clip_for_files(model.info, args.clip_frames, args.size)
-    sampling = sampling_for_files(model.info, args.fit, args.frame_stride, resize=args.resize, size=(height, width))
+    sampling = sampling_for_files(model.info, args.fit, args.frame_stride, resize=args.resize, size=(height, width),
+                                  rate=args.frame_rate)
     training = {"model": args.model, **model_description(args), "data": args.train_data, "test_data": args.data}
     return user_context(model, data, (frames, height, width), args.num_videos, args.iters, log, training, sampling)

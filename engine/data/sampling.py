@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from fractions import Fraction
 
 import numpy as np
 
@@ -11,7 +13,9 @@ from ..errors import DataError
 FITS = ("stretch", "crop")
 NO_ZOOM = (1.0, 1.0)
 # What a run folder that records no sampling was sampled with (sava's behaviour before Sampling).
-NOT_RECORDED = {"fit": "stretch", "frame_stride": None, "zoom": list(NO_ZOOM)}
+NOT_RECORDED = {"fit": "stretch", "frame_stride": None, "zoom": list(NO_ZOOM), "frame_rate": None}
+RECORDED_KEYS = ("fit", "frame_stride", "zoom", "frame_rate")  # Sampling's fields, in order, as records name them
+MAX_FRAME_RATE = 1000.0  # frames per second; beyond it a --frame-rate is a typo (a 240 fps slow-motion file is real)
 
 
 @dataclass(frozen=True)
@@ -25,11 +29,16 @@ class Sampling:
     file (a model trained on short windows of motion sees one). ``zoom`` (height, width): the frame is scaled
     to the clip's size times this (``stretch``: to exactly that; ``crop``: until it covers it) before the
     clip's size is kept from its centre, so that a model evaluated on the centre of a larger resize sees the
-    same view: torchvision's R3D-18 resizes to 128 x 171 and keeps 112 x 112, zoom (128 / 112, 171 / 112)."""
+    same view: torchvision's R3D-18 resizes to 128 x 171 and keeps 112 x 112, zoom (128 / 112, 171 / 112).
+    ``rate``: frames per second the clip is taken at, whatever each file's own rate: the file's frames are
+    resampled to it as torchvision's ``frame_rate`` resamples them (frame ``floor(k * file_fps / rate)``) and
+    the clip is the middle window of the resampled frames, as the zoo's weights were evaluated (R3D-18 on 16
+    frames at 15 fps). A rate and a stride exclude each other."""
 
     fit: str = "stretch"
     stride: int | None = None
     zoom: tuple[float, float] = NO_ZOOM
+    rate: float | None = None
 
     def __post_init__(self):
         if self.fit not in FITS:
@@ -44,17 +53,26 @@ class Sampling:
             raise DataError(f"a frame zoom is a height and a width factor, each at least 1 (the frame is "
                             f"scaled to at least the clip's size before its centre is kept); got {self.zoom!r}")
         object.__setattr__(self, "zoom", zoom)  # frozen: set once, as given but as floats
+        if self.rate is not None:
+            if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) or not (
+                    0 < self.rate <= MAX_FRAME_RATE):  # NaN fails the comparison too
+                raise DataError(f"a frame rate is a number of frames per second above 0, at most "
+                                f"{MAX_FRAME_RATE:g}; got {self.rate!r}")
+            if self.stride is not None:
+                raise DataError(f"a clip is taken either at a frame rate ({self.rate:g} fps) or with a frame "
+                                f"stride ({self.stride}), not both")
+            object.__setattr__(self, "rate", float(self.rate))
 
     def record(self) -> dict:
         """What a run folder records (``recorded`` reads it back); JSON's own types, so that a resume's
         settings compare equal to those read back from the file."""
-        return {"fit": self.fit, "frame_stride": self.stride, "zoom": list(self.zoom)}
+        return {"fit": self.fit, "frame_stride": self.stride, "zoom": list(self.zoom), "frame_rate": self.rate}
 
     @classmethod
     def recorded(cls, meta: dict) -> Sampling:
         """The sampling a run folder's settings (or a ``sava train`` file) recorded; one begun before a setting
         existed was sampled with that setting's default."""
-        return cls(*(meta.get(key, NOT_RECORDED[key]) for key in ("fit", "frame_stride", "zoom")))
+        return cls(*(meta.get(key, NOT_RECORDED[key]) for key in RECORDED_KEYS))
 
     def scaled_size(self, shown: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
         """The (H, W) a frame shown at ``shown`` is scaled to before ``size`` is kept from its centre."""
@@ -74,6 +92,12 @@ class Sampling:
         height, width = round(size[0] * self.zoom[0]), round(size[1] * self.zoom[1])
         scaled = f"{height} x {width}" if self.fit == "stretch" else f"cover {height} x {width}"
         return f"{self.fit}: {scaled}, centre kept"
+
+    def spacing(self) -> str:
+        """Which frames a clip takes, as a results table's header says it."""
+        if self.rate is not None:
+            return f"at {self.rate:g} fps, the middle of each file"
+        return "spread over each file" if self.stride is None else f"{self.stride} apart"
 
 
 def centre_offsets(scaled: tuple[int, int], size: tuple[int, int]) -> tuple[int, int]:
@@ -110,6 +134,30 @@ def uniform_indices(available: int, wanted: int) -> list[int]:
 def frames_needed(wanted: int, stride: int | None) -> int:
     """Frames a file must have for a clip of ``wanted`` frames taken ``stride`` apart (None: spread out)."""
     return wanted if stride is None else (wanted - 1) * stride + 1
+
+
+def rate_step(file_rate, rate: float) -> Fraction:
+    """The file's frames per frame of a clip taken at ``rate`` (2: every other frame of 30 fps for 15), exactly:
+    file rates are fractions (NTSC's 30000/1001), and in floating point frame 1250 of 23.976 fps taken at 10 fps
+    would floor to 2996 where the exact product is 2997. ``rate`` is read as the decimal it prints as."""
+    return Fraction(file_rate) / Fraction(repr(float(rate)))
+
+
+def frames_at_rate(wanted: int, step: Fraction) -> int:
+    """Frames a file must have for ``wanted`` frames ``step`` file frames apart (``rate_step``)."""
+    return max(wanted, math.ceil(wanted * step))
+
+
+def rate_indices(available: int, wanted: int, step: Fraction) -> list[int]:
+    """The frame numbers of a clip taken ``step`` file frames apart: the file's ``available`` frames resampled
+    as torchvision's ``frame_rate`` resamples them (``floor(available / step)`` frames, the k-th being file frame
+    ``floor(k * step)``; a step below 1 repeats frames), then the middle ``wanted`` of those."""
+    resampled = math.floor(available / step)
+    if resampled < wanted:
+        raise DataError(f"video has {available} frames, fewer than the {frames_at_rate(wanted, step)} a clip of "
+                        f"{wanted} frames needs, one every {float(step):.4g} of its frames")
+    first = (resampled - wanted) // 2
+    return [math.floor((first + k) * step) for k in range(wanted)]
 
 
 def clip_indices(available: int, wanted: int, stride: int | None = None) -> list[int]:

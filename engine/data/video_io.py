@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import math
 import os
 import stat
 from contextlib import contextmanager
@@ -13,7 +14,16 @@ import torch
 
 from ..errors import DataError
 from .orientation import apply_steps, display_steps, turns_sideways
-from .sampling import DEFAULT_SAMPLING, Sampling, centre_offsets, clip_indices, frames_needed
+from .sampling import (
+    DEFAULT_SAMPLING,
+    Sampling,
+    centre_offsets,
+    clip_indices,
+    frames_at_rate,
+    frames_needed,
+    rate_indices,
+    rate_step,
+)
 
 
 @contextmanager
@@ -164,6 +174,14 @@ def frame_count(path: str | Path, index=None) -> int:
         return sum(1 for packet in container.demux(stream) if packet.size)
 
 
+def frame_rate(path: str | Path):
+    """Frames per second of the file's main video stream, as a fraction (NTSC's 30000/1001): its average over the
+    stream where the container knows it, else FFmpeg's guess from its timing; None where neither is known."""
+    with _open_video(path) as (_, stream):
+        rate = stream.average_rate or stream.guessed_rate
+        return rate if rate and rate > 0 else None
+
+
 def frame_size(path: str | Path) -> tuple[int, int]:
     """``(height, width)`` of the file's main video stream as it is shown (its first frame's display
     matrix applied; the stream's coded size when no frame decodes)."""
@@ -189,24 +207,59 @@ def load_clip(path: str | Path, num_frames: int, size: tuple[int, int],
 
     The container's frame count is a header field: when fewer frames decode than it announces (a truncated
     or mis-written file), the clip is sampled again over the frames that are really there."""
-    needed = frames_needed(num_frames, sampling.stride)
+    plan = _ClipPlan(path, num_frames, sampling)
     index = packet_index(path)  # one demux: the seek's times, and the count where the header states none
     announced = frame_count(path, index)
-    indices = clip_indices(announced, num_frames, sampling.stride) if announced >= needed else None
+    indices = plan.indices(announced) if announced >= plan.needed else None
     frames = decode_frames(path, size, set(indices), sampling, index) if indices is not None else []
     if indices is None or len(frames) < len(set(indices)):
         present = decodable_frames(path)
-        if present < needed:
-            spacing = "" if sampling.stride is None else f" of {num_frames} frames {sampling.stride} apart"
-            fits = (present - 1) // (num_frames - 1) if num_frames > 1 else 0  # the widest stride that fits
-            hint = f" (--frame-stride {fits} fits it)" if sampling.stride is not None and fits >= 1 else ""
+        if present < plan.needed:
             raise DataError(f"{path}: {present} frames decode (the container announces {announced}), fewer than "
-                            f"the {needed} a clip{spacing} needs{hint}")
-        indices = clip_indices(present, num_frames, sampling.stride)
+                            f"the {plan.needed} a clip{plan.spacing()} needs{plan.hint(present)}")
+        indices = plan.indices(present)
         frames = decode_frames(path, size, set(indices), sampling, index)
     by_number = dict(zip(sorted(set(indices)), frames))
     clip = np.stack([by_number[i] for i in indices])
     return torch.from_numpy(clip).permute(0, 3, 1, 2).float() / 255.0
+
+
+class _ClipPlan:
+    """Which frames of a file of some length a clip takes: a stride, a spread, or (``sampling.rate``) the
+    file's own frame rate resampled to the clip's."""
+
+    def __init__(self, path, num_frames: int, sampling: Sampling):
+        self.num_frames, self.sampling, self.step = num_frames, sampling, None
+        if sampling.rate is not None:
+            file_rate = frame_rate(path)
+            if file_rate is None:
+                raise DataError(f"{path}: the file states no frame rate, so it cannot be resampled to "
+                                f"{sampling.rate:g} fps; --frame-stride N takes every N-th frame instead")
+            self.file_rate, self.step = file_rate, rate_step(file_rate, sampling.rate)
+            self.needed = frames_at_rate(num_frames, self.step)
+        else:
+            self.needed = frames_needed(num_frames, sampling.stride)
+
+    def indices(self, available: int) -> list[int]:
+        if self.step is not None:
+            return rate_indices(available, self.num_frames, self.step)
+        return clip_indices(available, self.num_frames, self.sampling.stride)
+
+    def spacing(self) -> str:
+        frames = f" of {self.num_frames} frames"
+        if self.step is not None:
+            return f"{frames} at {self.sampling.rate:g} fps (the file's {float(self.file_rate):.4g})"
+        return "" if self.sampling.stride is None else f"{frames} {self.sampling.stride} apart"
+
+    def hint(self, present: int) -> str:
+        """An option under which the file's ``present`` frames make a clip, where a narrower spacing would."""
+        if self.num_frames <= 1 or present < self.num_frames:
+            return ""
+        if self.step is not None:  # the lowest rate that fits, rounded up to a tenth of a frame per second
+            fits = math.ceil(float(self.file_rate) * self.num_frames / present * 10) / 10
+            return f" (--frame-rate {fits:g} fits it)"
+        fits = (present - 1) // (self.num_frames - 1)  # the widest stride that fits
+        return f" (--frame-stride {fits} fits it)" if self.sampling.stride is not None and fits >= 1 else ""
 
 
 def write_video(path: str | Path, video: torch.Tensor, fps: int = 25, codec: str = "libx264", crf: int = 18,

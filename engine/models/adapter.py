@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..data.sampling import DEFAULT_SAMPLING, Sampling, zoom_for_resize
-from ..errors import InputError, ModelError, first_line, is_out_of_memory
+from ..errors import ConfigError, InputError, ModelError, first_line, is_out_of_memory
 
 LAYOUTS = ("BTCHW", "BCTHW")
 PRECISIONS = ("fp32", "bf16")
@@ -205,8 +205,9 @@ def clip_for_files(info: ModelInfo, frames: int | None = None, size=None,
 
 def sampling_for_files(info: ModelInfo, fit: str | None = None, stride: int | None = None,
                        recorded: dict | None = None, resize: list[int] | None = None,
-                       size: tuple[int, int] | None = None) -> Sampling:
+                       size: tuple[int, int] | None = None, rate: float | None = None) -> Sampling:
     """How video files are sampled for a model: the options given (``stride`` 0: spread over the file;
+    ``rate``: frames per second; a stride or a rate given replaces the other's default;
     ``resize``: ``--resize``'s pixels for a clip of ``size``, whose one short side keeps the aspect ratio and
     whose height and width do not, as torchvision's resizes read them, unless ``fit`` says otherwise); else
     what the run folder being resumed recorded (``recorded``; a folder that records nothing was begun with the
@@ -218,7 +219,14 @@ def sampling_for_files(info: ModelInfo, fit: str | None = None, stride: int | No
         zoom, fit = zoom_for_resize(list(resize), tuple(size)), fit or ("crop" if len(resize) == 1 else "stretch")
     else:
         zoom = own.zoom
-    return Sampling(fit or own.fit, own.stride if stride is None else (stride or None), zoom)
+    if stride is not None and rate is not None:
+        raise ConfigError(f"--frame-stride {stride} and --frame-rate {rate:g} both say which frames a clip takes: "
+                          "give one")
+    if stride is not None:
+        stride, rate = stride or None, None
+    elif rate is None:
+        stride, rate = own.stride, own.rate
+    return Sampling(fit or own.fit, stride, zoom, rate)
 
 
 # What a user's module raises when the clip is not what it was built for: a wrong layout (channels met as

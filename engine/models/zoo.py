@@ -23,7 +23,8 @@ class Preset:
     """One torchvision video classifier: its builder's name, the key of its output layer's weight (whose rows
     count the classes of a weights file), normalisation, default clip (frames, height, width) and how its
     weights' inference transforms fit a frame to that clip (``resize``: torchvision's ``resize_size``, a
-    height and width it stretches to, or one short side it scales to; the centre of the clip's size kept)."""
+    height and width it stretches to, or one short side it scales to; the centre of the clip's size kept), and
+    the frame rate its weights' accuracy was measured at (``rate``, their docs' ``frame_rate``)."""
 
     name: str
     head: str
@@ -31,32 +32,35 @@ class Preset:
     std: tuple[float, float, float]
     clip: tuple[int, int, int]
     resize: tuple[int, ...]
+    rate: float
     note: str = ""
 
     @property
     def sampling(self) -> Sampling:
         """The view its weights were evaluated on; the zoom carries it to another --size."""
         size = self.clip[1:]
-        return Sampling("crop" if len(self.resize) == 1 else "stretch", zoom=zoom_for_resize(list(self.resize), size))
+        fit = "crop" if len(self.resize) == 1 else "stretch"
+        return Sampling(fit, zoom=zoom_for_resize(list(self.resize), size), rate=self.rate)
 
 
-def _preset(name, head, norm, clip, resize, note=""):
-    return Preset(name, head, norm[0], norm[1], clip, resize, note)
+def _preset(name, head, norm, clip, resize, rate, note=""):
+    return Preset(name, head, norm[0], norm[1], clip, resize, rate, note)
 
 
-# The resizes are those of each weights entry's VideoClassification transforms in torchvision 0.26.
+# The resizes are those of each weights entry's VideoClassification transforms in torchvision 0.26, the rates
+# those its docs give for the accuracies they state ("frame_rate=15, clips_per_video=5, and clip_len=16").
 TORCHVISION = {p.name: p for p in (
-    _preset("r3d_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112), (128, 171)),
-    _preset("mc3_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112), (128, 171)),
-    _preset("r2plus1d_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112), (128, 171)),
+    _preset("r3d_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112), (128, 171), 15),
+    _preset("mc3_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112), (128, 171), 15),
+    _preset("r2plus1d_18", "fc.weight", KINETICS_VIDEO, (16, 112, 112), (128, 171), 15),
     # S3D's weights were evaluated on 128-frame clips; 32 keeps an attack's memory sane (it takes 14 or more).
-    _preset("s3d", "classifier.1.weight", KINETICS_VIDEO, (32, 224, 224), (256, 256), "at least 14 frames"),
+    _preset("s3d", "classifier.1.weight", KINETICS_VIDEO, (32, 224, 224), (256, 256), 15, "at least 14 frames"),
     # MViT's positional embeddings fix its input: exactly 16 frames of 224 x 224.
-    _preset("mvit_v1_b", "head.1.weight", MVIT, (16, 224, 224), (256,), "exactly 16 x 224 x 224"),
-    _preset("mvit_v2_s", "head.1.weight", MVIT, (16, 224, 224), (256,), "exactly 16 x 224 x 224"),
-    _preset("swin3d_t", "head.weight", IMAGENET, (32, 224, 224), (256,)),
-    _preset("swin3d_s", "head.weight", IMAGENET, (32, 224, 224), (256,)),
-    _preset("swin3d_b", "head.weight", IMAGENET, (32, 224, 224), (256,)),
+    _preset("mvit_v1_b", "head.1.weight", MVIT, (16, 224, 224), (256,), 7.5, "exactly 16 x 224 x 224"),
+    _preset("mvit_v2_s", "head.1.weight", MVIT, (16, 224, 224), (256,), 7.5, "exactly 16 x 224 x 224"),
+    _preset("swin3d_t", "head.weight", IMAGENET, (32, 224, 224), (256,), 15),
+    _preset("swin3d_s", "head.weight", IMAGENET, (32, 224, 224), (256,), 15),
+    _preset("swin3d_b", "head.weight", IMAGENET, (32, 224, 224), (256,), 15),
 )}
 
 
@@ -73,8 +77,8 @@ def is_zoo(spec: str) -> bool:
 
 def describe_presets() -> list[dict]:
     """One row per preset family member, for ``sava models``."""
-    rows = [{"name": f"torchvision:{p.name}", "clip": p.clip, "mean": p.mean, "resize": p.resize, "note": p.note}
-            for p in TORCHVISION.values()]
+    rows = [{"name": f"torchvision:{p.name}", "clip": p.clip, "mean": p.mean, "resize": p.resize, "rate": p.rate,
+             "note": p.note} for p in TORCHVISION.values()]
     rows.append({"name": "hf:FOLDER", "clip": None, "mean": None,
                  "note": "any Hugging Face video classifier saved with save_pretrained, or hf:ORG/NAME in the "
                          "local Hugging Face cache (clip, normalisation and class names from its config and "

@@ -40,8 +40,8 @@ from .manifest import (
 from .shard import Shard
 
 # What must not change between a run and its resumption.
-RESUME_KEYS = ("model", "data", "split", "clip_frames", "size", "fit", "frame_stride", "zoom", "settings", "videos",
-               "precision")
+RESUME_KEYS = ("model", "data", "split", "clip_frames", "size", "fit", "frame_stride", "zoom", "frame_rate", "settings",
+               "videos", "precision")
 SESSIONS = "sessions.jsonl"
 
 

@@ -110,7 +110,7 @@ def _clip(model, config) -> tuple[int, int, int]:
 def sampling_of(model, config) -> Sampling:
     """How video files are sampled for the run (``sampling_for_files``): the trained file records it."""
     return sampling_for_files(model.info, config.fit, config.frame_stride, resize=config.resize,
-                              size=_clip(model, config)[1:])
+                              size=_clip(model, config)[1:], rate=config.frame_rate)
 
 
 def _dataset(spec: str, split: str, clip: tuple[int, int, int], sampling: Sampling):

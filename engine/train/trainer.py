@@ -68,6 +68,7 @@ class TrainConfig:
     size: tuple[int, int] | None = None  # video files: frame size (default: the model's own, else 112 x 112)
     fit: str | None = None  # video files: stretch or crop (data.Sampling; default: the model's own)
     frame_stride: int | None = None  # video files: frames apart (0: spread over the file; default: the model's)
+    frame_rate: float | None = None  # video files: frames per second, each file resampled to it (--frame-rate)
     resize: tuple[int, ...] | None = None  # video files: pixels scaled to before the centre crop (--resize)
 
 

@@ -5,6 +5,7 @@ recorded in run folders and read back by a resume and by a transfer."""
 from __future__ import annotations
 
 import json
+from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
@@ -15,19 +16,19 @@ import torch.nn.functional as F
 from sava.cli import main
 from sava.data import Sampling, load_dataset
 from sava.data.video_io import load_clip
-from sava.errors import DataError
+from sava.errors import DataError, SavaError
 from sava.transfer import from_run_folder
 from tests.engine.test_data import video_folder  # noqa: F401 -- real H.264 files of the camera classes
 
 
-def lossless(path: Path, frames: np.ndarray, angle: int = 0, hflip: bool = False) -> None:
+def lossless(path: Path, frames: np.ndarray, angle: int = 0, hflip: bool = False, fps=25) -> None:
     """``frames`` (T x H x W x 3 uint8) as H.264 RGB at CRF 0: every value decodes as written. ``angle`` and
     ``hflip`` go into its display matrix: turned ``angle`` degrees counterclockwise for display, then mirrored
     left to right (PyAV's set_display_rotation), as phones and front cameras store footage."""
     import av
 
     with av.open(str(path), "w") as container:
-        stream = container.add_stream("libx264rgb", rate=25)
+        stream = container.add_stream("libx264rgb", rate=fps)
         stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "rgb24"
         stream.options = {"crf": "0"}
         if angle or hflip:
@@ -98,7 +99,7 @@ def test_torchvision_presets_resize_as_their_weights_transforms_before_the_centr
     from sava.models.zoo import TORCHVISION
 
     image = textured(240, 320)
-    lossless(tmp_path / "qvga.mkv", np.stack([image] * 3))
+    lossless(tmp_path / "qvga.mkv", np.stack([image] * 8))  # 2 frames at the presets' 15 or 7.5 fps of 25
     r3d = TORCHVISION["r3d_18"].sampling
     assert r3d.scaled_size((240, 320), (112, 112)) == (128, 171)
     clip = load_clip(tmp_path / "qvga.mkv", 2, (112, 112), r3d)
@@ -109,7 +110,7 @@ def test_torchvision_presets_resize_as_their_weights_transforms_before_the_centr
     # The short side of 256 at MViT's 224 x 224, checked at a quarter of that (the zoom carries to any size):
     # 180 x 320 covers 64 x 64 at 64 x 113 (113.8 truncated, as torchvision computes the long side).
     wide = textured(180, 320, seed=1)
-    lossless(tmp_path / "wide.mkv", np.stack([wide] * 3))
+    lossless(tmp_path / "wide.mkv", np.stack([wide] * 8))
     mvit = TORCHVISION["mvit_v2_s"].sampling
     assert mvit.scaled_size((180, 320), (224, 224)) == (256, 455)
     assert mvit.scaled_size((180, 320), (56, 56)) == (64, 113)
@@ -162,12 +163,72 @@ def test_a_stride_takes_consecutive_frames_from_the_middle_of_the_file(tmp_path)
         load_clip(tmp_path / "ramp.mkv", 16, (16, 16), Sampling(stride=2))
 
 
+def torchvision_rate_indices(frames: int, fps: float, rate: float, wanted: int) -> list[int]:
+    """The reference: torchvision's VideoClips resampling (float32, as it computes it): floor(frames * rate /
+    fps) frames, the k-th being file frame floor(k * fps / rate); the middle ``wanted`` of them."""
+    total = int(np.floor(frames * rate / fps))
+    picked = (torch.arange(total, dtype=torch.float32) * (fps / rate)).floor().long().tolist()
+    first = (total - wanted) // 2
+    return picked[first:first + wanted]
+
+
+@pytest.mark.parametrize("fps, frames", [(30, 30), (25, 30), (10, 20), (Fraction(30000, 1001), 30), (60, 31)])
+def test_a_frame_rate_resamples_each_file_as_torchvision_does(tmp_path, fps, frames):
+    """A clip at 15 fps: every other frame of 30 fps footage, every 5/3rd of 25 fps, frames repeated from 10
+    fps, NTSC's 29.97 a little under 2, each as torchvision picks them, from the middle of the file."""
+    path = tmp_path / "ramp.mkv"
+    lossless(path, np.stack([np.full((16, 16, 3), 8 * i, np.uint8) for i in range(frames)]), fps=fps)
+    clip = load_clip(path, 4, (16, 16), Sampling(rate=15))
+    assert [round(v) for v in (clip.mean(dim=(1, 2, 3)) * 255 / 8).tolist()] == torchvision_rate_indices(
+        frames, float(fps), 15.0, 4)
+
+
+def test_a_file_too_short_for_a_rate_says_which_rate_fits(tmp_path):
+    lossless(tmp_path / "second.mkv", np.stack([np.full((16, 16, 3), 8 * i, np.uint8) for i in range(30)]), fps=30)
+    # 16 frames at 15 fps span 32 frames of 30 fps; 30 frames hold 16 frames at 16 fps.
+    with pytest.raises(DataError, match=r"30 frames decode .* fewer than the 32 a clip of 16 frames at 15 fps "
+                                        r"\(the file's 30\) needs \(--frame-rate 16 fits it\)"):
+        load_clip(tmp_path / "second.mkv", 16, (16, 16), Sampling(rate=15))
+    assert load_clip(tmp_path / "second.mkv", 16, (16, 16), Sampling(rate=16)).shape[0] == 16
+
+
+def test_zoo_presets_take_their_weights_frame_rate_unless_told_otherwise():
+    from types import SimpleNamespace
+
+    from sava.models.adapter import sampling_for_files
+    from sava.models.zoo import TORCHVISION
+
+    assert {name: preset.sampling.rate for name, preset in TORCHVISION.items()} == {
+        "r3d_18": 15, "mc3_18": 15, "r2plus1d_18": 15, "s3d": 15, "mvit_v1_b": 7.5, "mvit_v2_s": 7.5,
+        "swin3d_t": 15, "swin3d_s": 15, "swin3d_b": 15}
+    r3d = SimpleNamespace(sampling=TORCHVISION["r3d_18"].sampling)
+    assert (sampling_for_files(r3d).rate, sampling_for_files(r3d).stride) == (15, None)
+    assert (sampling_for_files(r3d, stride=2).rate, sampling_for_files(r3d, stride=2).stride) == (None, 2)
+    assert (sampling_for_files(r3d, stride=0).rate, sampling_for_files(r3d, stride=0).stride) == (None, None)
+    assert sampling_for_files(r3d, rate=7.5).rate == 7.5
+    with pytest.raises(SavaError, match="--frame-stride 2 and --frame-rate 7.5 both say"):
+        sampling_for_files(r3d, stride=2, rate=7.5)
+
+
+def test_every_sampling_reads_back_as_recorded_and_an_older_record_as_it_was_sampled():
+    """run.json and sava train files hold ``record()``, through JSON; one written before a field existed reads
+    that field's old behaviour."""
+    for sampling in (Sampling(), Sampling("crop", 3, (1.25, 1.5)), Sampling(rate=7.5), Sampling(rate=15)):
+        assert Sampling.recorded(json.loads(json.dumps(sampling.record()))) == sampling
+    assert Sampling.recorded({"fit": "crop", "frame_stride": 2}) == Sampling("crop", 2)
+
+
 def test_a_sampling_that_means_nothing_is_refused():
     with pytest.raises(DataError, match="unknown frame fit 'zoom'; choose one of stretch, crop"):
         Sampling("zoom")
     for stride in (0, -2, 1.5):
         with pytest.raises(DataError, match="whole number of frames, at least 1"):
             Sampling(stride=stride)
+    for rate in (0, -15, float("nan"), float("inf"), 5000, "15", True):
+        with pytest.raises(DataError, match="a frame rate is a number of frames per second above 0"):
+            Sampling(rate=rate)
+    with pytest.raises(DataError, match=r"either at a frame rate \(15 fps\) or with a frame stride \(2\)"):
+        Sampling(stride=2, rate=15)
 
 
 def attack(root: Path, out: Path, *options: str) -> int:
@@ -236,6 +297,23 @@ def test_frame_stride_zero_spreads_the_clip_and_negative_is_refused(video_folder
     with pytest.raises(SystemExit):
         attack(root, tmp_path / "never", "--frame-stride", "-1")
     assert "a frame stride cannot be negative, got -1" in capsys.readouterr().err
+
+
+def test_a_frame_rate_is_recorded_kept_by_a_resume_and_excludes_a_stride(video_folder, tmp_path, capsys):  # noqa: F811
+    root, _ = video_folder  # files of 16 frames at 25 fps: 8 frames at 12.5 fps are every other one
+    out = tmp_path / "rate"
+    assert attack(root, out, "--frame-rate", "12.5", "--clip-frames", "8") == 0
+    assert json.loads((out / "run.json").read_text())["frame_rate"] == 12.5
+    assert "(8 frames at 12.5 fps, the middle of each file, 48 x 48, stretch)" in capsys.readouterr().out
+    assert attack(root, out, "--clip-frames", "8") == 0  # no options: the folder's own sampling
+    assert "2 of 2 videos already done" in capsys.readouterr().err
+    assert attack(root, out, "--clip-frames", "8", "--frame-rate", "10") == 2
+    assert "frame_rate: 12.5 then, 10.0 now" in capsys.readouterr().err
+    for wrong, message in ((["--frame-rate", "12.5", "--frame-stride", "2"], "not allowed with argument"),
+                           (["--frame-rate", "0"], "a frame rate lies above 0")):
+        with pytest.raises(SystemExit):
+            attack(root, tmp_path / "never", *wrong)
+        assert message in capsys.readouterr().err
 
 
 def test_clip_options_on_a_bundled_set_are_said_to_be_ignored_and_the_real_clip_recorded(tmp_path, capsys):
