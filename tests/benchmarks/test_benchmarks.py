@@ -22,7 +22,7 @@ REQUIRED = {"device", "commit", "torch", "op", "impl", "pass", "B", "T", "C", "H
 def test_benchmark_runs_and_writes_rows(op, sweep, tmp_path):
     out = tmp_path / f"{op}.jsonl"
     # The test's device, and its interpreter setting (the conftest switches it on for the CPU) passed on.
-    done = subprocess.run([sys.executable, str(BENCHMARKS / f"bench_{op}.py"), "--tiny", "--repeats", "2",
+    done = subprocess.run([sys.executable, str(BENCHMARKS / f"bench_{op}.py"), "--tiny", "--repeats", "1",
                            "--device", DEVICE, "--out", str(out), *sweep],
                           capture_output=True, text=True, cwd=BENCHMARKS, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
