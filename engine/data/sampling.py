@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import dataclass
 from fractions import Fraction
 
@@ -54,7 +55,7 @@ class Sampling:
                             f"scaled to at least the clip's size before its centre is kept); got {self.zoom!r}")
         object.__setattr__(self, "zoom", zoom)  # frozen: set once, as given but as floats
         if self.rate is not None:
-            if isinstance(self.rate, bool) or not isinstance(self.rate, (int, float)) or not (
+            if isinstance(self.rate, bool) or not isinstance(self.rate, numbers.Real) or not (
                     0 < self.rate <= MAX_FRAME_RATE):  # NaN fails the comparison too
                 raise DataError(f"a frame rate is a number of frames per second above 0, at most "
                                 f"{MAX_FRAME_RATE:g}; got {self.rate!r}")
