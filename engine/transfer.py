@@ -111,15 +111,30 @@ def from_run_folder(folder: str | Path, log=print) -> SourceRun:
 
 
 def check_targets_take(targets: dict[str, object], clip_shapes) -> None:
-    """Every target classifies one blank clip of each ``T x C x H x W`` it will be shown, before any attack
-    runs or any cell is computed: a target that cannot take the clips stops the transfer up front."""
+    """Every target classifies blank clips of each ``T x C x H x W`` it will be shown, two at once where it is
+    handed several (``max_batch``), before any attack runs or any cell is computed: a target that cannot take
+    the clips stops the transfer up front, and one that takes a single clip but not two is told
+    ``--batch-size 1``."""
     for label, target in targets.items():
+        batch = min(2, getattr(target, "max_batch", 1))
         for shape in dict.fromkeys(tuple(s) for s in clip_shapes):
             try:
-                target.predict(torch.zeros(1, *shape))
+                target.predict(torch.zeros(batch, *shape))
             except CLIP_MISMATCH as exc:
+                if batch > 1 and _classifies_one(target, shape):
+                    raise InputError(f"target {label} classifies one clip but not a batch of {batch} "
+                                     f"({first_line(exc)}); it takes one video at a time: give --batch-size 1"
+                                     ) from exc
                 raise InputError(f"target {label} cannot classify clips of {' x '.join(map(str, shape))} "
                                  f"(B x T x C x H x W): {first_line(exc)}") from exc
+
+
+def _classifies_one(target, shape) -> bool:
+    try:
+        target.predict(torch.zeros(1, *shape))
+    except CLIP_MISMATCH:
+        return False
+    return True
 
 
 def evaluate(sources: list[SourceRun], targets: dict[str, object], log=print) -> list[dict]:

@@ -18,8 +18,8 @@ from ..models.adapter import (
     DEFAULT_SIDE,
     check_output_count,
     clip_for_files,
-    masked_gradient_warning,
     outputs_on_clip,
+    response_warnings,
     sampling_for_files,
 )
 from ..runner.manifest import SETTINGS
@@ -173,11 +173,10 @@ def cmd_attack(args) -> int:
         if args.frames is not None:
             check_k(args.frames, dataset.clip_shape[0])  # before any work or any file
         names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
-        outputs = outputs_on_clip(model, dataset.clip_shape)
+        outputs = outputs_on_clip(model, dataset.clip_shape, batch=1 if args.batch_size == 1 else 2)
         check_output_count(model, outputs, names.names, names.source)
-        masked = masked_gradient_warning(model, dataset.clip_shape)
-        if masked:
-            print(masked, file=sys.stderr)
+        for warning in response_warnings(model, dataset.clip_shape):
+            print(warning, file=sys.stderr)
         if args.compile:  # after the blank-clip probe, which would otherwise compile for a batch of one
             if not hasattr(model, "compile"):
                 raise SavaError(f"--compile needs a white-box torch model; {model.name} is not one")

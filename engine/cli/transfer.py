@@ -34,6 +34,10 @@ def add_parser(sub) -> None:
                           help="ONNX Runtime execution provider")
     transfer.add_argument("--precision", default="fp32", choices=["fp32", "fp16"], help="TensorRT precision")
     transfer.add_argument("--num-videos", type=int, default=32)
+    transfer.add_argument("--batch-size", type=int, default=None,
+                          help="clips a target classifies at once (default: 64 for a torch model, 32 for an ONNX "
+                               "or TensorRT one, or what its file fixes); 1 for a model that takes one video at "
+                               "a time")
     transfer.add_argument("--iters", type=int, default=100)
     transfer.add_argument("--margin", type=finite, default=0.0,
                           help="sparse methods: stop a video only once its success holds by this many logits")
@@ -69,6 +73,8 @@ def cmd_transfer(args) -> int:
     from ..transfer import check_targets_take, disagreements, evaluate, from_run_folder, generate, write
     from .targets import Target, parse_targets
 
+    if args.batch_size is not None and args.batch_size < 1:
+        raise SavaError(f"--batch-size must be at least 1, got {args.batch_size}")
     runtimes = [r.strip() for r in args.runtime.split(",") if r.strip()]
     unknown = [r for r in runtimes if r not in RUNTIMES]
     if unknown:
@@ -111,6 +117,9 @@ def cmd_transfer(args) -> int:
                 target.model, runtime, provider=args.provider, precision=args.precision, onnx_dir=args.onnx_dir,
                 weights=target.weights, clip_shape=clip_shape, loaded=loaded,
                 **({} if carries_its_own(target.model) else target.description(described)))
+    if args.batch_size is not None:
+        for target in targets.values():
+            target.max_batch = min(target.max_batch, args.batch_size)
     check_targets_take(targets, [s.videos.shape[1:] for s in sources] + ([clips.clip_shape] if clips else []))
     if source_names:
         count = min(args.num_videos, len(clips))

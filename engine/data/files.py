@@ -101,12 +101,14 @@ def from_folder(root: str | Path, num_frames: int, size: tuple[int, int],
     if not folders:
         raise DataError(f"{root}: expected one sub-folder per class (UCF101 layout), found none")
     classes = [printable(folder.name) for folder in folders]  # a class name is written to JSON and text files
-    # Regular files only: a pipe, socket or device named like a video would block the decoder forever. Hidden
-    # files and folders are left out: a set copied from a Mac carries a "._NAME.avi" beside every video.
+    # Hidden files and folders are left out: a set copied from a Mac carries a "._NAME.avi" beside every video.
+    # Anything else named like a video is listed, even a pipe, a device or a link to nowhere: the decoder
+    # refuses those before opening them (a pipe would block it forever), so each becomes a skipped video
+    # with its reason instead of vanishing from the count.
     items, passed_over = [], Counter()
     for label, folder in enumerate(folders):
         for path in sorted(folder.rglob("*")):
-            if any(part.startswith(".") for part in path.relative_to(folder).parts) or not path.is_file():
+            if any(part.startswith(".") for part in path.relative_to(folder).parts) or path.is_dir():
                 continue
             if path.suffix.lower() in VIDEO_SUFFIXES:
                 items.append((path, label))

@@ -34,9 +34,14 @@ def _open_video(path: str | Path):
 
     try:
         if not os.path.exists(path):
+            if os.path.islink(path):
+                raise DataError(f"{path}: a symbolic link to {os.readlink(path)}, which does not exist")
             raise DataError(f"{path}: no such file")
-        if not stat.S_ISREG(os.stat(path).st_mode):  # a pipe or device would block the decoder
+        status = os.stat(path)
+        if not stat.S_ISREG(status.st_mode):  # a pipe or device would block the decoder
             raise DataError(f"{path}: not a regular file")
+        if status.st_size == 0:  # FFmpeg's word for it is "Invalid data found when processing input"
+            raise DataError(f"{path}: empty file (0 bytes)")
         with av.open(str(path)) as container:
             if not container.streams.video:
                 raise DataError(f"{path}: no video stream")

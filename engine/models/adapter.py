@@ -55,6 +55,7 @@ class VideoModel(DescribedModel):
     """A white-box (differentiable) video classifier."""
 
     white_box = True
+    max_batch = 64  # clips per forward in ``predict`` (``sava transfer --batch-size``)
 
     def __init__(self, module: nn.Module, info: ModelInfo | None = None, device: str | torch.device | None = None):
         info = info or ModelInfo()
@@ -113,10 +114,10 @@ class VideoModel(DescribedModel):
     __call__ = logits
 
     @torch.no_grad()
-    def predict(self, videos: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-        """Labels and softmax probabilities, in eval mode, in chunks."""
+    def predict(self, videos: torch.Tensor, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Labels and softmax probabilities, in eval mode, in chunks of ``batch_size`` (else ``max_batch``)."""
         with self.attack_mode():
-            probs = torch.cat([self.logits(chunk).softmax(-1) for chunk in videos.split(batch_size)])
+            probs = torch.cat([self.logits(chunk).softmax(-1) for chunk in videos.split(batch_size or self.max_batch)])
         return probs.argmax(-1), probs
 
     @contextmanager
@@ -234,15 +235,22 @@ def sampling_for_files(info: ModelInfo, fit: str | None = None, stride: int | No
 CLIP_MISMATCH = (RuntimeError, ValueError, TypeError, IndexError, AssertionError)
 
 
-def outputs_on_clip(model, clip_shape) -> int:
-    """One forward on a blank ``1 x T x C x H x W`` clip, before any work: the model's number of outputs, or
-    an error that says which clip in which layout the model refused, and what to change."""
+def outputs_on_clip(model, clip_shape, batch: int = 1) -> int:
+    """One forward on ``batch`` blank ``T x C x H x W`` clips, before any work: the model's number of outputs,
+    or an error that says which clip in which layout the model refused, and what to change. A command that
+    batches videos asks for 2, so that a model built for one video at a time (a trace or an export fixed at
+    batch 1, an ``assert`` on the batch) is told apart from one that refuses the clip, and says so."""
     with torch.no_grad(), model.attack_mode():
         try:
-            logits = model.logits(torch.zeros(1, *clip_shape))
+            logits = model.logits(torch.zeros(batch, *clip_shape))
         except CLIP_MISMATCH as exc:
             if is_out_of_memory(exc):  # not the clip's shape: the command's own handler says what to lower
                 raise
+            if batch > 1 and _runs_on_one_clip(model, clip_shape):
+                raise ModelError(
+                    f"model {model.name!r} runs on one clip but fails on a batch of {batch} "
+                    f"({type(exc).__name__}: {first_line(exc)}); it takes one video at a time: give --batch-size 1"
+                ) from exc
             t, c, h, w = clip_shape
             layout = getattr(model.info, "layout", "BTCHW")
             other = "BCTHW" if layout == "BTCHW" else "BTCHW"
@@ -254,8 +262,9 @@ def outputs_on_clip(model, clip_shape) -> int:
         raise ModelError(f"model {model.name!r} returns {type(logits).__name__}, not a tensor of logits (nor a "
                          "dict or output with 'logits', nor a tuple starting with them); sava needs B x classes "
                          "logits")
-    if logits.dim() != 2 or logits.shape[0] != 1:
-        raise ModelError(f"model {model.name!r} returns a tensor of shape {tuple(logits.shape)} for one clip; "
+    if logits.dim() != 2 or logits.shape[0] != batch:
+        clips = "one clip" if batch == 1 else f"{batch} clips"
+        raise ModelError(f"model {model.name!r} returns a tensor of shape {tuple(logits.shape)} for {clips}; "
                          "sava needs B x classes logits")
     if logits.shape[1] < 2:
         raise ModelError(f"model {model.name!r} returns one output per clip; sava attacks classifiers with a "
@@ -264,11 +273,25 @@ def outputs_on_clip(model, clip_shape) -> int:
     return int(logits.shape[1])
 
 
-def masked_gradient_warning(model, clip_shape) -> str | None:
-    """A warning when the model's logits do not respond to its input through autograd (a zero or non-finite
-    gradient on a random clip): rounding, quantisation, ``argmax``, ``.detach()`` or ``torch.no_grad`` in its
-    forward mask the gradient that every white-box attack follows, so the attack could never move it, and a
-    zero fooling rate would say nothing about its robustness."""
+def _runs_on_one_clip(model, clip_shape) -> bool:
+    try:
+        model.logits(torch.zeros(1, *clip_shape))
+    except CLIP_MISMATCH:
+        return False
+    return True
+
+
+def response_warnings(model, clip_shape) -> list[str]:
+    """Warnings about how the model's outputs respond to a random clip, from one forward and backward:
+
+    * a zero or non-finite gradient of the logits with respect to the input: rounding, quantisation,
+      ``argmax``, ``.detach()`` or ``torch.no_grad`` in its forward mask the gradient that every white-box
+      attack follows, so the attack could never move it, and a zero fooling rate would say nothing about its
+      robustness;
+    * outputs that are probabilities (rows of non-negative numbers summing to 1): the attacks' losses take
+      a softmax of what the model returns, and the softmax of numbers between 0 and 1 is nearly uniform
+      whatever the model thinks, so the attack's signal is all but gone (its log, or the logits before the
+      softmax, serve: a log-softmax is a valid set of logits)."""
     generator = torch.Generator().manual_seed(0)
     clip = torch.rand(1, *clip_shape, generator=generator).to(model.device).requires_grad_(True)
     with model.attack_mode(), torch.enable_grad():
@@ -279,14 +302,28 @@ def masked_gradient_warning(model, clip_shape) -> str | None:
             weights = torch.randn(logits.shape, generator=generator).to(logits.device)  # no output sum cancels
             (gradient,) = torch.autograd.grad((logits.float() * weights).sum(), clip, allow_unused=True)
             gradient = torch.zeros_like(clip) if gradient is None else gradient
+    warnings = []
     finite = bool(torch.isfinite(gradient).all())
-    if finite and bool(gradient.abs().sum() > 0):
-        return None
-    what = "zero" if finite else "not finite"
-    return (f"warning: model {model.name!r} gives its logits a gradient with respect to its input that is {what} "
-            "on a random clip: its forward masks gradients (rounding, quantisation, argmax, .detach() or no_grad), so "
-            "gradient attacks cannot move it and a low fooling rate here says nothing about its robustness; "
+    if not (finite and bool(gradient.abs().sum() > 0)):
+        what = "zero" if finite else "not finite"
+        warnings.append(
+            f"warning: model {model.name!r} gives its logits a gradient with respect to its input that is {what} "
+            "on a random clip: its forward masks gradients (rounding, quantisation, argmax, .detach() or no_grad), "
+            "so gradient attacks cannot move it and a low fooling rate here says nothing about its robustness; "
             "attack a differentiable surrogate and measure transfer (sava transfer)")
+    if looks_like_probabilities(logits.detach()):
+        warnings.append(
+            f"warning: model {model.name!r} returns probabilities (its outputs on a random clip are between 0 and "
+            "1 and sum to 1), not logits: the attacks take a softmax of the outputs, which is then nearly "
+            "uniform, so they can barely move it; return the logits before the softmax (or their log-softmax)")
+    return warnings
+
+
+def looks_like_probabilities(outputs: torch.Tensor) -> bool:
+    """Rows of non-negative numbers at most 1 that sum to 1 (to float32 rounding of a softmax)."""
+    outputs = outputs.float()
+    sums = outputs.sum(dim=-1)
+    return bool(((outputs >= 0) & (outputs <= 1)).all() and torch.allclose(sums, torch.ones_like(sums), atol=1e-4))
 
 
 def check_output_count(model, outputs: int, names: list[str] | None, source: str) -> None:

@@ -23,7 +23,7 @@ class AttackedModel(Protocol):
     def logits(self, videos: torch.Tensor) -> torch.Tensor:
         """Differentiable logits of ``B x T x C x H x W`` videos in [0, 1]."""
 
-    def predict(self, videos: torch.Tensor, batch_size: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    def predict(self, videos: torch.Tensor, batch_size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Labels and softmax probabilities, without gradients."""
 
     def attack_mode(self) -> AbstractContextManager:

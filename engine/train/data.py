@@ -62,7 +62,7 @@ def training_data(model, config, workers: int = 2, progress: bool = True, cache:
 
     # Class names and label maps need only the file lists: a mismatch stops before any file is decoded.
     names = ClassNames(model.classes, model.info.extra.get("class_order", "the model's metadata"))
-    outputs = outputs_on_clip(model, train_files.clip_shape)
+    outputs = outputs_on_clip(model, train_files.clip_shape, batch=1 if config.batch_size == 1 else 2)
     notes = [note for note in map(passed_over_note, (train_files, test_files)) if note]
     if names.names is None:  # the data names the outputs: its sorted class names, or its class indices
         from_indices = getattr(train_files, "labels_are_indices", False)

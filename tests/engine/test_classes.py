@@ -151,6 +151,25 @@ def test_a_model_that_masks_its_gradient_is_attacked_with_a_warning_that_says_so
     assert "masks gradients" not in capsys.readouterr().err
 
 
+def test_a_model_that_takes_one_video_at_a_time_is_told_to_use_batch_size_1(folder, tmp_path, capsys):
+    model = "tests.engine.toy_models:one_at_a_time"
+    assert attack(folder, tmp_path / "batched", "--model", model) == 2
+    err = capsys.readouterr().err
+    assert "runs on one clip but fails on a batch of 2 (RuntimeError: shape '[1, -1]'" in err
+    assert "give --batch-size 1" in err and "--layout" not in err
+    assert attack(folder, tmp_path / "single", "--model", model, "--batch-size", "1") == 0
+    assert metrics(tmp_path / "single")["summary"]["attacked"] == 4
+
+
+def test_a_model_that_returns_probabilities_is_attacked_with_a_warning(folder, tmp_path, capsys):
+    assert attack(folder, tmp_path / "probabilities", "--model", "tests.engine.toy_models:probabilities") == 0
+    err = capsys.readouterr().err
+    assert "returns probabilities" in err and "return the logits before the softmax" in err
+    assert metrics(tmp_path / "probabilities")["summary"]["attacked"] == 4  # the decisions are the model's
+    assert attack(folder, tmp_path / "plain", "--model", "tests.engine.toy_models:brightness_named") == 0
+    assert "returns probabilities" not in capsys.readouterr().err
+
+
 def test_running_out_of_memory_says_what_to_lower_and_keeps_the_run_folder(folder, tmp_path, capsys):
     out = tmp_path / "run"
     assert attack(folder, out, "--model", "tests.engine.toy_models:greedy", "--batch-size", "4") == 1

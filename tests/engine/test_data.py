@@ -205,14 +205,25 @@ def test_a_negative_csv_label_is_an_error(tmp_path):
         from_csv(table, 4, (32, 32))
 
 
-def test_a_pipe_named_like_a_video_does_not_hang_the_run(tmp_path):
-    """Defect 13: a FIFO in a dataset folder blocked the decoder forever."""
+def test_a_pipe_a_link_to_nowhere_and_an_empty_file_are_listed_with_their_reasons(tmp_path):
+    """Defect 13: a FIFO in a dataset folder blocked the decoder forever. Such entries are still videos of the
+    set, skipped with a reason, not dropped from its count unsaid."""
     clip = bundled("digits", "test").float_videos(0)
     (tmp_path / "up").mkdir()
     write_video(tmp_path / "up" / "real.mp4", clip)
     os.mkfifo(tmp_path / "up" / "pipe.mp4")
+    os.symlink("moved-away.mp4", tmp_path / "up" / "dangling.mp4")
+    os.symlink("real.mp4", tmp_path / "up" / "linked.mp4")
+    (tmp_path / "up" / "empty.mp4").touch()
     dataset = from_folder(tmp_path, 4, (32, 32))
-    assert [dataset.video_id(i) for i in range(len(dataset))] == ["up/real.mp4"]
+    ids = [dataset.video_id(i) for i in range(len(dataset))]
+    assert ids == ["up/dangling.mp4", "up/empty.mp4", "up/linked.mp4", "up/pipe.mp4", "up/real.mp4"]
+    reasons = {"dangling": "a symbolic link to moved-away.mp4, which does not exist",
+               "empty": r"empty file \(0 bytes\)", "pipe": "not a regular file"}
+    for name, reason in reasons.items():
+        with pytest.raises(DataError, match=f"{name}.mp4: {reason}"):
+            dataset[ids.index(f"up/{name}.mp4")]
+    assert torch.equal(dataset[ids.index("up/linked.mp4")][1], dataset[ids.index("up/real.mp4")][1])
     listed = tmp_path / "list.csv"
     listed.write_text("up/pipe.mp4,0\n")
     with pytest.raises(DataError, match="not a regular file"):

@@ -192,6 +192,19 @@ def test_a_target_that_cannot_take_the_clips_stops_the_transfer_before_any_attac
     assert "cannot classify clips of" in err and "generating" not in err and not (tmp_path / "t").exists()
 
 
+def test_a_target_that_takes_one_video_at_a_time_is_told_batch_size_1_and_then_scored(tmp_path, capsys):
+    out, _ = _attacked_folder(tmp_path)
+    command = ["transfer", "--runs", str(out), "--targets", "tests.engine.toy_models:one_at_a_time_ten",
+               "--runtime", "torch"]
+    assert main([*command, "--out", str(tmp_path / "batched")]) == 2
+    err = capsys.readouterr().err
+    assert "classifies one clip but not a batch of 2" in err and "give --batch-size 1" in err
+    assert main([*command, "--batch-size", "1", "--out", str(tmp_path / "single")]) == 0
+    (row,) = json.loads((tmp_path / "single" / "transfer.json").read_text())["rows"]
+    expected = load_model("tests.engine.toy_models:pooled_3d_ten").predict(from_run_folder(out).videos)[0]
+    assert row["clean_predictions"] == expected.tolist()  # the wrapped model's own decisions, clip by clip
+
+
 def test_weights_for_an_onnx_target_are_refused_not_ignored(tmp_path):
     from sava.errors import ModelError
     from sava.export import load_runtime_model

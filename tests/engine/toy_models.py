@@ -172,12 +172,49 @@ def quantised() -> nn.Module:
     return Quantised()
 
 
-class Greedy(Pooled3d):
-    """``Pooled3d`` that asks the allocator for 16 TiB on a batch of more than one clip: a real out-of-memory
-    error, raised at once (nothing is allocated), past the one-clip probe that precedes an attack."""
+class OneAtATime(nn.Module):
+    """A model that takes one video at a time, as a trace or an export fixed at batch 1 does."""
+
+    def __init__(self, inner: nn.Module):
+        super().__init__()
+        self.inner = inner
+        self.classes = getattr(inner, "classes", None)
 
     def forward(self, x):
-        if x.shape[0] > 1:
+        if x.shape[0] != 1:
+            raise RuntimeError(f"shape '[1, -1]' is invalid for input of size {x.numel()}")
+        return self.inner(x)
+
+
+def one_at_a_time() -> nn.Module:
+    return OneAtATime(Brightness(["dark", "bright"]))
+
+
+def one_at_a_time_ten() -> nn.Module:
+    torch.manual_seed(0)
+    return OneAtATime(Pooled3d(classes=10))
+
+
+class Probabilities(Brightness):
+    """``Brightness`` that ends in a softmax: the same decisions, probabilities instead of logits."""
+
+    def __init__(self):
+        super().__init__(["dark", "bright"])
+
+    def forward(self, x):
+        return super().forward(x).softmax(dim=1)
+
+
+def probabilities() -> nn.Module:
+    return Probabilities()
+
+
+class Greedy(Pooled3d):
+    """``Pooled3d`` that asks the allocator for 16 TiB on a batch of more than two clips: a real out-of-memory
+    error, raised at once (nothing is allocated), past the two-clip probe that precedes an attack."""
+
+    def forward(self, x):
+        if x.shape[0] > 2:
             torch.empty(2 ** 42, device=x.device)
         return super().forward(x)
 
