@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from ..data.sampling import Sampling
-from ..errors import ModelError, first_line
+from ..errors import ModelError, SavaError, first_line, is_out_of_memory
 from .adapter import ModelInfo, VideoModel
 from .bundled import bundled_names, load_bundled, load_weights_file, read_metadata
 from .weights_file import fill
@@ -120,7 +120,14 @@ def _from_factory(spec: str) -> torch.nn.Module:
         factory = getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError) as exc:
         raise ModelError(f"cannot import the model factory {spec!r}: {exc}") from exc
-    module = factory()
+    try:
+        module = factory()
+    except SavaError:
+        raise
+    except Exception as exc:  # the user's code: any failure is theirs to read, named as coming from it
+        if is_out_of_memory(exc):  # the command's own handler says what to lower
+            raise
+        raise ModelError(f"the model factory {spec!r} raised {type(exc).__name__}: {first_line(exc)}") from exc
     if not isinstance(module, torch.nn.Module):
         raise ModelError(f"{spec} returned {type(module).__name__}, not a torch.nn.Module")
     return module

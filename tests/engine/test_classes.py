@@ -170,6 +170,13 @@ def test_a_model_that_returns_probabilities_is_attacked_with_a_warning(folder, t
     assert "returns probabilities" not in capsys.readouterr().err
 
 
+def test_a_factory_that_fails_is_named_as_the_source_of_the_error(folder, tmp_path, capsys):
+    assert attack(folder, tmp_path / "run", "--model", "tests.engine.toy_models:broken_factory") == 2
+    err = capsys.readouterr().err
+    assert ("the model factory 'tests.engine.toy_models:broken_factory' raised FileNotFoundError: "
+            "[Errno 2] No such file or directory: 'backbone.pth'") in err and "unexpected" not in err
+
+
 def test_running_out_of_memory_says_what_to_lower_and_keeps_the_run_folder(folder, tmp_path, capsys):
     out = tmp_path / "run"
     assert attack(folder, out, "--model", "tests.engine.toy_models:greedy", "--batch-size", "4") == 1

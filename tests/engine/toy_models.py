@@ -222,3 +222,8 @@ class Greedy(Pooled3d):
 def greedy() -> nn.Module:
     torch.manual_seed(0)
     return Greedy(classes=2)
+
+
+def broken_factory() -> nn.Module:
+    """A factory whose own code fails, as a user's does when a file it reads is missing."""
+    raise FileNotFoundError("[Errno 2] No such file or directory: 'backbone.pth'")
