@@ -26,7 +26,7 @@ from . import kernels
 from .classes import spelling
 from .errors import DataError, InputError, first_line
 from .metrics import VideoResult
-from .models.adapter import CLIP_MISMATCH
+from .models.adapter import CLIP_MISMATCH, takes_one_clip
 
 
 @dataclass
@@ -121,20 +121,12 @@ def check_targets_take(targets: dict[str, object], clip_shapes) -> None:
             try:
                 target.predict(torch.zeros(batch, *shape))
             except CLIP_MISMATCH as exc:
-                if batch > 1 and _classifies_one(target, shape):
+                if batch > 1 and takes_one_clip(target.predict, shape):
                     raise InputError(f"target {label} classifies one clip but not a batch of {batch} "
                                      f"({first_line(exc)}); it takes one video at a time: give --batch-size 1"
                                      ) from exc
                 raise InputError(f"target {label} cannot classify clips of {' x '.join(map(str, shape))} "
                                  f"(B x T x C x H x W): {first_line(exc)}") from exc
-
-
-def _classifies_one(target, shape) -> bool:
-    try:
-        target.predict(torch.zeros(1, *shape))
-    except CLIP_MISMATCH:
-        return False
-    return True
 
 
 def evaluate(sources: list[SourceRun], targets: dict[str, object], log=print) -> list[dict]:

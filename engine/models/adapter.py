@@ -246,7 +246,7 @@ def outputs_on_clip(model, clip_shape, batch: int = 1) -> int:
         except CLIP_MISMATCH as exc:
             if is_out_of_memory(exc):  # not the clip's shape: the command's own handler says what to lower
                 raise
-            if batch > 1 and _runs_on_one_clip(model, clip_shape):
+            if batch > 1 and takes_one_clip(model.logits, clip_shape):
                 raise ModelError(
                     f"model {model.name!r} runs on one clip but fails on a batch of {batch} "
                     f"({type(exc).__name__}: {first_line(exc)}); it takes one video at a time: give --batch-size 1"
@@ -273,9 +273,11 @@ def outputs_on_clip(model, clip_shape, batch: int = 1) -> int:
     return int(logits.shape[1])
 
 
-def _runs_on_one_clip(model, clip_shape) -> bool:
+def takes_one_clip(forward, clip_shape) -> bool:
+    """Whether ``forward`` (a model's ``logits`` or a target's ``predict``) takes one blank clip: told apart
+    from a batch it refused, a model built for one video at a time from one that refuses the clip."""
     try:
-        model.logits(torch.zeros(1, *clip_shape))
+        forward(torch.zeros(1, *clip_shape))
     except CLIP_MISMATCH:
         return False
     return True
